@@ -1,0 +1,207 @@
+"""LoRA on the UNet through peft: add, switch, scale, save, load.
+
+A motion LoRA folder is what diffusers expects plus one JSON file:
+
+    pytorch_lora_weights.safetensors   unet.-prefixed peft keys (lora_A / lora_B), LoraConfig in the header
+    motionsep.json                     method, targets, Appearance Highway / PLI defaults, training config
+    spatial/pytorch_lora_weights.safetensors   dual-path methods only; not used at inference
+
+AnimateDiff folders load with ``AnimateDiffPipeline.load_lora_weights``; ModelScope/ZeroScope folders
+with peft's ``inject_adapter_in_model`` + ``set_peft_model_state_dict`` (see the README).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
+from peft.tuners.tuners_utils import BaseTunerLayer
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from .errors import MotionsepError
+from .models import FAMILIES, family_of
+
+MOTION = "motion"  # adapter name of the motion (temporal) LoRA
+SPATIAL = "spatial"  # adapter name of the dual-path methods' spatial LoRA
+WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
+METADATA_NAME = "motionsep.json"
+FORMAT = "motionsep-lora/1"
+
+
+def make_lora_config(module_names: list[str], rank: int, alpha: float | None, dropout: float) -> LoraConfig:
+    return LoraConfig(
+        r=rank,
+        lora_alpha=rank if alpha is None else alpha,
+        lora_dropout=dropout,
+        target_modules=list(module_names),
+        init_lora_weights=True,  # B = 0: a fresh LoRA leaves the model unchanged
+    )
+
+
+def add_lora(unet: torch.nn.Module, config: LoraConfig, adapter_name: str) -> None:
+    """Inject one adapter with peft, keeping every adapter already there active.
+
+    peft makes the newest adapter the only active one on *every* LoRA layer, which would silently
+    switch off a motion LoRA when a spatial one is added on other layers; re-activate them all.
+    """
+    try:
+        inject_adapter_in_model(config, unet, adapter_name=adapter_name)
+    except ValueError as exc:
+        raise MotionsepError(f"cannot add LoRA '{adapter_name}': {str(exc).splitlines()[0]}") from None
+    names = sorted({name for layer in lora_layers(unet) for name in layer.lora_A})
+    for layer in lora_layers(unet):
+        layer.set_adapter(names)
+
+
+def lora_layers(unet: torch.nn.Module, adapter_name: str | None = None) -> list[BaseTunerLayer]:
+    return [
+        m
+        for m in unet.modules()
+        if isinstance(m, BaseTunerLayer) and (adapter_name is None or adapter_name in getattr(m, "lora_A", {}))
+    ]
+
+
+def lora_parameters(unet: torch.nn.Module, adapter_name: str) -> list[torch.nn.Parameter]:
+    params = []
+    for layer in lora_layers(unet, adapter_name):
+        params += list(layer.lora_A[adapter_name].parameters()) + list(layer.lora_B[adapter_name].parameters())
+    return params
+
+
+def set_lora_enabled(unet: torch.nn.Module, enabled: bool, adapter_name: str | None = None) -> None:
+    """Switch LoRA layers on or off without touching which parameters are trainable."""
+    for layer in lora_layers(unet, adapter_name):
+        flags = [p.requires_grad for p in layer.parameters()]
+        layer.enable_adapters(enabled)  # peft also flips requires_grad here; keep ours
+        for p, flag in zip(layer.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def lora_disabled(unet: torch.nn.Module, adapter_name: str | None = None) -> Iterator[None]:
+    set_lora_enabled(unet, False, adapter_name)
+    try:
+        yield
+    finally:
+        set_lora_enabled(unet, True, adapter_name)
+
+
+def set_lora_scale(unet: torch.nn.Module, scale: float, adapter_name: str = MOTION) -> None:
+    """Multiply the adapter's alpha/r scaling by `scale` (the --lora-scale of generation)."""
+    for layer in lora_layers(unet, adapter_name):
+        layer.set_scale(adapter_name, scale)
+
+
+def lora_state_dict(unet: torch.nn.Module, adapter_name: str) -> dict[str, torch.Tensor]:
+    """peft keys without the adapter name: '<module>.lora_A.weight', contiguous and on the CPU."""
+    state = get_peft_model_state_dict(unet, adapter_name=adapter_name)
+    return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+
+
+def _write_weights(folder: Path, state: dict[str, torch.Tensor], config: LoraConfig, pipeline_class: str) -> None:
+    import diffusers
+
+    pipeline_cls = getattr(diffusers, pipeline_class)
+    metadata = config.to_dict()
+    metadata["target_modules"] = sorted(metadata["target_modules"])
+    pipeline_cls.save_lora_weights(
+        str(folder), unet_lora_layers=state, weight_name=WEIGHTS_NAME, unet_lora_adapter_metadata=metadata
+    )
+
+
+def save_lora_folder(
+    unet: torch.nn.Module,
+    folder: str | os.PathLike,
+    metadata: dict[str, Any],
+    configs: dict[str, LoraConfig],
+) -> Path:
+    """Write the motion LoRA (and the spatial LoRA, if any) into `folder`.
+
+    Files are written into a temporary folder beside it and renamed into place one by one, with
+    motionsep.json last: a kill mid-write never leaves a truncated file under a final name.
+    """
+    folder = Path(folder)
+    family = family_of(unet)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=folder))
+    try:
+        _write_weights(tmp, lora_state_dict(unet, MOTION), configs[MOTION], family.pipeline_class)
+        if SPATIAL in configs:
+            (tmp / "spatial").mkdir()
+            _write_weights(tmp / "spatial", lora_state_dict(unet, SPATIAL), configs[SPATIAL], family.pipeline_class)
+        meta = {"format": FORMAT, "family": family.name, **metadata}
+        meta["lora_config"] = {k: v for k, v in configs[MOTION].to_dict().items() if k in _LORA_CONFIG_KEYS}
+        meta["lora_config"]["target_modules"] = sorted(configs[MOTION].target_modules)
+        (tmp / METADATA_NAME).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        for name in (f"spatial/{WEIGHTS_NAME}", WEIGHTS_NAME, METADATA_NAME):
+            if (tmp / name).is_file():
+                (folder / name).parent.mkdir(exist_ok=True)
+                os.replace(tmp / name, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+_LORA_CONFIG_KEYS = ("r", "lora_alpha", "lora_dropout", "target_modules", "bias")
+
+
+def read_lora_metadata(folder: str | os.PathLike) -> dict[str, Any]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MotionsepError(f"LoRA folder '{folder}' does not exist")
+    meta_path = folder / METADATA_NAME
+    if not meta_path.is_file():
+        raise MotionsepError(
+            f"'{folder}' has no {METADATA_NAME}: it is not a motionsep LoRA (load other LoRAs with diffusers' load_lora_weights)"
+        )
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MotionsepError(f"'{meta_path}' is corrupt ({exc}): retrain or restore the LoRA folder") from None
+    if meta.get("format") != FORMAT or meta.get("family") not in FAMILIES:
+        raise MotionsepError(f"'{meta_path}' is not a {FORMAT} file: retrain or restore the LoRA folder")
+    return meta
+
+
+def read_lora_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a safetensors LoRA file; pickles are never opened, so nothing in a weight file executes."""
+    path = Path(path)
+    if not path.is_file():
+        raise MotionsepError(f"LoRA weights '{path}' are missing: retrain or restore the LoRA folder")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise MotionsepError(f"LoRA weights '{path}' are corrupt or not safetensors ({exc}): retrain or restore them") from None
+
+
+def load_motion_lora(unet: torch.nn.Module, folder: str | os.PathLike, adapter_name: str = MOTION) -> dict[str, Any]:
+    """Load a motionsep LoRA folder onto `unet` with peft; returns its metadata."""
+    folder = Path(folder)
+    meta = read_lora_metadata(folder)
+    family = family_of(unet)
+    if meta["family"] != family.name:
+        raise MotionsepError(
+            f"LoRA '{folder}' was trained for the {meta['family']} family but the model is {family.name} "
+            f"({family.unet_class}): use a base model of the family it was trained on"
+        )
+    state = read_lora_weights(folder / WEIGHTS_NAME)
+    prefix = "unet."
+    state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if not state:
+        raise MotionsepError(f"LoRA weights in '{folder}' hold no 'unet.' keys: not a UNet LoRA")
+    config = LoraConfig(**meta["lora_config"])
+    add_lora(unet, config, adapter_name)
+    result = set_peft_model_state_dict(unet, state, adapter_name=adapter_name)
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise MotionsepError(f"LoRA '{folder}' does not fit this UNet: unexpected key '{unexpected[0]}'")
+    unet.to(next(p for p in unet.parameters()).device)
+    return meta

@@ -1,0 +1,175 @@
+"""Training configuration as plain data: nested dataclasses read from YAML.
+
+Every key is checked: an unknown key or a value of the wrong type is a MotionsepError that names
+the closest valid key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import MotionsepError, closest
+
+
+@dataclass
+class DataConfig:
+    path: str = ""  # one video file or a folder of clips
+    caption: str | None = None  # None: a same-name .txt beside each clip
+    frames: int = 16
+    stride: int = 1
+    size: list[int] = field(default_factory=lambda: [384, 384])  # height, width
+
+
+@dataclass
+class LoraConfig:
+    targets: list[str] | None = None  # temporal targets; None: the method's own
+    rank: int = 32
+    alpha: float | None = None  # None: equal to rank (scale 1, as MotionDirector and the release)
+    dropout: float = 0.1
+
+
+@dataclass
+class HighwayConfig:
+    enabled: bool | None = None  # None: the method's default
+    blocks: str | list[int] = "deepest"  # "deepest", "all" or indices of down blocks
+    scale: float = 1.1
+    during_training: bool = False
+    first_skip_from_conv_in: bool = False
+
+
+@dataclass
+class OptimConfig:
+    steps: int = 300
+    learning_rate: float = 5e-4
+    weight_decay: float = 1e-2
+    batch_size: int = 1
+    seed: int = 0
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "no"  # "no", "fp16" or "bf16"
+    checkpoint_every: int = 100
+    spatial_skip_probability: float = 0.2  # dual-path methods: temporal steps without the spatial LoRA
+
+
+@dataclass
+class TrainConfig:
+    model: str = ""
+    motion_adapter: str | None = None  # AnimateDiff: a MotionAdapter folder when `model` is an SD1.5 pipeline
+    method: str = "tap"
+    output_dir: str = "runs/motion-lora"
+    data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    appearance_highway: HighwayConfig = field(default_factory=HighwayConfig)
+    pli_tau: int | None = None  # stored as the generation default; None: PLI off
+    train: OptimConfig = field(default_factory=OptimConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise MotionsepError(f"config section '{where or 'top level'}' must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise MotionsepError(f"unknown config key '{full}'{closest(str(key), names)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, full)
+        elif not _type_ok(value, hint):
+            want = str(hint).replace("typing.", "")
+            raise MotionsepError(f"config key '{full}' must be {want}, got {value!r}")
+        else:
+            kwargs[key] = float(value) if hint is float and isinstance(value, int) else value
+    return cls(**kwargs)
+
+
+def set_dotted(data: dict, assignment: str) -> None:
+    """Apply one `--set key.sub=value` override; the value is parsed as YAML (numbers, lists, null)."""
+    if "=" not in assignment:
+        raise MotionsepError(f"--set needs key=value, got '{assignment}'")
+    key, raw = assignment.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise MotionsepError(f"--set {key}: '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def config_from_dict(data: dict, overrides: list[str] = ()) -> TrainConfig:
+    data = dict(data or {})
+    for assignment in overrides:
+        set_dotted(data, assignment)
+    config = _build(TrainConfig, data, "")
+    validate(config)
+    return config
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise MotionsepError(f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise MotionsepError(f"config '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return config_from_dict(data, overrides)
+
+
+def validate(config: TrainConfig) -> None:
+    """Checks that need more than types. Method and target names are checked in methods.py."""
+    from .methods import resolve_method
+
+    if not config.model:
+        raise MotionsepError("config needs 'model': a diffusers pipeline folder, a hub id, or 'toy'")
+    if not config.data.path:
+        raise MotionsepError("config needs 'data.path': a video file or a folder of clips")
+    if config.data.frames < 1 or config.data.stride < 1:
+        raise MotionsepError("data.frames and data.stride must be at least 1")
+    if len(config.data.size) != 2 or min(config.data.size) < 8:
+        raise MotionsepError(f"data.size must be [height, width] of at least 8 pixels, got {config.data.size}")
+    if config.lora.rank < 1:
+        raise MotionsepError(f"lora.rank must be at least 1, got {config.lora.rank}")
+    if not 0 <= config.lora.dropout < 1:
+        raise MotionsepError(f"lora.dropout must be in [0, 1), got {config.lora.dropout}")
+    if config.train.mixed_precision not in ("no", "fp16", "bf16"):
+        raise MotionsepError(
+            f"train.mixed_precision must be no, fp16 or bf16{closest(config.train.mixed_precision, ['no', 'fp16', 'bf16'])}"
+        )
+    if config.train.steps < 1 or config.train.batch_size < 1:
+        raise MotionsepError("train.steps and train.batch_size must be at least 1")
+    blocks = config.appearance_highway.blocks
+    if isinstance(blocks, str) and blocks not in ("deepest", "all"):
+        raise MotionsepError(f"appearance_highway.blocks must be 'deepest', 'all' or a list of indices{closest(blocks, ['deepest', 'all'])}")
+    resolve_method(config.method, config.lora.targets)

@@ -1,0 +1,130 @@
+"""Method presets: which linear layers get LoRA, which training paths run, which loss is used.
+
+A preset is plain data. ``lora_targets`` turns it into exact module names for a given UNet, so what
+is trained, what ``inspect`` reports and what the tests check are one and the same list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from .errors import MotionsepError, closest
+from .models import spatial_transformers, temporal_transformers
+
+# Short target names -> linear layers inside a diffusers BasicTransformerBlock attention / feed-forward.
+TARGET_LAYERS: dict[str, tuple[str, ...]] = {
+    "q": ("to_q",),
+    "k": ("to_k",),
+    "v": ("to_v",),
+    "out": ("to_out.0",),
+    "ff": ("ff.net.0.proj", "ff.net.2"),
+}
+ATTENTION_TARGETS = ("q", "k", "v", "out")
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    summary: str
+    temporal_targets: tuple[str, ...]  # on both attentions of every temporal transformer block (ff: the block's FF)
+    spatial_targets: tuple[str, ...] = ()  # on the self-attention of every spatial transformer; () = no spatial path
+    debiased_loss: bool = False  # MotionDirector's appearance-debiased temporal loss, added to the MSE
+    highway: bool = False  # Appearance Highway on at inference by default
+
+    @property
+    def dual_path(self) -> bool:
+        return bool(self.spatial_targets)
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            "tap",
+            "Temporal Attention Purification (the paper): LoRA on temporal q, k only; one forward a step",
+            temporal_targets=("q", "k"),
+            highway=True,
+        ),
+        Method(
+            "tap-official",
+            "the authors' release: temporal k, out + MotionDirector's spatial path and debiased loss",
+            temporal_targets=("k", "out"),
+            spatial_targets=("q", "k", "v", "out", "ff"),
+            debiased_loss=True,
+            highway=True,
+        ),
+        Method(
+            "motiondirector",
+            "MotionDirector baseline: temporal q, k, v, out, ff + spatial path on one random frame",
+            temporal_targets=("q", "k", "v", "out", "ff"),
+            spatial_targets=("q", "k", "v", "out", "ff"),
+            debiased_loss=True,
+        ),
+        Method(
+            "temporal-lora",
+            "naive baseline: temporal q, k, v, out, plain MSE",
+            temporal_targets=("q", "k", "v", "out"),
+        ),
+    )
+}
+
+
+def resolve_method(name: str, targets: list[str] | None = None) -> Method:
+    """The preset `name`, with its temporal targets replaced by `targets` when given."""
+    if name not in METHODS:
+        raise MotionsepError(f"unknown method '{name}'{closest(name, METHODS)}")
+    method = METHODS[name]
+    if targets is not None:
+        if not targets:
+            raise MotionsepError("lora.targets is empty: list at least one of q, k, v, out, ff")
+        for target in targets:
+            if target not in TARGET_LAYERS:
+                raise MotionsepError(f"unknown LoRA target '{target}'{closest(target, TARGET_LAYERS)}")
+        ordered = tuple(t for t in TARGET_LAYERS if t in targets)
+        method = replace(method, temporal_targets=ordered)
+    return method
+
+
+def _block_layers(unet: torch.nn.Module, transformer: str, targets: tuple[str, ...], attentions: tuple[str, ...]) -> list[str]:
+    modules = dict(unet.named_modules())
+    names = []
+    blocks = modules[transformer].transformer_blocks
+    for b in range(len(blocks)):
+        prefix = f"{transformer}.transformer_blocks.{b}"
+        for attn in attentions:
+            if getattr(blocks[b], attn, None) is None:
+                continue
+            for target in targets:
+                if target in ATTENTION_TARGETS:
+                    names += [f"{prefix}.{attn}.{layer}" for layer in TARGET_LAYERS[target]]
+        if "ff" in targets:
+            names += [f"{prefix}.{layer}" for layer in TARGET_LAYERS["ff"]]
+    missing = [n for n in names if n not in modules]
+    if missing:
+        raise MotionsepError(f"LoRA target layer '{missing[0]}' does not exist in this UNet")
+    return names
+
+
+def lora_targets(unet: torch.nn.Module, method: Method) -> dict[str, list[str]]:
+    """Exact module names per path: {'temporal': [...], 'spatial': [...]} (spatial empty for one-path methods).
+
+    Temporal: both attentions (attn1, attn2; in ModelScope and AnimateDiff temporal blocks both are
+    temporal self-attentions) of every temporal transformer. Spatial: the self-attention (attn1) of
+    every spatial transformer, as MotionDirector.
+    """
+    temporal: list[str] = []
+    for name in temporal_transformers(unet):
+        temporal += _block_layers(unet, name, method.temporal_targets, ("attn1", "attn2"))
+    spatial: list[str] = []
+    if method.spatial_targets:
+        for name in spatial_transformers(unet):
+            spatial += _block_layers(unet, name, method.spatial_targets, ("attn1",))
+    return {"temporal": temporal, "spatial": spatial}
+
+
+def lora_parameter_count(unet: torch.nn.Module, names: list[str], rank: int) -> int:
+    """Parameters a rank-`rank` LoRA adds on these linear layers: rank * (in + out) each."""
+    modules = dict(unet.named_modules())
+    return sum(rank * (modules[n].in_features + modules[n].out_features) for n in names)

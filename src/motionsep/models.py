@@ -1,0 +1,207 @@
+"""Base models: find a pipeline, tell its family, and name its temporal and spatial modules.
+
+Two families are supported, told apart by the UNet class:
+
+* ``modelscope``: ModelScope T2V and ZeroScope, ``UNet3DConditionModel`` in ``TextToVideoSDPipeline``.
+  Temporal layers: ``transformer_in`` and every ``temp_attentions.*`` (``TransformerTemporalModel``).
+* ``animatediff``: SD1.5 + ``MotionAdapter`` as ``UNetMotionModel`` in ``AnimateDiffPipeline``.
+  Temporal layers: every ``motion_modules.*`` (``AnimateDiffTransformer3D``).
+
+Nothing here downloads anything unless the user passes a hub id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import MotionsepError
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    unet_class: str
+    pipeline_class: str
+    attention_down_block: str  # the down block whose layer skips the Appearance Highway reroutes
+    temporal_in_block: str  # attribute of a down block holding its temporal layers
+    text_per_frame: bool  # the UNet wants encoder_hidden_states repeated per frame (AnimateDiff)
+
+    def unet_text(self, text: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Text embeddings shaped as this family's UNet expects them for `num_frames` frames."""
+        return text.repeat_interleave(num_frames, dim=0) if self.text_per_frame else text
+
+
+MODELSCOPE = Family("modelscope", "UNet3DConditionModel", "TextToVideoSDPipeline", "CrossAttnDownBlock3D", "temp_attentions", False)
+ANIMATEDIFF = Family("animatediff", "UNetMotionModel", "AnimateDiffPipeline", "CrossAttnDownBlockMotion", "motion_modules", True)
+FAMILIES = {f.name: f for f in (MODELSCOPE, ANIMATEDIFF)}
+_BY_UNET_CLASS = {f.unet_class: f for f in FAMILIES.values()}
+
+TEMPORAL_TRANSFORMER_CLASSES = ("TransformerTemporalModel", "AnimateDiffTransformer3D")
+SPATIAL_TRANSFORMER_CLASSES = ("Transformer2DModel",)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def family_of_unet_class(class_name: str, has_motion_adapter: bool = False) -> Family:
+    if class_name == "UNet2DConditionModel" and has_motion_adapter:
+        return ANIMATEDIFF
+    if class_name not in _BY_UNET_CLASS:
+        supported = ", ".join(f"{f.unet_class} ({f.name})" for f in FAMILIES.values())
+        raise MotionsepError(f"unsupported model: its UNet is {class_name}; motionsep supports {supported}")
+    return _BY_UNET_CLASS[class_name]
+
+
+def family_of(unet: torch.nn.Module) -> Family:
+    return family_of_unet_class(type(unet).__name__)
+
+
+def resolve_model(model: str) -> str:
+    """Map the names motionsep knows ('toy') to folders; anything else is returned as given."""
+    if model == "toy":
+        from .toy import embedded_model_path
+
+        return str(embedded_model_path())
+    return model
+
+
+def _is_local(model: str) -> bool:
+    return Path(model).exists() or not _HUB_ID.match(model)
+
+
+def load_unet_config(model: str) -> dict[str, Any]:
+    """The UNet's config.json as a dict, without loading any weights.
+
+    `model` may be a pipeline folder, a UNet folder, a config.json file, or a hub id.
+    """
+    model = resolve_model(model)
+    if _is_local(model):
+        path = Path(model)
+        candidates = [path] if path.is_file() else [path / "unet" / "config.json", path / "config.json"]
+        for candidate in candidates:
+            if candidate.is_file():
+                try:
+                    return json.loads(candidate.read_text(encoding="utf-8"))
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    raise MotionsepError(f"'{candidate}' is not valid JSON: {exc}") from None
+        if not path.exists():
+            raise MotionsepError(f"model '{model}' not found: give a diffusers pipeline folder, a hub id, or 'toy'")
+        raise MotionsepError(f"'{model}' is not a diffusers pipeline folder: it has no unet/config.json")
+    from huggingface_hub import hf_hub_download
+
+    return json.loads(Path(hf_hub_download(model, "unet/config.json")).read_text())
+
+
+def build_unet_from_config(config: dict[str, Any], device: str = "meta") -> torch.nn.Module:
+    """Instantiate the UNet class a config names; on the meta device it allocates no memory."""
+    import diffusers
+    from accelerate import init_empty_weights
+
+    family = family_of_unet_class(config.get("_class_name", "unknown"))
+    cls = getattr(diffusers, family.unet_class)
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    if device == "meta":
+        with init_empty_weights():
+            return cls.from_config(config)
+    return cls.from_config(config)
+
+
+def load_pipeline(
+    model: str,
+    motion_adapter: str | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+):
+    """Load a supported diffusers pipeline from a local folder or hub id; returns (pipeline, family)."""
+    import diffusers
+    from diffusers import DiffusionPipeline
+
+    model = resolve_model(model)
+    local = _is_local(model)
+    if local:
+        path = Path(model)
+        if not path.is_dir():
+            raise MotionsepError(f"model '{model}' not found: give a diffusers pipeline folder, a hub id, or 'toy'")
+        if not (path / "model_index.json").is_file():
+            raise MotionsepError(f"'{model}' is not a diffusers pipeline folder: it has no model_index.json")
+        unet_class = load_unet_config(model).get("_class_name", "unknown")
+        family_of_unet_class(unet_class, has_motion_adapter=motion_adapter is not None)
+    kwargs: dict[str, Any] = {"torch_dtype": dtype}
+    if motion_adapter is not None:
+        kwargs["motion_adapter"] = diffusers.MotionAdapter.from_pretrained(motion_adapter, torch_dtype=dtype)
+        pipe_cls = diffusers.AnimateDiffPipeline
+    else:
+        pipe_cls = DiffusionPipeline
+    try:
+        pipe = pipe_cls.from_pretrained(model, **kwargs)
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise MotionsepError(f"cannot load pipeline '{model}': {str(exc).splitlines()[0]}") from None
+    family = family_of(pipe.unet)
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, family
+
+
+# --- module maps -------------------------------------------------------------------------------
+
+
+def _class_name(module: torch.nn.Module) -> str:
+    return type(module).__name__
+
+
+def temporal_transformers(unet: torch.nn.Module) -> list[str]:
+    """Names of every temporal transformer (ModelScope: transformer_in + temp_attentions; AnimateDiff: motion modules)."""
+    return [n for n, m in unet.named_modules() if _class_name(m) in TEMPORAL_TRANSFORMER_CLASSES]
+
+
+def spatial_transformers(unet: torch.nn.Module) -> list[str]:
+    return [n for n, m in unet.named_modules() if _class_name(m) in SPATIAL_TRANSFORMER_CLASSES]
+
+
+def attention_down_blocks(unet: torch.nn.Module) -> list[int]:
+    """Indices of the down blocks that have spatial attention (the Appearance Highway's candidates)."""
+    family = family_of(unet)
+    return [i for i, b in enumerate(unet.down_blocks) if _class_name(b) == family.attention_down_block]
+
+
+class _Bypass:
+    """Forward hooks that make modules return their input (a residual block with a zero residual)."""
+
+    def __init__(self, modules: list[torch.nn.Module]):
+        self._handles = [m.register_forward_hook(self._identity, with_kwargs=True) for m in modules]
+
+    @staticmethod
+    def _identity(module, args, kwargs, output):
+        hidden_states = args[0] if args else kwargs["hidden_states"]
+        if isinstance(output, torch.Tensor):
+            return hidden_states
+        if isinstance(output, tuple):
+            return (hidden_states,) + tuple(output[1:])
+        return type(output)(sample=hidden_states)
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+class temporal_layers_bypassed:
+    """Context manager: the UNet acts as a per-frame image model (MotionDirector's spatial path).
+
+    Every temporal transformer and, for ModelScope, every temporal convolution passes its input
+    through unchanged, so a single frame sees only spatial layers.
+    """
+
+    def __init__(self, unet: torch.nn.Module):
+        names = ("TemporalConvLayer",) + TEMPORAL_TRANSFORMER_CLASSES
+        self.modules = [m for m in unet.modules() if _class_name(m) in names]
+
+    def __enter__(self):
+        self._bypass = _Bypass(self.modules)
+        return self
+
+    def __exit__(self, *exc):
+        self._bypass.remove()

@@ -1,0 +1,150 @@
+"""Tiny random-weight pipelines of both families, built from the real diffusers classes.
+
+Used by the tests and as a stand-in base model for smoke runs; nothing is downloaded. The
+tokenizer is a real ``CLIPTokenizer`` over a byte-level vocabulary built in memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+TEXT_DIM = 32
+
+
+def build_tokenizer(words: tuple[str, ...] = (), max_length: int = 77):
+    """A CLIPTokenizer whose vocabulary is the 256 byte symbols (alone and word-final) plus `words`.
+
+    Each word in `words` gets the BPE merges that assemble it, so it becomes one token.
+    """
+    from transformers import CLIPTokenizer
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    symbols = sorted(ByteLevel.alphabet())  # the 256 symbols byte-level BPE maps bytes to
+    vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for s in symbols + [s + "</w>" for s in symbols]:
+        vocab.setdefault(s, len(vocab))
+    merges: list[tuple[str, str]] = []
+    for word in words:
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        current = pieces[0]
+        for piece in pieces[1:]:
+            if (current, piece) not in merges:
+                merges.append((current, piece))
+            current = current + piece
+            vocab.setdefault(current, len(vocab))
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
+
+
+def tiny_text_encoder(vocab_size: int, seed: int = 0):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    config = CLIPTextConfig(
+        hidden_size=TEXT_DIM,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=vocab_size,
+        max_position_embeddings=77,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+    return CLIPTextModel(config).eval()
+
+
+def tiny_vae(seed: int = 0):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 16),
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=16,
+    )  # 2x spatial downsampling: 16x16 frames -> 8x8 latents
+
+
+def tiny_scheduler():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=False)
+
+
+def tiny_modelscope_unet(seed: int = 0):
+    """Three down blocks (two with attention) so 'deepest' and 'all' highway choices differ."""
+    from diffusers import UNet3DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet3DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
+        block_out_channels=(16, 32, 32),
+        layers_per_block=2,
+        norm_num_groups=8,
+        cross_attention_dim=TEXT_DIM,
+        attention_head_dim=4,
+    )
+
+
+def tiny_modelscope_pipeline(seed: int = 0):
+    from diffusers import TextToVideoSDPipeline
+
+    tokenizer = build_tokenizer()
+    return TextToVideoSDPipeline(
+        vae=tiny_vae(seed),
+        text_encoder=tiny_text_encoder(len(tokenizer), seed),
+        tokenizer=tokenizer,
+        unet=tiny_modelscope_unet(seed),
+        scheduler=tiny_scheduler(),
+    )
+
+
+def tiny_animatediff_pipeline(seed: int = 0):
+    from diffusers import AnimateDiffPipeline, MotionAdapter, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(16, 32, 32),
+        layers_per_block=2,
+        norm_num_groups=8,
+        cross_attention_dim=TEXT_DIM,
+        attention_head_dim=4,
+    )
+    adapter = MotionAdapter(
+        block_out_channels=(16, 32, 32),
+        motion_layers_per_block=2,
+        motion_norm_num_groups=8,
+        motion_num_attention_heads=2,
+        motion_max_seq_length=32,
+    )
+    tokenizer = build_tokenizer()
+    return AnimateDiffPipeline(
+        vae=tiny_vae(seed),
+        text_encoder=tiny_text_encoder(len(tokenizer), seed),
+        tokenizer=tokenizer,
+        unet=unet,
+        motion_adapter=adapter,
+        scheduler=tiny_scheduler(),
+    )
+
+
+def save_tiny_pipeline(folder: str | Path, family: str = "modelscope", seed: int = 0) -> Path:
+    """Write a tiny random pipeline of `family` as an ordinary diffusers folder."""
+    pipe = tiny_modelscope_pipeline(seed) if family == "modelscope" else tiny_animatediff_pipeline(seed)
+    pipe.save_pretrained(str(folder))
+    return Path(folder)

@@ -1,0 +1,284 @@
+"""Learning a motion LoRA: the accelerate training loop.
+
+One function, :func:`train`, reads like the method: cache latents and text once, inject LoRA with
+peft as the preset says, then for each step noise a clip, run the UNet, take the loss, step.
+Dual-path presets (``motiondirector``, ``tap-official``) run MotionDirector's spatial path first on
+one random frame with the temporal layers bypassed; each path's loss updates only its own LoRA.
+Runs on one CPU as it is and on several GPUs under ``accelerate launch`` with no change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from . import __version__
+from .adapters import MOTION, SPATIAL, add_lora, lora_disabled, lora_parameters, make_lora_config, save_lora_folder
+from .config import TrainConfig
+from .data import Clip, load_clips
+from .errors import MotionsepError
+from .highway import AppearanceHighway, HighwaySettings
+from .methods import Method, lora_targets, resolve_method
+from .models import Family, load_pipeline, temporal_layers_bypassed
+
+
+@dataclass
+class TrainingState:
+    """Everything a step needs; built by :func:`prepare`."""
+
+    config: TrainConfig
+    method: Method
+    family: Family
+    pipe: Any
+    unet: torch.nn.Module
+    latents: torch.Tensor  # (clips, channels, frames, h, w), scaled by the VAE factor
+    text: torch.Tensor  # (clips, tokens, dim)
+    lora_configs: dict[str, Any]
+    targets: dict[str, list[str]]
+    highway: AppearanceHighway | None = None
+    params: dict[str, list[torch.nn.Parameter]] = field(default_factory=dict)
+
+
+# --- caching -----------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def encode_clips(pipe, clips: list[Clip], device) -> torch.Tensor:
+    """VAE latents of every clip, computed once (the VAE mean; no sampling noise to cache)."""
+    vae = pipe.vae
+    out = []
+    for clip in clips:
+        frames = torch.from_numpy(clip.frames).to(device=device, dtype=vae.dtype).permute(0, 3, 1, 2) / 127.5 - 1
+        latent = vae.encode(frames).latent_dist.mode() * vae.config.scaling_factor  # (F, C, h, w)
+        out.append(latent.permute(1, 0, 2, 3))
+    return torch.stack(out).float()
+
+
+@torch.no_grad()
+def encode_text(pipe, captions: list[str], device) -> torch.Tensor:
+    embeds, _ = pipe.encode_prompt(captions, device, 1, False)
+    return embeds.float()
+
+
+# --- losses ------------------------------------------------------------------------------------
+
+
+def debiased_loss(pred: torch.Tensor, target: torch.Tensor, anchor: int, beta: float = 1.0) -> torch.Tensor:
+    """MotionDirector's appearance-debiased loss: compare each frame's offset from an anchor frame."""
+    alpha = math.sqrt(beta**2 + 1)
+    pred_d = alpha * pred - beta * pred[:, :, anchor : anchor + 1]
+    target_d = alpha * target - beta * target[:, :, anchor : anchor + 1]
+    return F.mse_loss(pred_d.float(), target_d.float())
+
+
+def diffusion_target(scheduler, latents, noise, timesteps) -> torch.Tensor:
+    if scheduler.config.prediction_type == "v_prediction":
+        return scheduler.get_velocity(latents, noise, timesteps)
+    return noise
+
+
+# --- setup -------------------------------------------------------------------------------------
+
+
+def enable_gradient_checkpointing(unet: torch.nn.Module) -> None:
+    """diffusers checkpoints UNetMotionModel itself; UNet3DConditionModel declares no support, so
+    each of its blocks' forward is wrapped in non-reentrant torch checkpointing (hooks keep working)."""
+    if getattr(unet, "_supports_gradient_checkpointing", False):
+        unet.enable_gradient_checkpointing()
+        return
+    import torch.utils.checkpoint as ckpt
+
+    blocks = [unet.transformer_in, *unet.down_blocks, unet.mid_block, *unet.up_blocks]
+    for block in blocks:
+        forward = block.forward
+
+        def checkpointed(*args, _forward=forward, **kwargs):
+            if torch.is_grad_enabled():
+                return ckpt.checkpoint(_forward, *args, use_reentrant=False, **kwargs)
+            return _forward(*args, **kwargs)
+
+        block.forward = checkpointed
+
+
+def highway_settings(config: TrainConfig) -> HighwaySettings:
+    ah = config.appearance_highway
+    return HighwaySettings(blocks=ah.blocks, scale=ah.scale, first_skip_from_conv_in=ah.first_skip_from_conv_in)
+
+
+def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device="cpu") -> TrainingState:
+    """Load the model and clips, cache latents and text, inject LoRA as the method says."""
+    method = resolve_method(config.method, config.lora.targets)
+    if pipe is None:
+        pipe, family = load_pipeline(config.model, config.motion_adapter, device=device)
+    clips = load_clips(config.data)
+    latents = encode_clips(pipe, clips, device)
+    text = encode_text(pipe, [c.caption for c in clips], device)
+    unet = pipe.unet
+    unet.requires_grad_(False)
+    targets = lora_targets(unet, method)
+    lora_configs = {MOTION: make_lora_config(targets["temporal"], config.lora.rank, config.lora.alpha, config.lora.dropout)}
+    add_lora(unet, lora_configs[MOTION], MOTION)
+    if method.dual_path:
+        lora_configs[SPATIAL] = make_lora_config(targets["spatial"], config.lora.rank, config.lora.alpha, config.lora.dropout)
+        add_lora(unet, lora_configs[SPATIAL], SPATIAL)
+    params = {name: lora_parameters(unet, name) for name in lora_configs}
+    for group in params.values():
+        for p in group:
+            p.requires_grad_(True)
+    highway = None
+    if config.appearance_highway.during_training:
+        highway = AppearanceHighway(unet, highway_settings(config))
+    if config.train.gradient_checkpointing:
+        enable_gradient_checkpointing(unet)
+    return TrainingState(config, method, family, pipe, unet, latents, text, lora_configs, targets, highway, params)
+
+
+# --- one step ----------------------------------------------------------------------------------
+
+
+def step_losses(
+    state: TrainingState,
+    batch: dict[str, torch.Tensor],
+    generator: torch.Generator,
+    backward: Callable[..., None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Losses of one step on `batch` (latents, text, noise, timesteps); randomness from `generator`.
+
+    With `backward` (e.g. ``accelerator.backward``) each path's loss is back-propagated into its
+    own LoRA only, inside the context it was computed in, so gradient checkpointing recomputes
+    exactly the forward that was run (the spatial LoRA's switch and the bypass hooks included).
+    """
+    unet, scheduler = state.unet, state.pipe.scheduler
+    latents, text, noise, t = batch["latents"], batch["text"], batch["noise"], batch["timesteps"]
+    noisy = scheduler.add_noise(latents, noise, t)
+    target = diffusion_target(scheduler, latents, noise, t)
+    num_frames = latents.shape[2]
+    losses = {}
+    spatial_off = contextlib.nullcontext()
+    if state.method.dual_path:
+        frame = int(torch.randint(num_frames, (1,), generator=generator))
+        with temporal_layers_bypassed(unet):
+            one_frame = state.family.unet_text(text, 1)
+            pred = unet(noisy[:, :, frame : frame + 1], t, encoder_hidden_states=one_frame).sample
+            losses["spatial"] = F.mse_loss(pred.float(), target[:, :, frame : frame + 1].float())
+            if backward is not None:
+                backward(losses["spatial"], inputs=state.params[SPATIAL])
+        if float(torch.rand((1,), generator=generator)) < state.config.train.spatial_skip_probability:
+            spatial_off = lora_disabled(unet, SPATIAL)
+    anchor = int(torch.randint(num_frames, (1,), generator=generator))
+    with spatial_off:
+        pred = unet(noisy, t, encoder_hidden_states=state.family.unet_text(text, num_frames)).sample
+        temporal = F.mse_loss(pred.float(), target.float())
+        if state.method.debiased_loss and num_frames > 1:
+            temporal = temporal + debiased_loss(pred, target, anchor)
+        losses["temporal"] = temporal
+        if backward is not None:
+            backward(temporal, inputs=state.params[MOTION])
+    return losses
+
+
+def sample_batch(state: TrainingState, generator: torch.Generator, device) -> dict[str, torch.Tensor]:
+    n = state.latents.shape[0]
+    idx = torch.randint(n, (state.config.train.batch_size,), generator=generator)
+    latents = state.latents[idx].to(device)
+    num_train_timesteps = state.pipe.scheduler.config.num_train_timesteps
+    return {
+        "latents": latents,
+        "text": state.text[idx].to(device),
+        "noise": torch.randn(latents.shape, generator=generator).to(device),
+        "timesteps": torch.randint(num_train_timesteps, (latents.shape[0],), generator=generator).to(device),
+    }
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
+def lora_metadata(state: TrainingState, step: int) -> dict[str, Any]:
+    config = state.config
+    settings = highway_settings(config)
+    enabled = config.appearance_highway.enabled
+    return {
+        "motionsep_version": __version__,
+        "base_model": config.model,
+        "method": state.method.name,
+        "targets": {"temporal": list(state.method.temporal_targets), "spatial": list(state.method.spatial_targets)},
+        "lora_layers": {"temporal": len(state.targets["temporal"]), "spatial": len(state.targets["spatial"])},
+        "appearance_highway": {
+            "enabled": state.method.highway if enabled is None else enabled,
+            **settings.to_dict(),
+            "during_training": config.appearance_highway.during_training,
+        },
+        "pli_tau": config.pli_tau,
+        "steps": step,
+        "num_frames": config.data.frames,
+        "size": list(config.data.size),
+        "train_config": config.to_dict(),
+    }
+
+
+def check_output_dir(path: Path, overwrite: bool) -> None:
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise MotionsepError(f"output folder '{path}' already holds files: choose another output_dir or pass --overwrite")
+
+
+def train(config: TrainConfig, overwrite: bool = False, progress: bool = True, pipe=None, family=None) -> Path:
+    """Train a motion LoRA as `config` says; returns the output folder (a loadable LoRA folder)."""
+    out = Path(config.output_dir)
+    check_output_dir(out, overwrite)
+    accelerator = Accelerator(mixed_precision=config.train.mixed_precision)
+    set_seed(config.train.seed)  # LoRA init and dropout
+    state = prepare(config, pipe, family, device=accelerator.device)
+    if accelerator.mixed_precision != "no" and accelerator.device.type == "cuda":
+        from diffusers.training_utils import cast_training_params
+
+        state.unet.to(dtype=torch.float16 if accelerator.mixed_precision == "fp16" else torch.bfloat16)
+        cast_training_params(state.unet, dtype=torch.float32)  # LoRA weights stay fp32
+    groups = [{"params": p} for p in state.params.values()]
+    optimizer = torch.optim.AdamW(groups, lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
+    state.unet.train()
+    unet, optimizer = accelerator.prepare(state.unet, optimizer)
+    state.unet = unet
+    generator = torch.Generator().manual_seed(config.train.seed + accelerator.process_index)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "train_log.csv"
+    started = time.time()
+    bar = tqdm(range(1, config.train.steps + 1), desc=f"train {state.method.name}", disable=not (progress and accelerator.is_main_process))
+    with open(log_path, "w", newline="") as log_file:
+        log = csv.writer(log_file)
+        log.writerow(["step", "loss", *(["spatial"] if state.method.dual_path else []), "temporal", "seconds"])
+        for step in bar:
+            batch = sample_batch(state, generator, accelerator.device)
+            with accelerator.autocast():
+                losses = step_losses(state, batch, generator, backward=accelerator.backward)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            total = sum(float(v.detach()) for v in losses.values())
+            if not math.isfinite(total):
+                raise MotionsepError(f"loss became {total} at step {step}: lower train.learning_rate or use mixed_precision: no")
+            bar.set_postfix(loss=f"{total:.4f}")
+            log.writerow([step, f"{total:.6f}", *(f"{float(losses[k].detach()):.6f}" for k in sorted(losses)), f"{time.time() - started:.2f}"])
+            if config.train.checkpoint_every and step % config.train.checkpoint_every == 0 and step < config.train.steps:
+                save(accelerator, state, out / "checkpoints" / f"step-{step:06d}", step)
+    save(accelerator, state, out, config.train.steps)
+    if state.highway is not None:
+        state.highway.remove()
+    return out
+
+
+def save(accelerator: Accelerator, state: TrainingState, folder: Path, step: int) -> None:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unet = accelerator.unwrap_model(state.unet)
+        save_lora_folder(unet, folder, lora_metadata(state, step), state.lora_configs)
