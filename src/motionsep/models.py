@@ -63,8 +63,10 @@ def family_of(unet: torch.nn.Module) -> Family:
 def resolve_model(model: str) -> str:
     """Map the names motionsep knows ('toy') to folders; anything else is returned as given."""
     if model == "toy":
-        from .toy import embedded_model_path
-
+        try:
+            from .toy import embedded_model_path
+        except ImportError:
+            raise MotionsepError("the embedded shapes-world model is not part of this version: give a pipeline folder or hub id") from None
         return str(embedded_model_path())
     return model
 

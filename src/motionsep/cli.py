@@ -1,0 +1,167 @@
+"""The `motionsep` command: a thin layer over the Python API.
+
+Bad input raises MotionsepError, printed here as one line with exit code 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+
+from .errors import MotionsepError
+
+
+def _quiet_libraries() -> None:
+    """diffusers/transformers chatter (deprecation notices, loading bars) would bury our output."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*Consider using tensor.detach.*")
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    dlog.set_verbosity_error()
+    dlog.disable_progress_bar()
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+
+
+def _highway_blocks(value: str | None):
+    if value is None or value in ("deepest", "all"):
+        return value
+    try:
+        return [int(v) for v in value.split(",")]
+    except ValueError:
+        raise MotionsepError(f"--highway-blocks must be 'deepest', 'all' or comma-separated indices, got '{value}'") from None
+
+
+def cmd_train(args) -> None:
+    from .config import load_config
+    from .train import train
+
+    config = load_config(args.config, args.set or [])
+    out = train(config, overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"motion LoRA: {out}")
+    print(f"  weights  {out / 'pytorch_lora_weights.safetensors'}")
+    print(f"  metadata {out / 'motionsep.json'}")
+    print(f"  loss log {out / 'train_log.csv'}")
+    print(f"next: motionsep generate --model {config.model} --lora {out} --prompt \"...\"")
+
+
+def cmd_generate(args) -> None:
+    from .generate import MotionPipeline, SamplingSettings, generate_videos
+
+    highway = None if args.highway is None else args.highway == "on"
+    pipeline = MotionPipeline.from_pretrained(
+        args.model,
+        lora=args.lora,
+        motion_adapter=args.motion_adapter,
+        highway=highway,
+        highway_blocks=_highway_blocks(args.highway_blocks),
+        highway_scale=args.highway_scale,
+        pli_tau=args.pli_tau,
+        lora_scale=args.lora_scale,
+        device=args.device,
+    )
+    settings = SamplingSettings(
+        num_frames=args.frames,
+        height=args.height,
+        width=args.width,
+        steps=args.steps,
+        guidance=args.guidance,
+        negative_prompt=args.negative_prompt,
+        fps=args.fps,
+    )
+    records = generate_videos(pipeline, args.prompt, args.seed or [0], args.out, settings, args.overwrite, not args.no_progress)
+    for record in records:
+        print(record["mp4"])
+        print(record["gif"])
+    print(f"contact sheet: {os.path.join(args.out, 'contact_sheet.png')}")
+
+
+def cmd_inspect(args) -> None:
+    from .inspection import format_report, inspect_model
+
+    targets = args.targets.split(",") if args.targets else None
+    report = inspect_model(args.model, args.method, targets, args.rank, _highway_blocks(args.highway_blocks) or "deepest")
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="motionsep",
+        description="Learn a motion from reference clips and generate it with any appearance, without the "
+        "reference's look leaking in (TAP, Appearance Highway, Phased LoRA Integration).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a motion LoRA from a YAML config", description="Train a motion LoRA. See the README's config reference.")
+    p.add_argument("config", help="YAML training config")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. --set train.steps=200 (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in output_dir")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="generate videos, with or without a motion LoRA", description="Generate an MP4 and a GIF per prompt and seed, plus a contact sheet.")
+    p.add_argument("--model", required=True, help="diffusers pipeline folder, hub id, or 'toy'")
+    p.add_argument("--lora", help="motion LoRA folder written by `motionsep train` (omit for the plain base model)")
+    p.add_argument("--motion-adapter", help="AnimateDiff: MotionAdapter folder when --model is an SD1.5 pipeline")
+    p.add_argument("--prompt", action="append", required=True, help="text prompt (repeatable)")
+    p.add_argument("--seed", action="append", type=int, help="random seed (repeatable; default 0)")
+    p.add_argument("--frames", type=int, help="number of frames (default: the LoRA's training length, else 16)")
+    p.add_argument("--height", type=int, help="frame height in pixels (default: the LoRA's training size)")
+    p.add_argument("--width", type=int, help="frame width in pixels")
+    p.add_argument("--steps", type=int, default=30, help="denoising steps (default 30)")
+    p.add_argument("--guidance", type=float, default=12.0, help="classifier-free guidance scale (default 12)")
+    p.add_argument("--lora-scale", type=float, default=1.0, help="strength of the motion LoRA (default 1)")
+    p.add_argument("--negative-prompt", help="negative prompt")
+    p.add_argument("--highway", choices=["on", "off"], help="Appearance Highway (default: as the LoRA was saved; off without a LoRA)")
+    p.add_argument("--highway-blocks", help="'deepest', 'all' or comma-separated down-block indices")
+    p.add_argument("--highway-scale", type=float, help="scale beta on the highway skips (release: 1.1)")
+    p.add_argument("--pli-tau", type=int, help="Phased LoRA Integration: LoRA only for timesteps t > tau (release: 333; -1 turns it off)")
+    p.add_argument("--fps", type=int, default=8, help="frames per second of the MP4/GIF (default 8)")
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="torch device (default: cuda if available)")
+    p.add_argument("--out", default="outputs", help="output folder (default ./outputs)")
+    p.add_argument("--overwrite", action="store_true", help="replace videos already in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("inspect", help="list LoRA targets and highway hook points (reads configs only)", description="List every LoRA layer and Appearance Highway hook point a method would use, from the UNet config alone.")
+    p.add_argument("--model", required=True, help="pipeline folder, UNet folder, UNet config.json, hub id, or 'toy'")
+    p.add_argument("--method", default="tap", help="tap, tap-official, motiondirector or temporal-lora (default tap)")
+    p.add_argument("--targets", help="override temporal targets, e.g. q,k")
+    p.add_argument("--rank", type=int, default=32, help="LoRA rank for the parameter totals (default 32)")
+    p.add_argument("--highway-blocks", help="'deepest' (default), 'all' or comma-separated indices")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _quiet_libraries()
+        args.func(args)
+    except MotionsepError as exc:
+        print(f"motionsep: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("motionsep: interrupted; saved checkpoints are kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""What a method would train and where the highway would act, read from configs alone.
+
+The UNet is built on PyTorch's meta device from its config.json: no weights are read or
+allocated, so a 1.7B-parameter model answers in seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .highway import HighwaySettings, hook_points
+from .methods import lora_parameter_count, lora_targets, resolve_method
+from .models import build_unet_from_config, family_of, load_unet_config, spatial_transformers, temporal_transformers
+
+
+def inspect_model(
+    model: str,
+    method: str = "tap",
+    targets: list[str] | None = None,
+    rank: int = 32,
+    highway_blocks: str | list[int] = "deepest",
+) -> dict[str, Any]:
+    preset = resolve_method(method, targets)
+    unet = build_unet_from_config(load_unet_config(model))
+    family = family_of(unet)
+    layers = lora_targets(unet, preset)
+    temporal = temporal_transformers(unet)
+    paths = {
+        "temporal": {
+            "targets": list(preset.temporal_targets),
+            "transformers": len(temporal),
+            "layers": layers["temporal"],
+            "parameters": lora_parameter_count(unet, layers["temporal"], rank),
+            "used_at_inference": True,
+        }
+    }
+    if preset.dual_path:
+        paths["spatial"] = {
+            "targets": list(preset.spatial_targets),
+            "transformers": len(spatial_transformers(unet)),
+            "layers": layers["spatial"],
+            "parameters": lora_parameter_count(unet, layers["spatial"], rank),
+            "used_at_inference": False,
+        }
+    return {
+        "model": model,
+        "family": family.name,
+        "unet_class": family.unet_class,
+        "unet_parameters": sum(p.numel() for p in unet.parameters()),
+        "method": preset.name,
+        "summary": preset.summary,
+        "rank": rank,
+        "loss": "mse + appearance-debiased" if preset.debiased_loss else "mse",
+        "unet_forwards_per_step": 2 if preset.dual_path else 1,
+        "paths": paths,
+        "trainable_parameters": sum(p["parameters"] for p in paths.values()),
+        "appearance_highway": {
+            "on_by_default": preset.highway,
+            "blocks": highway_blocks,
+            "hook_points": hook_points(unet, HighwaySettings(blocks=highway_blocks)),
+        },
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [
+        f"model      {report['model']}  ({report['unet_class']}, {report['family']}, {report['unet_parameters'] / 1e6:,.1f} M parameters)",
+        f"method     {report['method']}: {report['summary']}",
+        f"loss       {report['loss']}; {report['unet_forwards_per_step']} UNet forward(s) per step; rank {report['rank']}",
+        "",
+    ]
+    for name, path in report["paths"].items():
+        use = "kept at inference" if path["used_at_inference"] else "training only, dropped at inference"
+        lines.append(
+            f"{name} LoRA  targets {'+'.join(path['targets'])}: {len(path['layers'])} layers in "
+            f"{path['transformers']} transformers, {path['parameters'] / 1e6:.2f} M parameters ({use})"
+        )
+        lines += [f"    {layer}" for layer in path["layers"]]
+    lines.append(f"\ntrainable parameters  {report['trainable_parameters'] / 1e6:.2f} M")
+    ah = report["appearance_highway"]
+    lines.append(f"\nAppearance Highway (blocks={ah['blocks']}, on by default for this method: {'yes' if ah['on_by_default'] else 'no'}): {len(ah['hook_points'])} skips rerouted")
+    lines += [f"    {p['skip']}: from {p['from']} instead of {p['instead_of']} ({p['channels']} ch, x{p['scale']})" for p in ah["hook_points"]]
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny random pipelines of both families and a reference clip, built offline."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+from motionsep.config import config_from_dict  # noqa: E402
+from motionsep.tiny import save_tiny_pipeline  # noqa: E402
+from motionsep.video import write_mp4  # noqa: E402
+
+FAMILIES = ("modelscope", "animatediff")
+
+
+@pytest.fixture(scope="session")
+def pipeline_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipelines")
+    return {family: str(save_tiny_pipeline(root / family, family)) for family in FAMILIES}
+
+
+def moving_square(frames: int = 12, size: int = 16) -> np.ndarray:
+    video = np.full((frames, size, size, 3), 30, np.uint8)
+    for i in range(frames):
+        x = i % (size - 4)
+        video[i, 5:10, x : x + 4] = (220, 60, 40)
+    return video
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    write_mp4(moving_square(), root / "square.mp4")
+    (root / "square.txt").write_text("a red square moving right\n")
+    return root
+
+
+@pytest.fixture
+def make_config(pipeline_dirs, clip_dir, tmp_path):
+    def make(family="modelscope", method="tap", **sections):
+        data = {
+            "model": pipeline_dirs[family],
+            "method": method,
+            "output_dir": str(tmp_path / f"run-{family}-{method}"),
+            "data": {"path": str(clip_dir), "frames": 8, "size": [16, 16]},
+            "train": {"steps": 3, "checkpoint_every": 0},
+            "lora": {"rank": 4, "dropout": 0.0},
+        }
+        for key, value in sections.items():
+            if isinstance(value, dict):
+                data.setdefault(key, {}).update(value)
+            else:
+                data[key] = value
+        return config_from_dict(data)
+
+    return make
+
+
+def unet_inputs(unet, family: str, frames: int = 4, seed: int = 0):
+    """A fixed noisy latent video, timestep and text for a direct UNet call."""
+    g = torch.Generator().manual_seed(seed)
+    sample = torch.randn(1, 4, frames, 8, 8, generator=g)
+    text = torch.randn(1, 7, 32, generator=g)
+    if family == "animatediff":
+        text = text.repeat_interleave(frames, dim=0)
+    return sample, torch.tensor([500]), text
+
+
+def run_unet(unet, family: str, frames: int = 4, seed: int = 0) -> torch.Tensor:
+    sample, t, text = unet_inputs(unet, family, frames, seed)
+    with torch.no_grad():
+        return unet(sample, t, encoder_hidden_states=text).sample
