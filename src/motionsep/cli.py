@@ -90,6 +90,17 @@ def cmd_inspect(args) -> None:
     print(json.dumps(report, indent=2) if args.json else format_report(report))
 
 
+def cmd_demo(args) -> None:
+    from .demo import run_demo
+
+    result = run_demo(args.out, args.method, args.family, args.steps, args.overwrite)
+    print(f"\ndemo finished in {result['seconds']} s (tiny random-weight model: checks the installation, not quality)")
+    print(f"  motion LoRA    {result['lora']}")
+    for video in result["videos"]:
+        print(f"  video          {video}")
+    print(f"  contact sheet  {result['contact_sheet']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionsep",
@@ -128,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace videos already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("demo", help="run the whole job end to end on a model that needs no download", description="Render a reference clip, train a motion LoRA, generate two videos and a contact sheet.")
+    p.add_argument("--out", default="motionsep-demo", help="output folder (default ./motionsep-demo)")
+    p.add_argument("--method", default="tap", help="method preset (default tap)")
+    p.add_argument("--family", default="modelscope", choices=["modelscope", "animatediff"], help="base-model family")
+    p.add_argument("--steps", type=int, default=30, help="training steps (default 30)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("inspect", help="list LoRA targets and highway hook points (reads configs only)", description="List every LoRA layer and Appearance Highway hook point a method would use, from the UNet config alone.")
     p.add_argument("--model", required=True, help="pipeline folder, UNet folder, UNet config.json, hub id, or 'toy'")

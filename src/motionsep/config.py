@@ -105,7 +105,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         if dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value, full)
         elif not _type_ok(value, hint):
-            want = str(hint).replace("typing.", "")
+            want = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
             raise MotionsepError(f"config key '{full}' must be {want}, got {value!r}")
         else:
             kwargs[key] = float(value) if hint is float and isinstance(value, int) else value

@@ -1,0 +1,107 @@
+"""Bad input: one line naming the problem and the fix, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from motionsep.cli import main
+
+from conftest import moving_square
+
+
+def write_config(tmp_path, pipeline_dirs, clip_path, **extra):
+    data = {
+        "model": pipeline_dirs["modelscope"],
+        "output_dir": str(tmp_path / "out"),
+        "data": {"path": str(clip_path), "caption": "a square", "frames": 8, "size": [16, 16]},
+        "train": {"steps": 1},
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict):
+            data.setdefault(key, {}).update(value)
+        else:
+            data[key] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_train(config, capsys, *more):
+    code = main(["train", str(config), "--no-progress", *more])
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def test_missing_video(tmp_path, pipeline_dirs, capsys):
+    code, err = run_train(write_config(tmp_path, pipeline_dirs, tmp_path / "nope.mp4"), capsys)
+    assert code == 2 and "does not exist" in err and len(err.splitlines()) == 1
+
+
+def test_corrupt_video(tmp_path, pipeline_dirs, capsys):
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"this is not a video" * 100)
+    code, err = run_train(write_config(tmp_path, pipeline_dirs, bad), capsys)
+    assert code == 2 and "cannot decode video" in err and len(err.splitlines()) == 1
+
+
+def test_clip_too_short_says_how_many_frames(tmp_path, pipeline_dirs, capsys):
+    from motionsep.video import write_mp4
+
+    clip = write_mp4(moving_square(frames=5), tmp_path / "short.mp4")
+    code, err = run_train(write_config(tmp_path, pipeline_dirs, clip), capsys)
+    assert code == 2 and "has 5 frames" in err and "need 8" in err
+
+
+def test_unknown_config_key_names_the_closest(tmp_path, pipeline_dirs, clip_dir, capsys):
+    code, err = run_train(write_config(tmp_path, pipeline_dirs, clip_dir, train={"stpes": 3}), capsys)
+    assert code == 2 and "train.stpes" in err and "did you mean 'steps'" in err
+
+
+def test_wrong_type_and_unknown_method_and_target(tmp_path, pipeline_dirs, clip_dir, capsys):
+    config = write_config(tmp_path, pipeline_dirs, clip_dir)
+    code, err = run_train(config, capsys, "--set", "train.steps=many")
+    assert code == 2 and "train.steps" in err and "must be int" in err
+    code, err = run_train(config, capsys, "--set", "method=motiondirecter")
+    assert code == 2 and "did you mean 'motiondirector'" in err
+    code, err = run_train(config, capsys, "--set", "lora.targets=[q, kk]")
+    assert code == 2 and "unknown LoRA target 'kk'" in err
+
+
+def test_not_a_pipeline_folder(tmp_path, pipeline_dirs, clip_dir, capsys):
+    (tmp_path / "empty").mkdir()
+    code, err = run_train(write_config(tmp_path, pipeline_dirs, clip_dir, model=str(tmp_path / "empty")), capsys)
+    assert code == 2 and "not a diffusers pipeline folder" in err
+
+
+def test_unsupported_unet_class(tmp_path, capsys):
+    folder = tmp_path / "sd"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "model_index.json").write_text("{}")
+    (folder / "unet" / "config.json").write_text('{"_class_name": "UNet2DConditionModel"}')
+    code = main(["inspect", "--model", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and "its UNet is UNet2DConditionModel" in err and "UNet3DConditionModel" in err
+
+
+def test_existing_results_are_not_overwritten(tmp_path, pipeline_dirs, clip_dir, capsys):
+    config = write_config(tmp_path, pipeline_dirs, clip_dir)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "motionsep.json").write_text("{}")
+    code, err = run_train(config, capsys)
+    assert code == 2 and "--overwrite" in err
+    assert (tmp_path / "out" / "motionsep.json").read_text() == "{}"
+
+
+def test_no_traceback_from_the_real_command(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "motionsep", "inspect", "--model", str(tmp_path / "missing"), "--method", "tap"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"motionsep: error: model '{tmp_path / 'missing'}' not found: give a diffusers pipeline folder, a hub id, or 'toy'"]

@@ -1,0 +1,106 @@
+"""Saved LoRAs load with plain diffusers / peft and give what motionsep's loader gives."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from diffusers import AnimateDiffPipeline, UNet3DConditionModel
+from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from motionsep.adapters import MOTION, add_lora, load_motion_lora, lora_layers, make_lora_config, save_lora_folder
+from motionsep.errors import MotionsepError
+from motionsep.methods import lora_targets, resolve_method
+from motionsep.models import load_pipeline
+from motionsep.train import lora_metadata, prepare
+
+from conftest import run_unet
+
+
+@pytest.mark.parametrize("family", ["modelscope", "animatediff"])
+def test_zero_initialised_lora_changes_nothing(pipeline_dirs, family):
+    pipe, _ = load_pipeline(pipeline_dirs[family])
+    before = run_unet(pipe.unet, family)
+    names = lora_targets(pipe.unet, resolve_method("motiondirector"))
+    add_lora(pipe.unet, make_lora_config(names["temporal"], 4, None, 0.0), MOTION)
+    add_lora(pipe.unet, make_lora_config(names["spatial"], 4, None, 0.0), "spatial")
+    assert torch.equal(run_unet(pipe.unet, family), before)
+
+
+def trained_lora(make_config, family, tmp_path):
+    """A saved LoRA with non-zero weights (B randomised, as after training)."""
+    config = make_config(family, "tap", lora={"rank": 4, "alpha": 8.0})
+    state = prepare(config)
+    torch.manual_seed(1)
+    for layer in lora_layers(state.unet, MOTION):
+        torch.nn.init.normal_(layer.lora_B[MOTION].weight, std=0.5)
+    folder = tmp_path / f"lora-{family}"
+    save_lora_folder(state.unet, folder, lora_metadata(state, 0), state.lora_configs)
+    return folder
+
+
+def test_lora_file_format(make_config, tmp_path):
+    folder = trained_lora(make_config, "modelscope", tmp_path)
+    keys = set(load_file(folder / "pytorch_lora_weights.safetensors"))
+    assert keys and all(k.startswith("unet.") for k in keys)
+    assert {k.rsplit(".", 2)[-2] for k in keys} == {"lora_A", "lora_B"}
+    with safe_open(folder / "pytorch_lora_weights.safetensors", "pt") as f:
+        header = json.loads(f.metadata()["lora_adapter_metadata"])
+    assert header["unet.r"] == 4 and header["unet.lora_alpha"] == 8.0
+    meta = json.loads((folder / "motionsep.json").read_text())
+    assert meta["method"] == "tap" and meta["family"] == "modelscope"
+    assert meta["appearance_highway"]["enabled"] is True and meta["appearance_highway"]["scale"] == 1.1
+    assert meta["train_config"]["data"]["frames"] == 8
+    # the stored LoraConfig targets exactly the layers the file holds (peft may shorten the names)
+    fresh, _ = load_pipeline(meta["base_model"])
+    inject_adapter_in_model(LoraConfig(**meta["lora_config"]), fresh.unet)
+    adapted = {n for n, m in fresh.unet.named_modules() if hasattr(m, "base_layer")}
+    assert adapted == {k.removeprefix("unet.").rsplit(".lora_", 1)[0] for k in keys}
+
+
+def test_animatediff_lora_loads_with_plain_diffusers(pipeline_dirs, make_config, tmp_path):
+    folder = trained_lora(make_config, "animatediff", tmp_path)
+    pipe, _ = load_pipeline(pipeline_dirs["animatediff"])
+    base = run_unet(pipe.unet, "animatediff")
+    load_motion_lora(pipe.unet, folder)
+    ours = run_unet(pipe.unet, "animatediff")
+    plain = AnimateDiffPipeline.from_pretrained(pipeline_dirs["animatediff"])
+    plain.load_lora_weights(str(folder))
+    theirs = run_unet(plain.unet, "animatediff")
+    assert not torch.allclose(ours, base, atol=1e-4), "the LoRA had no effect: the test would prove nothing"
+    torch.testing.assert_close(theirs, ours, rtol=1e-5, atol=1e-6)
+
+
+def test_modelscope_lora_loads_with_peft_on_plain_unet(pipeline_dirs, make_config, tmp_path):
+    folder = trained_lora(make_config, "modelscope", tmp_path)
+    pipe, _ = load_pipeline(pipeline_dirs["modelscope"])
+    base = run_unet(pipe.unet, "modelscope")
+    load_motion_lora(pipe.unet, folder)
+    ours = run_unet(pipe.unet, "modelscope")
+    # the README's recipe, with nothing from motionsep
+    unet = UNet3DConditionModel.from_pretrained(pipeline_dirs["modelscope"], subfolder="unet")
+    config = LoraConfig(**json.loads((folder / "motionsep.json").read_text())["lora_config"])
+    inject_adapter_in_model(config, unet)
+    state = load_file(folder / "pytorch_lora_weights.safetensors")
+    set_peft_model_state_dict(unet, {k.removeprefix("unet."): v for k, v in state.items()})
+    theirs = run_unet(unet, "modelscope")
+    assert not torch.allclose(ours, base, atol=1e-4)
+    torch.testing.assert_close(theirs, ours, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_lora_folders(pipeline_dirs, make_config, tmp_path):
+    folder = trained_lora(make_config, "modelscope", tmp_path)
+    other, _ = load_pipeline(pipeline_dirs["animatediff"])
+    with pytest.raises(MotionsepError, match="trained for the modelscope family"):
+        load_motion_lora(other.unet, folder)
+    pipe, _ = load_pipeline(pipeline_dirs["modelscope"])
+    weights = folder / "pytorch_lora_weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(MotionsepError, match="corrupt"):
+        load_motion_lora(pipe.unet, folder)
+    (folder / "motionsep.json").unlink()
+    with pytest.raises(MotionsepError, match="not a motionsep LoRA"):
+        load_motion_lora(pipe.unet, folder)
