@@ -11,6 +11,17 @@ from pathlib import Path
 import torch
 
 TEXT_DIM = 32
+# Shared by both families' UNets: three resolutions, two of them with attention, two layers each.
+UNET_SHAPE = dict(
+    sample_size=8,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(16, 32, 32),
+    layers_per_block=2,
+    norm_num_groups=8,
+    cross_attention_dim=TEXT_DIM,
+    attention_head_dim=4,
+)
 
 
 def build_tokenizer(words: tuple[str, ...] = (), max_length: int = 77):
@@ -83,16 +94,9 @@ def tiny_modelscope_unet(seed: int = 0):
 
     torch.manual_seed(seed)
     return UNet3DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
         down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
         up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
-        block_out_channels=(16, 32, 32),
-        layers_per_block=2,
-        norm_num_groups=8,
-        cross_attention_dim=TEXT_DIM,
-        attention_head_dim=4,
+        **UNET_SHAPE,
     )
 
 
@@ -114,16 +118,9 @@ def tiny_animatediff_pipeline(seed: int = 0):
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        block_out_channels=(16, 32, 32),
-        layers_per_block=2,
-        norm_num_groups=8,
-        cross_attention_dim=TEXT_DIM,
-        attention_head_dim=4,
+        **UNET_SHAPE,
     )
     adapter = MotionAdapter(
         block_out_channels=(16, 32, 32),
