@@ -1,0 +1,154 @@
+"""Ground-truth evaluator of the shapes world: read every attribute and the trajectory off a video.
+
+Analytic, no training: every pixel is labelled with the nearest colour of the world's palette
+(object colours, background colours, the window's white). The object is the pixels labelled with an
+object colour; its colour is their majority, its centroid per frame is the trajectory, its area
+gives the size, and two shape descriptors (extent = area / bounding box, solidity = area / convex
+hull) give the shape. The background is the majority background colour pair, the window is the
+brightness of its fixed patch, and the motion is the nearest template trajectory (displacement
+from the first frame) among all motions, held-out ones included. Prototypes (areas, descriptors)
+are measured on the renderer itself, so they follow any change to it.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+
+import cv2
+import numpy as np
+
+from .world import (
+    BACKGROUNDS,
+    COLOURS,
+    MOTIONS,
+    SHAPES,
+    SIZE,
+    SIZES,
+    WINDOW_BOX,
+    Scene,
+    offsets,
+    render,
+)
+
+_WHITE = (245, 245, 245)
+_PALETTE_NAMES = [("object", c) for c in COLOURS] + [("background", b) for b in BACKGROUNDS for _ in (0, 1)] + [("window", "white")]
+_PALETTE = np.array(list(COLOURS.values()) + [c for pair in BACKGROUNDS.values() for c in pair] + [_WHITE], np.float32)
+_N_OBJECT = len(COLOURS)
+
+
+def _labels(video: np.ndarray) -> np.ndarray:
+    """Per-pixel index into the palette, (frames, SIZE, SIZE)."""
+    d = ((video[..., None, :].astype(np.float32) - _PALETTE) ** 2).sum(-1)
+    return d.argmin(-1)
+
+
+def _resize(video: np.ndarray) -> np.ndarray:
+    if video.shape[1:3] == (SIZE, SIZE):
+        return video
+    return np.stack([cv2.resize(f, (SIZE, SIZE), interpolation=cv2.INTER_AREA) for f in video])
+
+
+def _descriptors(mask: np.ndarray) -> tuple[float, float, float]:
+    """(area, extent, solidity) of the largest connected blob in a boolean mask."""
+    m = mask.astype(np.uint8)
+    count, comp, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if count <= 1:
+        return 0.0, 0.0, 0.0
+    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    blob = (comp == biggest).astype(np.uint8)
+    area = float(blob.sum())
+    x, y, w, h = cv2.boundingRect(blob)
+    contours, _ = cv2.findContours(blob, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    hull = cv2.convexHull(np.concatenate(contours))
+    hull_mask = np.zeros_like(blob)
+    cv2.fillPoly(hull_mask, [hull], 1)
+    return area, area / (w * h), area / max(1.0, float(hull_mask.sum()))
+
+
+@functools.lru_cache(maxsize=1)
+def _prototypes() -> dict:
+    """Mean descriptors per shape and mean area per (shape, size), measured on still renders."""
+    rng = random.Random(1234)
+    feats: dict[str, list] = {s: [] for s in SHAPES}
+    areas: dict[tuple[str, str], list] = {}
+    for shape in SHAPES:
+        for size in SIZES:
+            for _ in range(6):
+                start = (rng.uniform(9, 23), rng.uniform(9, 23))
+                frame = render(Scene(shape, "red", "plain", "still", size, "none", start), frames=1)[0]
+                mask = _labels(frame[None])[0] < _N_OBJECT
+                area, extent, solidity = _descriptors(mask)
+                feats[shape].append((extent, solidity))
+                areas.setdefault((shape, size), []).append(area)
+    return {
+        "shape": {s: np.mean(v, axis=0) for s, v in feats.items()},
+        "area": {k: float(np.mean(v)) for k, v in areas.items()},
+    }
+
+
+def trajectory(video: np.ndarray) -> np.ndarray:
+    """Object centroid (x, y) per frame, (frames, 2); frames without the object are interpolated."""
+    video = _resize(np.asarray(video))
+    obj = _labels(video) < _N_OBJECT
+    pts = np.full((len(video), 2), np.nan)
+    for i, m in enumerate(obj):
+        ys, xs = np.nonzero(m)
+        if len(xs):
+            pts[i] = (xs.mean() + 0.5, ys.mean() + 0.5)
+    good = ~np.isnan(pts[:, 0])
+    if not good.any():
+        return np.full((len(video), 2), SIZE / 2)
+    idx = np.arange(len(video))
+    for k in range(2):
+        pts[:, k] = np.interp(idx, idx[good], pts[good, k])
+    return pts
+
+
+def classify_motion(traj: np.ndarray, candidates=MOTIONS) -> str:
+    rel = traj - traj[0]
+    errors = {m: float(np.sqrt(((rel - offsets(m, len(traj))) ** 2).sum(-1)).mean()) for m in candidates}
+    return min(errors, key=errors.get)
+
+
+def evaluate_video(video: np.ndarray, motions=MOTIONS) -> dict:
+    """Predicted attributes of one video plus its trajectory (list of [x, y])."""
+    video = _resize(np.asarray(video))
+    labels = _labels(video)
+    obj = labels < _N_OBJECT
+    colour_votes = np.bincount(labels[obj], minlength=_N_OBJECT) if obj.any() else np.zeros(_N_OBJECT)
+    colour = list(COLOURS)[int(np.argmax(colour_votes))]
+    x0, y0, x1, y1 = WINDOW_BOX
+    in_window = np.zeros((SIZE, SIZE), bool)
+    in_window[y0:y1, x0:x1] = True
+    bg_labels = labels[:, ~in_window][~obj[:, ~in_window]]
+    bg_names = [name for kind, name in _PALETTE_NAMES]
+    votes: dict[str, int] = {}
+    for index, n in zip(*np.unique(bg_labels, return_counts=True)):
+        if _PALETTE_NAMES[index][0] == "background":
+            votes[bg_names[index]] = votes.get(bg_names[index], 0) + int(n)
+    background = max(votes, key=votes.get) if votes else "plain"
+    window_white = (labels[:, in_window] == len(_PALETTE) - 1).mean()
+    protos = _prototypes()
+    feats = [_descriptors(m) for m in obj]
+    area = float(np.median([f[0] for f in feats]))
+    shape_feat = np.median([f[1:] for f in feats if f[0] > 0] or [(0, 0)], axis=0)
+    shape = min(SHAPES, key=lambda s: float(((protos["shape"][s] - shape_feat) ** 2).sum()))
+    size = min(SIZES, key=lambda z: abs(np.log(max(area, 1.0)) - np.log(protos["area"][(shape, z)])))
+    traj = trajectory(video)
+    return {
+        "shape": shape,
+        "colour": colour,
+        "background": background,
+        "motion": classify_motion(traj, motions),
+        "size": size,
+        "window": "window" if window_white > 0.3 else "none",
+        "trajectory": traj.round(2).tolist(),
+    }
+
+
+def trajectory_error(traj: np.ndarray, reference: np.ndarray) -> float:
+    """Mean distance in pixels between two trajectories, both taken relative to their first frame."""
+    a = np.asarray(traj) - np.asarray(traj)[0]
+    b = np.asarray(reference) - np.asarray(reference)[0]
+    return float(np.sqrt(((a - b) ** 2).sum(-1)).mean())
