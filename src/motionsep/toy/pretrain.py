@@ -1,0 +1,234 @@
+"""Pretraining the shapes-world text-to-video model from scratch: VAE, then UNet + text encoder.
+
+The result is an ordinary ``TextToVideoSDPipeline`` folder made of ZeroScope's classes
+(UNet3DConditionModel, AutoencoderKL, CLIPTextModel + CLIPTokenizer, DDIMScheduler), so it loads
+through exactly the code path of any other model. Clips are rendered on the fly from pretraining
+motions only; held-out motions never appear. Every stage checkpoints and resumes: the data and
+noise of step N depend only on (seed, N), so a resumed run sees what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..checkpoint import atomic_write_text, load_optimizer, save_optimizer
+from ..tiny import build_tokenizer
+from .world import FRAMES, PRETRAIN_MOTIONS, SIZE, caption, random_scene, render, vocabulary
+
+WINDOW_RATE = 0.3  # unnamed attribute priors of the training data
+LARGE_RATE = 0.5
+
+
+@dataclass
+class PretrainConfig:
+    out: str = "pretrain-run"
+    seed: int = 0
+    vae_steps: int = 1500
+    vae_batch: int = 32
+    unet_steps: int = 16000
+    unet_batch: int = 16
+    lr: float = 3e-4
+    checkpoint_every: int = 500
+    caption_dropout: float = 0.1
+    device: str = "cpu"
+
+
+def sample_scene(rng: random.Random):
+    return random_scene(
+        rng,
+        motions=PRETRAIN_MOTIONS,
+        size="large" if rng.random() < LARGE_RATE else "small",
+        window="window" if rng.random() < WINDOW_RATE else "none",
+    )
+
+
+def clip_batch(seed: int, step: int, batch: int) -> tuple[torch.Tensor, list[str]]:
+    """Rendered clips in [-1, 1], (batch, 3, frames, H, W), and their captions: a function of (seed, step)."""
+    rng = random.Random(seed * 1_000_003 + step)
+    scenes = [sample_scene(rng) for _ in range(batch)]
+    videos = np.stack([render(s) for s in scenes])  # (B, F, H, W, 3)
+    captions = [caption(s, rng) for s in scenes]
+    x = torch.from_numpy(videos).float().permute(0, 4, 1, 2, 3) / 127.5 - 1
+    return x, captions
+
+
+def build_models(seed: int):
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(vocabulary(), max_length=24)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=64, intermediate_size=128, num_attention_heads=4, num_hidden_layers=2,
+            vocab_size=len(tokenizer), max_position_embeddings=24, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+        )
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=8, sample_size=SIZE, layers_per_block=1, norm_num_groups=16,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(32, 64, 64),
+    )  # 4x down: 32x32 frames -> 8x8x8 latents
+    unet = UNet3DConditionModel(
+        sample_size=SIZE // 4, in_channels=8, out_channels=8, layers_per_block=1, norm_num_groups=16,
+        down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
+        block_out_channels=(32, 64, 128), attention_head_dim=8, cross_attention_dim=64,
+    )
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=False)
+    return tokenizer, text_encoder, vae, unet, scheduler
+
+
+def _log(out: Path, record: dict) -> None:
+    with open(out / "log.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _state(out: Path) -> dict:
+    path = out / "state.json"
+    return json.loads(path.read_text()) if path.is_file() else {"vae_step": 0, "unet_step": 0, "seconds": 0.0}
+
+
+def _save_stage(out: Path, name: str, modules: dict, optimizer, state: dict) -> None:
+    """Modules (save_pretrained, safetensors) and optimizer into out/<name>.tmp, then swapped in."""
+    tmp = out / f"{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for key, module in modules.items():
+        module.save_pretrained(str(tmp / key))
+    save_optimizer(optimizer, tmp / "optimizer.safetensors")
+    final = out / name
+    old = out / f"{name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    atomic_write_text(out / "state.json", json.dumps(state))
+
+
+def train_vae(config: PretrainConfig, vae, out: Path, state: dict) -> None:
+    from diffusers import AutoencoderKL
+
+    if state["vae_step"] >= config.vae_steps:
+        return
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3)
+    if state["vae_step"] > 0:
+        vae.load_state_dict(AutoencoderKL.from_pretrained(str(out / "vae_stage" / "vae")).state_dict())
+        load_optimizer(optimizer, out / "vae_stage" / "optimizer.safetensors")
+    vae.train()
+    started = time.time() - state["seconds"]
+    bar = tqdm(range(state["vae_step"] + 1, config.vae_steps + 1), desc="pretrain vae", initial=state["vae_step"], total=config.vae_steps)
+    for step in bar:
+        x, _ = clip_batch(config.seed + 7, step, max(1, config.vae_batch // FRAMES))
+        frames = x.permute(0, 2, 1, 3, 4).reshape(-1, 3, SIZE, SIZE)
+        posterior = vae.encode(frames).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        loss = F.mse_loss(recon, frames) + 1e-6 * posterior.kl().mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % config.checkpoint_every == 0 or step == config.vae_steps:
+            state.update(vae_step=step, seconds=time.time() - started)
+            _log(out, {"stage": "vae", "step": step, "loss": loss.item(), "seconds": state["seconds"]})
+            _save_stage(out, "vae_stage", {"vae": vae}, optimizer, state)
+    # the latent scale that makes latents unit-variance, as SD's 0.18215 does for its VAE
+    with torch.no_grad():
+        x, _ = clip_batch(config.seed + 99, 0, 32)
+        z = vae.encode(x.permute(0, 2, 1, 3, 4).reshape(-1, 3, SIZE, SIZE)).latent_dist.mode()
+    vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+    vae.save_pretrained(str(out / "vae_stage" / "vae"))
+
+
+def _encode(vae, x: torch.Tensor) -> torch.Tensor:
+    b, c, f, h, w = x.shape
+    with torch.no_grad():
+        z = vae.encode(x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)).latent_dist.sample() * vae.config.scaling_factor
+    return z.reshape(b, f, *z.shape[1:]).permute(0, 2, 1, 3, 4)
+
+
+def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
+    from diffusers import DDPMScheduler, UNet3DConditionModel
+    from transformers import CLIPTextModel
+
+    tokenizer, text_encoder, vae, unet, scheduler = models
+    vae.eval().requires_grad_(False)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=1e-2)
+    if state["unet_step"] > 0:
+        stage = out / "unet_stage"
+        unet.load_state_dict(UNet3DConditionModel.from_pretrained(str(stage / "unet")).state_dict())
+        text_encoder.load_state_dict(CLIPTextModel.from_pretrained(str(stage / "text_encoder")).state_dict())
+        load_optimizer(optimizer, stage / "optimizer.safetensors")
+    noise_scheduler = DDPMScheduler.from_config(scheduler.config)
+    unet.train()
+    text_encoder.train()
+    started = time.time() - state["seconds"]
+    bar = tqdm(range(state["unet_step"] + 1, config.unet_steps + 1), desc="pretrain unet", initial=state["unet_step"], total=config.unet_steps)
+    losses = []
+    for step in bar:
+        x, captions = clip_batch(config.seed, step, config.unet_batch)
+        g = torch.Generator().manual_seed(config.seed * 7_000_003 + step)
+        captions = ["" if torch.rand((1,), generator=g).item() < config.caption_dropout else c for c in captions]
+        latents = _encode(vae, x)
+        noise = torch.randn(latents.shape, generator=g)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=g)
+        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+        text = text_encoder(ids)[0]
+        pred = unet(noise_scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=text).sample
+        loss = F.mse_loss(pred, noise)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        lr = config.lr * min(1.0, step / 200)  # short warm-up
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        if step % config.checkpoint_every == 0 or step == config.unet_steps:
+            state.update(unet_step=step, seconds=time.time() - started)
+            _log(out, {"stage": "unet", "step": step, "loss": float(np.mean(losses[-config.checkpoint_every:])), "seconds": state["seconds"]})
+            _save_stage(out, "unet_stage", {"unet": unet, "text_encoder": text_encoder}, optimizer, state)
+
+
+def export_pipeline(models, folder: Path, dtype=torch.float16) -> Path:
+    """Write the trained model as a plain TextToVideoSDPipeline folder (fp16 weights to stay small)."""
+    from diffusers import TextToVideoSDPipeline
+
+    tokenizer, text_encoder, vae, unet, scheduler = models
+    pipe = TextToVideoSDPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+    pipe.to(dtype=dtype)
+    shutil.rmtree(folder, ignore_errors=True)
+    pipe.save_pretrained(str(folder))
+    pipe.to(dtype=torch.float32)
+    return folder
+
+
+def pretrain(config: PretrainConfig) -> Path:
+    """Run (or resume) both stages in `config.out`; returns the exported pipeline folder."""
+    from diffusers import AutoencoderKL
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2))
+    state = _state(out)
+    models = build_models(config.seed)
+    train_vae(config, models[2], out, state)
+    vae = AutoencoderKL.from_pretrained(str(out / "vae_stage" / "vae"))
+    models = (*models[:2], vae, *models[3:])
+    state["seconds"] = state.get("seconds", 0.0) if state["unet_step"] else 0.0
+    train_unet(config, models, out, state)
+    return export_pipeline(models, out / "pipeline")
