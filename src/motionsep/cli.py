@@ -101,6 +101,29 @@ def cmd_demo(args) -> None:
     print(f"  contact sheet  {result['contact_sheet']}")
 
 
+def cmd_toy_render(args) -> None:
+    from .toy.reference import write_reference_clips
+
+    config = write_reference_clips(args.out, args.motion, args.clips, args.seed, args.steps, args.overwrite)
+    print(f"reference clips: {config.parent / 'clips'}")
+    print(f"config:          {config}")
+    print(f"next: motionsep train {config}")
+
+
+def cmd_toy_validate(args) -> None:
+    from .toy.validate import validate_evaluator
+
+    report = validate_evaluator(args.n, args.seed)
+    print(json.dumps(report, indent=2))
+
+
+def cmd_toy_pretrain(args) -> None:
+    from .toy.pretrain import PretrainConfig, pretrain
+
+    folder = pretrain(PretrainConfig(out=args.out, vae_steps=args.vae_steps, unet_steps=args.steps, seed=args.seed))
+    print(f"pipeline: {folder}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionsep",
@@ -147,6 +170,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=30, help="training steps (default 30)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
     p.set_defaults(func=cmd_demo)
+
+    toy = sub.add_parser("toy", help="the shapes world: reference clips, evaluator check, pretraining").add_subparsers(dest="toy_command", required=True)
+    p = toy.add_parser("render", help="reference clips of one motion with one appearance, and a ready config")
+    p.add_argument("--motion", default="zigzag", help="motion to render (default zigzag, a held-out motion)")
+    p.add_argument("--clips", type=int, default=4, help="number of clips (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=300, help="training steps written into the config")
+    p.add_argument("--out", default="toy-reference", help="output folder")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_toy_render)
+    p = toy.add_parser("validate", help="evaluator accuracy on fresh renders of every attribute value and motion")
+    p.add_argument("--n", type=int, default=20, help="renders per motion (default 20)")
+    p.add_argument("--seed", type=int, default=12345)
+    p.set_defaults(func=cmd_toy_validate)
+    p = toy.add_parser("pretrain", help="train the shapes-world base model from scratch (resumes from --out)")
+    p.add_argument("--out", default="toy-pretrain", help="run folder; an existing one is resumed")
+    p.add_argument("--steps", type=int, default=16000, help="UNet steps (default 16000)")
+    p.add_argument("--vae-steps", type=int, default=1500)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_toy_pretrain)
 
     p = sub.add_parser("inspect", help="list LoRA targets and highway hook points (reads configs only)", description="List every LoRA layer and Appearance Highway hook point a method would use, from the UNet config alone.")
     p.add_argument("--model", required=True, help="pipeline folder, UNet folder, UNet config.json, hub id, or 'toy'")

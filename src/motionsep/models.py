@@ -63,10 +63,8 @@ def family_of(unet: torch.nn.Module) -> Family:
 def resolve_model(model: str) -> str:
     """Map the names motionsep knows ('toy') to folders; anything else is returned as given."""
     if model == "toy":
-        try:
-            from .toy import embedded_model_path
-        except ImportError:
-            raise MotionsepError("the embedded shapes-world model is not part of this version: give a pipeline folder or hub id") from None
+        from .toy import embedded_model_path
+
         return str(embedded_model_path())
     return model
 

@@ -99,6 +99,12 @@ def _state(out: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {"vae_step": 0, "unet_step": 0, "seconds": 0.0}
 
 
+def _maybe_load_optimizer(optimizer, path: Path) -> None:
+    """Optimizer moments are not committed with the weights (too large); without them AdamW restarts."""
+    if path.is_file():
+        load_optimizer(optimizer, path)
+
+
 def _save_stage(out: Path, name: str, modules: dict, optimizer, state: dict) -> None:
     """Modules (save_pretrained, safetensors) and optimizer into out/<name>.tmp, then swapped in."""
     tmp = out / f"{name}.tmp"
@@ -125,7 +131,7 @@ def train_vae(config: PretrainConfig, vae, out: Path, state: dict) -> None:
     optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3)
     if state["vae_step"] > 0:
         vae.load_state_dict(AutoencoderKL.from_pretrained(str(out / "vae_stage" / "vae")).state_dict())
-        load_optimizer(optimizer, out / "vae_stage" / "optimizer.safetensors")
+        _maybe_load_optimizer(optimizer, out / "vae_stage" / "optimizer.safetensors")
     vae.train()
     started = time.time() - state["seconds"]
     bar = tqdm(range(state["vae_step"] + 1, config.vae_steps + 1), desc="pretrain vae", initial=state["vae_step"], total=config.vae_steps)
@@ -170,7 +176,7 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
         stage = out / "unet_stage"
         unet.load_state_dict(UNet3DConditionModel.from_pretrained(str(stage / "unet")).state_dict())
         text_encoder.load_state_dict(CLIPTextModel.from_pretrained(str(stage / "text_encoder")).state_dict())
-        load_optimizer(optimizer, stage / "optimizer.safetensors")
+        _maybe_load_optimizer(optimizer, stage / "optimizer.safetensors")
     noise_scheduler = DDPMScheduler.from_config(scheduler.config)
     unet.train()
     text_encoder.train()

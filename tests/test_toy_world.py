@@ -1,0 +1,82 @@
+"""Shapes world: deterministic renders, captions that match the scene, an evaluator that reads them back."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import numpy as np
+
+from motionsep.toy.evaluate import evaluate_video, trajectory, trajectory_error
+from motionsep.toy.pretrain import clip_batch
+from motionsep.toy.world import (
+    BACKGROUNDS,
+    COLOURS,
+    HELD_OUT_MOTIONS,
+    MOTIONS,
+    PRETRAIN_MOTIONS,
+    SHAPES,
+    SIZES,
+    WINDOWS,
+    caption,
+    offsets,
+    random_scene,
+    render,
+    vocabulary,
+)
+
+
+def test_render_is_deterministic_and_scenes_differ():
+    scene = random_scene(random.Random(3))
+    assert np.array_equal(render(scene), render(scene))
+    assert not np.array_equal(render(scene), render(random_scene(random.Random(4))))
+    x1, c1 = clip_batch(0, 5, 3)
+    x2, c2 = clip_batch(0, 5, 3)
+    assert c1 == c2 and bool((x1 == x2).all())
+
+
+def test_world_is_big_enough():
+    assert len(SHAPES) >= 4 and len(COLOURS) >= 5 and len(BACKGROUNDS) >= 4
+    assert len(PRETRAIN_MOTIONS) >= 17 and len(HELD_OUT_MOTIONS) >= 3
+    assert not set(HELD_OUT_MOTIONS) & set(PRETRAIN_MOTIONS)
+
+
+def test_captions_name_the_named_attributes_and_never_the_unnamed():
+    rng = random.Random(0)
+    words = set(vocabulary())
+    for _ in range(200):
+        scene = random_scene(rng, motions=MOTIONS)
+        text = caption(scene, rng)
+        assert f"{scene.colour} {scene.shape}" in text
+        assert (scene.motion == "still" and "standing still" in text) or scene.motion in text
+        assert set(re.findall(r"[a-z]+", text)) <= words
+        for unnamed in ("small", "large", "window"):
+            assert unnamed not in text
+    assert f"on a {scene.background} background" in caption(scene)  # the canonical phrasing names it
+
+
+def test_held_out_motions_never_in_pretraining_data():
+    for step in range(20):
+        _, captions = clip_batch(0, step, 8)
+        assert not any(m in c for c in captions for m in HELD_OUT_MOTIONS)
+
+
+def test_scenes_stay_in_frame():
+    rng = random.Random(1)
+    for motion in MOTIONS:
+        for size in SIZES:
+            scene = random_scene(rng, motion=motion, size=size)
+            pts = offsets(motion) + np.array(scene.start)
+            assert pts.min() - SIZES[size] >= 0 and pts.max() + SIZES[size] <= 32
+
+
+def test_evaluator_reads_fresh_renders():
+    rng = random.Random(2026)
+    scenes = [random_scene(rng, motions=MOTIONS) for _ in range(60)]
+    scenes += [random_scene(rng, motion=m, window=w) for m in HELD_OUT_MOTIONS for w in WINDOWS]
+    for scene in scenes:
+        video = render(scene)
+        predicted = evaluate_video(video)
+        assert {k: predicted[k] for k in scene.attributes()} == scene.attributes()
+        expected = offsets(scene.motion) + np.array(scene.start)
+        assert trajectory_error(trajectory(video), expected) < 0.6
