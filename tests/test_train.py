@@ -72,3 +72,26 @@ def test_train_writes_lora_log_and_checkpoints(make_config):
     assert all(float(r["spatial"]) > 0 and float(r["temporal"]) > 0 for r in rows)
     with pytest.raises(MotionsepError, match="already holds files"):
         train(config, progress=False)
+
+
+def test_resume_ends_with_the_uninterrupted_lora(make_config, tmp_path):
+    from safetensors.torch import load_file
+
+    sections = {"method": "motiondirector", "lora": {"rank": 4, "dropout": 0.1}}
+    whole = make_config("modelscope", train={"steps": 6, "checkpoint_every": 2}, output_dir=str(tmp_path / "whole"), **sections)
+    train(whole, progress=False)
+    # a run stopped after step 3, then resumed with the full budget
+    part = make_config("modelscope", train={"steps": 3, "checkpoint_every": 2}, output_dir=str(tmp_path / "part"), **sections)
+    train(part, progress=False)
+    resumed = make_config("modelscope", train={"steps": 6, "checkpoint_every": 2}, output_dir=str(tmp_path / "part"), **sections)
+    train(resumed, progress=False, resume=True)
+    for name in ("pytorch_lora_weights.safetensors", "spatial/pytorch_lora_weights.safetensors"):
+        a, b = load_file(tmp_path / "whole" / name), load_file(tmp_path / "part" / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
+    rows = list(csv.DictReader(open(tmp_path / "part" / "train_log.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    changed = make_config("modelscope", train={"steps": 8}, output_dir=str(tmp_path / "part"), method="motiondirector", lora={"rank": 8})
+    with pytest.raises(MotionsepError, match="config differs"):
+        train(changed, progress=False, resume=True)

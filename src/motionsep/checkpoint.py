@@ -1,4 +1,9 @@
-"""Optimizer state in safetensors (never pickle), written atomically."""
+"""Training checkpoints in safetensors (never pickle), written atomically.
+
+A checkpoint folder holds the LoRA folder of that step plus training_state/: the optimizer's
+moments, the RNG states (data order, noise, dropout) and state.json, written last, which marks
+the checkpoint complete; a folder without it (a kill mid-write) is ignored.
+"""
 
 from __future__ import annotations
 
@@ -43,3 +48,32 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
         index, key = name.split(".", 1)
         state.setdefault(int(index), {})[key] = torch.tensor(value)
     optimizer.load_state_dict({"state": state, "param_groups": side["param_groups"]})
+
+
+def save_training_state(folder: Path, optimizer: torch.optim.Optimizer, generator: torch.Generator, step: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_optimizer(optimizer, folder / "optimizer.safetensors")
+    tmp = folder / ".rng.safetensors.tmp"
+    save_file({"generator": generator.get_state(), "torch": torch.get_rng_state()}, str(tmp))
+    os.replace(tmp, folder / "rng.safetensors")
+    atomic_write_text(folder / "state.json", json.dumps({"step": step}))
+
+
+def load_training_state(folder: Path, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
+    load_optimizer(optimizer, folder / "optimizer.safetensors")
+    rng = load_file(str(folder / "rng.safetensors"))
+    generator.set_state(rng["generator"])
+    torch.set_rng_state(rng["torch"])
+    return json.loads((folder / "state.json").read_text(encoding="utf-8"))["step"]
+
+
+def latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
+    """The newest complete checkpoint under `folder` (step-NNNNNN/ with training_state/state.json)."""
+    best = None
+    for candidate in folder.glob("step-*") if folder.is_dir() else []:
+        marker = candidate / "training_state" / "state.json"
+        if marker.is_file():
+            step = json.loads(marker.read_text(encoding="utf-8"))["step"]
+            if best is None or step > best[1]:
+                best = (candidate, step)
+    return best

@@ -43,7 +43,7 @@ def cmd_train(args) -> None:
     from .train import train
 
     config = load_config(args.config, args.set or [])
-    out = train(config, overwrite=args.overwrite, progress=not args.no_progress)
+    out = train(config, overwrite=args.overwrite, progress=not args.no_progress, resume=args.resume)
     print(f"motion LoRA: {out}")
     print(f"  weights  {out / 'pytorch_lora_weights.safetensors'}")
     print(f"  metadata {out / 'motionsep.json'}")
@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="YAML training config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. --set train.steps=200 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in output_dir")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

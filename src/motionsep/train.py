@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,21 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from . import __version__
-from .adapters import MOTION, SPATIAL, add_lora, lora_disabled, lora_parameters, make_lora_config, save_lora_folder
+from peft import set_peft_model_state_dict
+
+from .adapters import (
+    METADATA_NAME,
+    MOTION,
+    SPATIAL,
+    WEIGHTS_NAME,
+    add_lora,
+    lora_disabled,
+    lora_parameters,
+    make_lora_config,
+    read_lora_weights,
+    save_lora_folder,
+)
+from .checkpoint import latest_checkpoint, load_training_state, save_training_state
 from .config import TrainConfig
 from .data import Clip, load_clips
 from .errors import MotionsepError
@@ -228,15 +244,59 @@ def lora_metadata(state: TrainingState, step: int) -> dict[str, Any]:
     }
 
 
-def check_output_dir(path: Path, overwrite: bool) -> None:
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise MotionsepError(f"output folder '{path}' already holds files: choose another output_dir or pass --overwrite")
+def check_output_dir(path: Path, overwrite: bool, resume: bool) -> None:
+    if path.exists() and any(path.iterdir()) and not (overwrite or resume):
+        raise MotionsepError(
+            f"output folder '{path}' already holds files: pass --resume to continue it, --overwrite to replace it, or choose another output_dir"
+        )
 
 
-def train(config: TrainConfig, overwrite: bool = False, progress: bool = True, pipe=None, family=None) -> Path:
-    """Train a motion LoRA as `config` says; returns the output folder (a loadable LoRA folder)."""
+def remove_results(out: Path) -> None:
+    """--overwrite: remove what a run writes, and nothing else the folder may hold."""
+    for name in ("checkpoints", "spatial"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in (METADATA_NAME, WEIGHTS_NAME, "train_log.csv"):
+        (out / name).unlink(missing_ok=True)
+
+
+def _comparable(config: dict) -> dict:
+    """The parts of a config that must not change when a run is resumed (steps may grow)."""
+    config = json.loads(json.dumps(config))
+    config["train"].pop("steps", None)
+    config["train"].pop("checkpoint_every", None)
+    return config
+
+
+def resume_from(out: Path, config: TrainConfig, state: TrainingState, optimizer, generator) -> int:
+    """Load the newest complete checkpoint in `out`; returns its step (0 when there is none)."""
+    found = latest_checkpoint(out / "checkpoints")
+    if found is None:
+        return 0
+    folder, step = found
+    saved = json.loads((folder / METADATA_NAME).read_text(encoding="utf-8"))["train_config"]
+    if _comparable(saved) != _comparable(config.to_dict()):
+        raise MotionsepError(f"cannot resume '{out}': its config differs from this one (only train.steps may change); use another output_dir")
+    for name, sub in ((MOTION, folder), (SPATIAL, folder / "spatial")):
+        if name in state.lora_configs:
+            weights = read_lora_weights(sub / WEIGHTS_NAME)
+            set_peft_model_state_dict(state.unet, {k.removeprefix("unet."): v for k, v in weights.items()}, adapter_name=name)
+    load_training_state(folder / "training_state", optimizer, generator)
+    return step
+
+
+def train(
+    config: TrainConfig, overwrite: bool = False, progress: bool = True, pipe=None, family=None, resume: bool = False
+) -> Path:
+    """Train a motion LoRA as `config` says; returns the output folder (a loadable LoRA folder).
+
+    Every `train.checkpoint_every` steps a complete checkpoint is written (LoRA, optimizer moments,
+    RNG states); `resume=True` continues from the newest one and ends with the LoRA an
+    uninterrupted run would have given.
+    """
     out = Path(config.output_dir)
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, resume)
+    if overwrite:
+        remove_results(out)
     accelerator = Accelerator(mixed_precision=config.train.mixed_precision)
     set_seed(config.train.seed)  # LoRA init and dropout
     state = prepare(config, pipe, family, device=accelerator.device)
@@ -247,34 +307,55 @@ def train(config: TrainConfig, overwrite: bool = False, progress: bool = True, p
         cast_training_params(state.unet, dtype=torch.float32)  # LoRA weights stay fp32
     groups = [{"params": p} for p in state.params.values()]
     optimizer = torch.optim.AdamW(groups, lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
+    generator = torch.Generator().manual_seed(config.train.seed + accelerator.process_index)
+    first = 1 + (resume_from(out, config, state, optimizer, generator) if resume else 0)
     state.unet.train()
     unet, optimizer = accelerator.prepare(state.unet, optimizer)
     state.unet = unet
-    generator = torch.Generator().manual_seed(config.train.seed + accelerator.process_index)
     out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "train_log.csv"
-    started = time.time()
-    bar = tqdm(range(1, config.train.steps + 1), desc=f"train {state.method.name}", disable=not (progress and accelerator.is_main_process))
-    with open(log_path, "w", newline="") as log_file:
-        log = csv.writer(log_file)
-        log.writerow(["step", "loss", *(["spatial"] if state.method.dual_path else []), "temporal", "seconds"])
-        for step in bar:
-            batch = sample_batch(state, generator, accelerator.device)
-            with accelerator.autocast():
-                losses = step_losses(state, batch, generator, backward=accelerator.backward)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            total = sum(float(v.detach()) for v in losses.values())
-            if not math.isfinite(total):
-                raise MotionsepError(f"loss became {total} at step {step}: lower train.learning_rate or use mixed_precision: no")
-            bar.set_postfix(loss=f"{total:.4f}")
-            log.writerow([step, f"{total:.6f}", *(f"{float(losses[k].detach()):.6f}" for k in sorted(losses)), f"{time.time() - started:.2f}"])
-            if config.train.checkpoint_every and step % config.train.checkpoint_every == 0 and step < config.train.steps:
-                save(accelerator, state, out / "checkpoints" / f"step-{step:06d}", step)
+    log = TrainingLog(out / "train_log.csv", ["step", "loss", *(["spatial"] if state.method.dual_path else []), "temporal"], keep_until=first - 1)
+    bar = tqdm(range(first, config.train.steps + 1), desc=f"train {state.method.name}", initial=first - 1, total=config.train.steps,
+               disable=not (progress and accelerator.is_main_process))
+    for step in bar:
+        batch = sample_batch(state, generator, accelerator.device)
+        with accelerator.autocast():
+            losses = step_losses(state, batch, generator, backward=accelerator.backward)
+        total = sum(float(v.detach()) for v in losses.values())
+        if not math.isfinite(total):  # before the step: the weights a checkpoint would save stay good
+            kept = latest_checkpoint(out / "checkpoints")
+            where = f"the last good checkpoint is {kept[0]}" if kept else "no checkpoint was written yet"
+            raise MotionsepError(f"loss became {total} at step {step}; {where}: lower train.learning_rate or use mixed_precision: no")
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        bar.set_postfix(loss=f"{total:.4f}")
+        log.write([step, f"{total:.6f}", *(f"{float(losses[k].detach()):.6f}" for k in sorted(losses))])
+        if config.train.checkpoint_every and (step % config.train.checkpoint_every == 0 or step == config.train.steps):
+            folder = out / "checkpoints" / f"step-{step:06d}"
+            save(accelerator, state, folder, step)
+            if accelerator.is_main_process:
+                save_training_state(folder / "training_state", optimizer, generator, step)
     save(accelerator, state, out, config.train.steps)
     if state.highway is not None:
         state.highway.remove()
     return out
+
+
+class TrainingLog:
+    """train_log.csv: one row a step, flushed at once; on resume the rows past the checkpoint are dropped."""
+
+    def __init__(self, path: Path, header: list[str], keep_until: int = 0):
+        rows = []
+        if keep_until and path.is_file():
+            rows = [r for r in csv.reader(path.open()) if r and r[0].isdigit() and int(r[0]) <= keep_until]
+        self.file = path.open("w", newline="")
+        self.writer = csv.writer(self.file)
+        self.writer.writerow(header + ["seconds"])
+        self.writer.writerows(rows)
+        self.started = time.time() - (float(rows[-1][-1]) if rows else 0.0)
+
+    def write(self, row: list) -> None:
+        self.writer.writerow(row + [f"{time.time() - self.started:.2f}"])
+        self.file.flush()
 
 
 def save(accelerator: Accelerator, state: TrainingState, folder: Path, step: int) -> None:
