@@ -80,3 +80,15 @@ def test_evaluator_reads_fresh_renders():
         assert {k: predicted[k] for k in scene.attributes()} == scene.attributes()
         expected = offsets(scene.motion) + np.array(scene.start)
         assert trajectory_error(trajectory(video), expected) < 0.6
+
+
+def test_every_caption_word_is_one_token():
+    from motionsep.toy.pretrain import build_models
+
+    tokenizer = build_models(0)[0]
+    rng = random.Random(5)
+    for _ in range(300):
+        text = caption(random_scene(rng, motions=MOTIONS), rng)
+        tokens = tokenizer.tokenize(text)
+        assert len(tokens) == len(text.replace(",", " ,").split()), tokens
+        assert len(tokenizer(text).input_ids) <= tokenizer.model_max_length

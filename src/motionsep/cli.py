@@ -93,12 +93,17 @@ def cmd_inspect(args) -> None:
 def cmd_demo(args) -> None:
     from .demo import run_demo
 
-    result = run_demo(args.out, args.method, args.family, args.steps, args.overwrite)
-    print(f"\ndemo finished in {result['seconds']} s (tiny random-weight model: checks the installation, not quality)")
-    print(f"  motion LoRA    {result['lora']}")
-    for video in result["videos"]:
-        print(f"  video          {video}")
-    print(f"  contact sheet  {result['contact_sheet']}")
+    r = run_demo(args.out, args.motion, args.method, args.model, args.steps, tuple(args.seed or (0, 1)), args.overwrite, not args.no_progress)
+    leak = r["leakage"]
+    print(f"\ndemo: learned '{r['motion']}' with {r['method']} in {r['seconds']} s")
+    print(f"  motion accuracy      {r['motion_accuracy']['value']:.0%} of {r['generations']} generations (trajectory error {r['trajectory_error_px']} px)")
+    print(f"  appearance accuracy  {r['appearance_accuracy']['all']['value']:.0%} (shape, colour and background as prompted)")
+    print("  leakage (named)      " + ", ".join(f"{a} {leak[a]['value']:.0%}" for a in ("shape", "colour", "background")))
+    print("  leakage (unnamed)    " + ", ".join(f"{a} {leak[a]['rise']['value']:+.0%} over the base model" for a in ("size", "window")))
+    print(f"  motion LoRA          {r['lora']}")
+    print(f"  videos (MP4 + GIF)   {r['videos_dir']}")
+    print(f"  contact sheet        {r['contact_sheet']}")
+    print(f"  metrics              {r['metrics']}")
 
 
 def cmd_toy_render(args) -> None:
@@ -164,12 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("demo", help="run the whole job end to end on a model that needs no download", description="Render a reference clip, train a motion LoRA, generate two videos and a contact sheet.")
+    p = sub.add_parser("demo", help="the main job on the embedded shapes-world model, scored", description="Render reference clips of a held-out motion, train a motion LoRA on the embedded model, generate it with new appearances, and measure motion, appearance and leakage.")
     p.add_argument("--out", default="motionsep-demo", help="output folder (default ./motionsep-demo)")
-    p.add_argument("--method", default="tap", help="method preset (default tap)")
-    p.add_argument("--family", default="modelscope", choices=["modelscope", "animatediff"], help="base-model family")
-    p.add_argument("--steps", type=int, default=30, help="training steps (default 30)")
+    p.add_argument("--motion", default="zigzag", help="held-out motion: zigzag (default), orbit, bounce or spiral")
+    p.add_argument("--method", default="tap", help="method preset (default tap, with the Appearance Highway)")
+    p.add_argument("--model", default="toy", help="base model (default: the embedded shapes-world model)")
+    p.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
+    p.add_argument("--seed", action="append", type=int, help="generation seed (repeatable; default 0 and 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
     toy = sub.add_parser("toy", help="the shapes world: reference clips, evaluator check, pretraining").add_subparsers(dest="toy_command", required=True)

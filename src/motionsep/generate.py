@@ -109,27 +109,35 @@ class MotionPipeline:
             )
 
     @torch.no_grad()
-    def __call__(self, prompt: str, seed: int = 0, settings: SamplingSettings | None = None) -> np.ndarray:
-        """One video as uint8 frames (frames, height, width, 3)."""
+    def videos(self, prompts: list[str], seeds: list[int], settings: SamplingSettings | None = None) -> np.ndarray:
+        """A batch of videos, prompt i with seed i, as uint8 (batch, frames, height, width, 3).
+
+        Each video has its own generator, so a video depends on its prompt and seed only.
+        """
         settings = settings or SamplingSettings()
-        self.check_prompt(prompt)
+        for prompt in prompts:
+            self.check_prompt(prompt)
         num_frames, height, width = self._defaults(settings)
-        generator = torch.Generator("cpu").manual_seed(seed)
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             result = self.pipe(
-                prompt=prompt,
-                negative_prompt=settings.negative_prompt,
+                prompt=list(prompts),
+                negative_prompt=None if settings.negative_prompt is None else [settings.negative_prompt] * len(prompts),
                 num_frames=num_frames,
                 height=height,
                 width=width,
                 num_inference_steps=settings.steps,
                 guidance_scale=settings.guidance,
-                generator=generator,
+                generator=generators,
                 output_type="np",
             )
-        frames = np.asarray(result.frames[0])
+        frames = np.asarray(result.frames)
         return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
+
+    def __call__(self, prompt: str, seed: int = 0, settings: SamplingSettings | None = None) -> np.ndarray:
+        """One video as uint8 frames (frames, height, width, 3)."""
+        return self.videos([prompt], [seed], settings)[0]
 
 
 def slug(text: str, limit: int = 48) -> str:

@@ -45,7 +45,23 @@ def build_tokenizer(words: tuple[str, ...] = (), max_length: int = 77):
                 merges.append((current, piece))
             current = current + piece
             vocab.setdefault(current, len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
+    # BPE applies merges by rank across the whole word, so an earlier word's merge can pre-empt a
+    # later word's chain ("in" splits "plain" into "pla" + "in"); join what is left, until every
+    # word is one token. Appended merges rank last, so they never break a word already whole.
+    for _ in range(8):
+        tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
+        split = [(w, tokenizer.tokenize(w)) for w in words]
+        split = [(w, pieces) for w, pieces in split if len(pieces) > 1]
+        if not split:
+            return tokenizer
+        for _, pieces in split:
+            current = pieces[0]
+            for piece in pieces[1:]:
+                if (current, piece) not in merges:
+                    merges.append((current, piece))
+                current = current + piece
+                vocab.setdefault(current, len(vocab))
+    raise RuntimeError(f"could not make whole-word tokens for {[w for w, _ in split]}")
 
 
 def tiny_text_encoder(vocab_size: int, seed: int = 0):

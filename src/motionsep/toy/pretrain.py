@@ -68,11 +68,11 @@ def build_models(seed: int):
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
-    tokenizer = build_tokenizer(vocabulary(), max_length=24)
+    tokenizer = build_tokenizer(vocabulary(), max_length=32)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             hidden_size=64, intermediate_size=128, num_attention_heads=4, num_hidden_layers=2,
-            vocab_size=len(tokenizer), max_position_embeddings=24, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+            vocab_size=len(tokenizer), max_position_embeddings=32, bos_token_id=0, eos_token_id=1, pad_token_id=1,
         )
     )
     vae = AutoencoderKL(

@@ -1,0 +1,44 @@
+"""The main job end to end (shortened), on a random model of the shapes-world architecture."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from motionsep.demo import DEMO_LOOKS, run_demo
+from motionsep.toy.reference import REFERENCE_LOOK
+from motionsep.video import read_video
+
+
+@pytest.fixture(scope="module")
+def toy_like_model(tmp_path_factory):
+    from motionsep.toy.pretrain import build_models, export_pipeline
+
+    return str(export_pipeline(build_models(0), tmp_path_factory.mktemp("toy") / "pipeline"))
+
+
+def test_demo_prompts_differ_from_reference_in_every_attribute():
+    for shape, colour, background in DEMO_LOOKS:
+        assert shape != REFERENCE_LOOK["shape"] and colour != REFERENCE_LOOK["colour"] and background != REFERENCE_LOOK["background"]
+
+
+def test_short_demo_writes_every_artefact(toy_like_model, tmp_path):
+    out = tmp_path / "demo"
+    result = run_demo(out, motion="orbit", model=toy_like_model, steps=4, seeds=(0,), progress=False, sampling_steps=2)
+    assert (out / "lora" / "pytorch_lora_weights.safetensors").is_file()
+    assert (out / "reference" / "config.yaml").is_file()
+    assert len(list((out / "reference" / "clips").glob("*.mp4"))) == 4
+    mp4s = sorted((out / "videos").glob("*.mp4"))
+    assert len(mp4s) == len(DEMO_LOOKS) and len(list((out / "videos").glob("*.gif"))) == len(DEMO_LOOKS)
+    assert read_video(mp4s[0]).shape == (8, 32, 32, 3)
+    assert (out / "contact_sheet.png").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == {k: v for k, v in result.items() if k in metrics}
+    for key in ("motion_accuracy", "trajectory_error_px", "appearance_accuracy", "leakage", "generations", "seconds"):
+        assert key in metrics
+    for attribute in ("shape", "colour", "background"):
+        assert {"value", "ci95", "n"} <= set(metrics["leakage"][attribute])
+    for attribute in ("size", "window"):
+        assert {"share", "base_share", "rise"} <= set(metrics["leakage"][attribute])
+    assert metrics["generations"] == len(DEMO_LOOKS)
