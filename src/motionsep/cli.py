@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from .errors import MotionsepError
 
@@ -129,6 +130,21 @@ def cmd_toy_pretrain(args) -> None:
     print(f"pipeline: {folder}")
 
 
+def cmd_toy_export(args) -> None:
+    from .toy.pretrain import export_from_run
+
+    print(f"exported: {export_from_run(args.run, args.to)}")
+
+
+def cmd_toy_quality(args) -> None:
+    from .toy.quality import base_model_quality
+
+    report = base_model_quality(args.model, args.n, args.seed, progress=not args.no_progress)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    print(json.dumps(report, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionsep",
@@ -196,9 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = toy.add_parser("pretrain", help="train the shapes-world base model from scratch (resumes from --out)")
     p.add_argument("--out", default="toy-pretrain", help="run folder; an existing one is resumed")
     p.add_argument("--steps", type=int, default=16000, help="UNet steps (default 16000)")
-    p.add_argument("--vae-steps", type=int, default=1500)
+    p.add_argument("--vae-steps", type=int, default=6000)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_toy_pretrain)
+
+    p = toy.add_parser("export", help="ship the newest checkpoint of a pretraining run as a pipeline folder")
+    p.add_argument("--run", default="toy-pretrain", help="pretraining run folder")
+    p.add_argument("--to", required=True, help="destination pipeline folder")
+    p.set_defaults(func=cmd_toy_export)
+    p = toy.add_parser("quality", help="base-model quality: attribute accuracy on generations from random prompts")
+    p.add_argument("--model", default="toy")
+    p.add_argument("--n", type=int, default=200, help="generations (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="also write the JSON report here")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_toy_quality)
 
     p = sub.add_parser("inspect", help="list LoRA targets and highway hook points (reads configs only)", description="List every LoRA layer and Appearance Highway hook point a method would use, from the UNet config alone.")
     p.add_argument("--model", required=True, help="pipeline folder, UNet folder, UNet config.json, hub id, or 'toy'")
