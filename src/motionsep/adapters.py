@@ -34,6 +34,7 @@ SPATIAL = "spatial"  # adapter name of the dual-path methods' spatial LoRA
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
 METADATA_NAME = "motionsep.json"
 FORMAT = "motionsep-lora/1"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 def make_lora_config(module_names: list[str], rank: int, alpha: float | None, dropout: float) -> LoraConfig:
@@ -175,6 +176,12 @@ def read_lora_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a safetensors LoRA file; pickles are never opened, so nothing in a weight file executes."""
     path = Path(path)
     if not path.is_file():
+        pickles = [p.name for p in path.parent.glob("*") if p.suffix in PICKLE_SUFFIXES]
+        if pickles:
+            raise MotionsepError(
+                f"'{path.parent}' holds only pickled weights ({pickles[0]}), which can run code when loaded: "
+                "motionsep reads safetensors only; convert them with safetensors.torch.save_file"
+            )
         raise MotionsepError(f"LoRA weights '{path}' are missing: retrain or restore the LoRA folder")
     try:
         return load_file(str(path))
@@ -203,5 +210,7 @@ def load_motion_lora(unet: torch.nn.Module, folder: str | os.PathLike, adapter_n
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise MotionsepError(f"LoRA '{folder}' does not fit this UNet: unexpected key '{unexpected[0]}'")
-    unet.to(next(p for p in unet.parameters()).device)
+    # peft creates the new layers (their dropout included) in training mode: follow the UNet's mode,
+    # or an eval-mode pipeline would sample with LoRA dropout on
+    unet.train(unet.training)
     return meta

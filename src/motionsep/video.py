@@ -69,6 +69,9 @@ def read_video(
                 decoded += 1
     except MotionsepError:
         raise
+    except av.error.EOFError:
+        if not frames:  # a container with a video stream but not one frame in it
+            raise MotionsepError(f"video '{path}' has no frames: re-encode it or remove it") from None
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise MotionsepError(f"cannot decode video '{path}': {exc.__class__.__name__}: {exc}; re-encode it or remove it") from None
     if not frames:
