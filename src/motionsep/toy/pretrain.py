@@ -127,7 +127,7 @@ def train_vae(config: PretrainConfig, vae, out: Path, state: dict) -> None:
     from diffusers import AutoencoderKL
 
     if state["vae_step"] >= config.vae_steps:
-        return
+        return  # done in an earlier run, scale included
     optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3)
     if state["vae_step"] > 0:
         vae.load_state_dict(AutoencoderKL.from_pretrained(str(out / "vae_stage" / "vae")).state_dict())
@@ -147,15 +147,19 @@ def train_vae(config: PretrainConfig, vae, out: Path, state: dict) -> None:
         optimizer.zero_grad()
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if step % config.checkpoint_every == 0 or step == config.vae_steps:
+            if step == config.vae_steps:
+                set_latent_scale(vae, config.seed)  # saved with the final weights, in one swap
             state.update(vae_step=step, seconds=time.time() - started)
             _log(out, {"stage": "vae", "step": step, "loss": loss.item(), "seconds": state["seconds"]})
             _save_stage(out, "vae_stage", {"vae": vae}, optimizer, state)
-    # the latent scale that makes latents unit-variance, as SD's 0.18215 does for its VAE
+
+
+def set_latent_scale(vae, seed: int) -> None:
+    """The latent scale that makes latents unit-variance, as SD's 0.18215 does for its VAE."""
     with torch.no_grad():
-        x, _ = clip_batch(config.seed + 99, 0, 32)
+        x, _ = clip_batch(seed + 99, 0, 32)
         z = vae.encode(x.permute(0, 2, 1, 3, 4).reshape(-1, 3, SIZE, SIZE)).latent_dist.mode()
     vae.register_to_config(scaling_factor=float(1.0 / z.std()))
-    vae.save_pretrained(str(out / "vae_stage" / "vae"))
 
 
 def _encode(vae, x: torch.Tensor) -> torch.Tensor:
