@@ -42,3 +42,20 @@ def test_short_demo_writes_every_artefact(toy_like_model, tmp_path):
     for attribute in ("size", "window"):
         assert {"share", "base_share", "rise"} <= set(metrics["leakage"][attribute])
     assert metrics["generations"] == len(DEMO_LOOKS)
+
+
+def test_shipped_model_loads_through_the_normal_loader_and_denoises():
+    import numpy as np
+
+    from motionsep.generate import MotionPipeline, SamplingSettings
+    from motionsep.models import load_unet_config
+    from motionsep.toy import embedded_model_path
+
+    assert (embedded_model_path() / "model_index.json").is_file()
+    assert load_unet_config("toy")["_class_name"] == "UNet3DConditionModel"
+    pipeline = MotionPipeline.from_pretrained("toy")
+    assert pipeline.family.name == "modelscope"
+    frames = pipeline("a red circle moving left quickly on a plain background", 0, SamplingSettings(num_frames=8, steps=1))
+    assert frames.shape == (8, 32, 32, 3) and frames.dtype == np.uint8
+    size = sum(p.stat().st_size for p in embedded_model_path().rglob("*") if p.is_file())
+    assert size <= 25 * 2**20

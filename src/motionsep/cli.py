@@ -133,7 +133,8 @@ def cmd_toy_pretrain(args) -> None:
 def cmd_toy_export(args) -> None:
     from .toy.pretrain import export_from_run
 
-    print(f"exported: {export_from_run(args.run, args.to)}")
+    quality = json.loads(Path(args.quality).read_text()) if args.quality else None
+    print(f"exported: {export_from_run(args.run, args.to, quality)}")
 
 
 def cmd_toy_quality(args) -> None:
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = toy.add_parser("export", help="ship the newest checkpoint of a pretraining run as a pipeline folder")
     p.add_argument("--run", default="toy-pretrain", help="pretraining run folder")
     p.add_argument("--to", required=True, help="destination pipeline folder")
+    p.add_argument("--quality", help="a `toy quality --out` report to record in the model card")
     p.set_defaults(func=cmd_toy_export)
     p = toy.add_parser("quality", help="base-model quality: attribute accuracy on generations from random prompts")
     p.add_argument("--model", default="toy")
