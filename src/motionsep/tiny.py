@@ -37,14 +37,18 @@ def build_tokenizer(words: tuple[str, ...] = (), max_length: int = 77):
     for s in symbols + [s + "</w>" for s in symbols]:
         vocab.setdefault(s, len(vocab))
     merges: list[tuple[str, str]] = []
-    for word in words:
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+
+    def join(pieces: list[str]) -> None:
+        """Merges that assemble `pieces` left to right into one token."""
         current = pieces[0]
         for piece in pieces[1:]:
             if (current, piece) not in merges:
                 merges.append((current, piece))
             current = current + piece
             vocab.setdefault(current, len(vocab))
+
+    for word in words:
+        join(list(word[:-1]) + [word[-1] + "</w>"])
     # BPE applies merges by rank across the whole word, so an earlier word's merge can pre-empt a
     # later word's chain ("in" splits "plain" into "pla" + "in"); join what is left, until every
     # word is one token. Appended merges rank last, so they never break a word already whole.
@@ -55,12 +59,7 @@ def build_tokenizer(words: tuple[str, ...] = (), max_length: int = 77):
         if not split:
             return tokenizer
         for _, pieces in split:
-            current = pieces[0]
-            for piece in pieces[1:]:
-                if (current, piece) not in merges:
-                    merges.append((current, piece))
-                current = current + piece
-                vocab.setdefault(current, len(vocab))
+            join(pieces)
     raise RuntimeError(f"could not make whole-word tokens for {[w for w, _ in split]}")
 
 
