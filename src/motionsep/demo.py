@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -109,5 +109,3 @@ def _reference_scene(config_path: Path) -> Scene:
     first["start"] = tuple(first["start"])
     return Scene(**first)
 
-
-__all__ = ["DEMO_LOOKS", "run_demo", "asdict"]

@@ -15,7 +15,7 @@ off, the hooks return None and the UNet computes exactly what plain diffusers co
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch

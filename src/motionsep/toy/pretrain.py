@@ -10,7 +10,6 @@ noise of step N depend only on (seed, N), so a resumed run sees what an uninterr
 from __future__ import annotations
 
 import json
-import math
 import random
 import shutil
 import time

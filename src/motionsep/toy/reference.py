@@ -11,7 +11,7 @@ import yaml
 
 from ..errors import MotionsepError, closest
 from ..video import write_mp4
-from .world import HELD_OUT_MOTIONS, MOTIONS, Scene, caption, random_scene, render
+from .world import MOTIONS, Scene, caption, random_scene, render
 
 # The references' look: every attribute, named or not, fixed, so leakage can be traced to them.
 REFERENCE_LOOK = {"shape": "square", "colour": "red", "background": "checker", "size": "large", "window": "window"}
@@ -48,5 +48,3 @@ def write_reference_clips(out: str | Path, motion: str = "zigzag", count: int = 
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
 
-
-__all__ = ["HELD_OUT_MOTIONS", "REFERENCE_LOOK", "reference_scenes", "write_reference_clips"]
