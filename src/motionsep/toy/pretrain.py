@@ -98,10 +98,12 @@ def _state(out: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {"vae_step": 0, "unet_step": 0, "seconds": 0.0}
 
 
-def _maybe_load_optimizer(optimizer, path: Path) -> None:
+def _maybe_load_optimizer(optimizer, path: Path) -> bool:
     """Optimizer moments are not committed with the weights (too large); without them AdamW restarts."""
     if path.is_file():
         load_optimizer(optimizer, path)
+        return True
+    return False
 
 
 def _save_stage(out: Path, name: str, modules: dict, optimizer, state: dict) -> None:
@@ -176,11 +178,13 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
     vae.eval().requires_grad_(False)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=1e-2)
+    warmup_from = 0  # AdamW restarting from empty moments warms up again from here
     if state["unet_step"] > 0:
         stage = out / "unet_stage"
         unet.load_state_dict(UNet3DConditionModel.from_pretrained(str(stage / "unet")).state_dict())
         text_encoder.load_state_dict(CLIPTextModel.from_pretrained(str(stage / "text_encoder")).state_dict())
-        _maybe_load_optimizer(optimizer, stage / "optimizer.safetensors")
+        if not _maybe_load_optimizer(optimizer, stage / "optimizer.safetensors"):
+            warmup_from = state["unet_step"]
     noise_scheduler = DDPMScheduler.from_config(scheduler.config)
     unet.train()
     text_encoder.train()
@@ -200,7 +204,7 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
         loss = F.mse_loss(pred, noise)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
-        lr = config.lr * min(1.0, step / 200)  # short warm-up
+        lr = config.lr * min(1.0, (step - warmup_from) / 200)  # short warm-up
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.step()
