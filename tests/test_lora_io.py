@@ -61,12 +61,17 @@ def test_lora_file_format(make_config, tmp_path):
     assert adapted == {k.removeprefix("unet.").rsplit(".lora_", 1)[0] for k in keys}
 
 
+def base_and_motionsep_outputs(pipeline_dirs, family, folder):
+    """UNet output without the LoRA and with it loaded by motionsep."""
+    pipe, _ = load_pipeline(pipeline_dirs[family])
+    base = run_unet(pipe.unet, family)
+    load_motion_lora(pipe.unet, folder)
+    return base, run_unet(pipe.unet, family)
+
+
 def test_animatediff_lora_loads_with_plain_diffusers(pipeline_dirs, make_config, tmp_path):
     folder = trained_lora(make_config, "animatediff", tmp_path)
-    pipe, _ = load_pipeline(pipeline_dirs["animatediff"])
-    base = run_unet(pipe.unet, "animatediff")
-    load_motion_lora(pipe.unet, folder)
-    ours = run_unet(pipe.unet, "animatediff")
+    base, ours = base_and_motionsep_outputs(pipeline_dirs, "animatediff", folder)
     plain = AnimateDiffPipeline.from_pretrained(pipeline_dirs["animatediff"])
     plain.load_lora_weights(str(folder))
     theirs = run_unet(plain.unet, "animatediff")
@@ -76,10 +81,7 @@ def test_animatediff_lora_loads_with_plain_diffusers(pipeline_dirs, make_config,
 
 def test_modelscope_lora_loads_with_peft_on_plain_unet(pipeline_dirs, make_config, tmp_path):
     folder = trained_lora(make_config, "modelscope", tmp_path)
-    pipe, _ = load_pipeline(pipeline_dirs["modelscope"])
-    base = run_unet(pipe.unet, "modelscope")
-    load_motion_lora(pipe.unet, folder)
-    ours = run_unet(pipe.unet, "modelscope")
+    base, ours = base_and_motionsep_outputs(pipeline_dirs, "modelscope", folder)
     # the README's recipe, with nothing from motionsep
     unet = UNet3DConditionModel.from_pretrained(pipeline_dirs["modelscope"], subfolder="unet")
     config = LoraConfig(**json.loads((folder / "motionsep.json").read_text())["lora_config"])

@@ -189,6 +189,18 @@ def read_lora_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise MotionsepError(f"LoRA weights '{path}' are corrupt or not safetensors ({exc}): retrain or restore them") from None
 
 
+def set_lora_weights(unet: torch.nn.Module, weights: dict[str, torch.Tensor], adapter_name: str, source: Path) -> None:
+    """Put saved diffusers-format weights ('unet.'-prefixed peft keys) into an injected adapter."""
+    prefix = "unet."
+    state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+    if not state:
+        raise MotionsepError(f"LoRA weights in '{source}' hold no 'unet.' keys: not a UNet LoRA")
+    result = set_peft_model_state_dict(unet, state, adapter_name=adapter_name)
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise MotionsepError(f"LoRA '{source}' does not fit this UNet: unexpected key '{unexpected[0]}'")
+
+
 def load_motion_lora(unet: torch.nn.Module, folder: str | os.PathLike, adapter_name: str = MOTION) -> dict[str, Any]:
     """Load a motionsep LoRA folder onto `unet` with peft; returns its metadata."""
     folder = Path(folder)
@@ -199,17 +211,9 @@ def load_motion_lora(unet: torch.nn.Module, folder: str | os.PathLike, adapter_n
             f"LoRA '{folder}' was trained for the {meta['family']} family but the model is {family.name} "
             f"({family.unet_class}): use a base model of the family it was trained on"
         )
-    state = read_lora_weights(folder / WEIGHTS_NAME)
-    prefix = "unet."
-    state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    if not state:
-        raise MotionsepError(f"LoRA weights in '{folder}' hold no 'unet.' keys: not a UNet LoRA")
-    config = LoraConfig(**meta["lora_config"])
-    add_lora(unet, config, adapter_name)
-    result = set_peft_model_state_dict(unet, state, adapter_name=adapter_name)
-    unexpected = getattr(result, "unexpected_keys", [])
-    if unexpected:
-        raise MotionsepError(f"LoRA '{folder}' does not fit this UNet: unexpected key '{unexpected[0]}'")
+    weights = read_lora_weights(folder / WEIGHTS_NAME)  # before injecting: a bad file changes nothing
+    add_lora(unet, LoraConfig(**meta["lora_config"]), adapter_name)
+    set_lora_weights(unet, weights, adapter_name, folder)
     # peft creates the new layers (their dropout included) in training mode: follow the UNet's mode,
     # or an eval-mode pipeline would sample with LoRA dropout on
     unet.train(unet.training)

@@ -21,6 +21,12 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path)
+
+
 def save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
     """Tensors as '<param index>.<key>' in safetensors; scalars and hyperparameters in a JSON sidecar."""
     state = optimizer.state_dict()
@@ -31,9 +37,7 @@ def save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
                 tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{index}.{key}"] = float(value)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path)
+    atomic_save_file(tensors, path)
     atomic_write_text(path.with_suffix(".json"), json.dumps({"scalars": scalars, "param_groups": state["param_groups"]}))
 
 
@@ -53,9 +57,7 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
 def save_training_state(folder: Path, optimizer: torch.optim.Optimizer, generator: torch.Generator, step: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     save_optimizer(optimizer, folder / "optimizer.safetensors")
-    tmp = folder / ".rng.safetensors.tmp"
-    save_file({"generator": generator.get_state(), "torch": torch.get_rng_state()}, str(tmp))
-    os.replace(tmp, folder / "rng.safetensors")
+    atomic_save_file({"generator": generator.get_state(), "torch": torch.get_rng_state()}, folder / "rng.safetensors")
     atomic_write_text(folder / "state.json", json.dumps({"step": step}))
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .config import config_from_dict
-from .errors import MotionsepError
+from .errors import refuse_nonempty
 from .generate import MotionPipeline
 from .toy.evaluate import evaluate_video
 from .toy.metrics import score
@@ -60,8 +60,8 @@ def run_demo(
     sampling_steps: int = TOY_SAMPLING.steps,
 ) -> dict:
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise MotionsepError(f"'{out}' already holds files: choose another --out or pass --overwrite")
+    if not overwrite:
+        refuse_nonempty(out, "choose another --out or pass --overwrite")
     started = time.time()
     config_path = write_reference_clips(out / "reference", motion, count=4, steps=steps, overwrite=overwrite)
     config = config_from_dict(

@@ -7,6 +7,7 @@ message on one line and exits with code 2, without a traceback. Everything else 
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from typing import Iterable
 
 
@@ -21,3 +22,10 @@ def closest(name: str, choices: Iterable[str]) -> str:
     if match:
         return f" (did you mean '{match[0]}'?)"
     return f" (valid: {', '.join(choices)})"
+
+
+def refuse_nonempty(path: str | Path, remedy: str) -> None:
+    """Existing results are never overwritten silently: refuse a folder that already holds files."""
+    path = Path(path)
+    if path.exists() and any(path.iterdir()):
+        raise MotionsepError(f"'{path}' already holds files: {remedy}")

@@ -26,8 +26,6 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from . import __version__
-from peft import set_peft_model_state_dict
-
 from .adapters import (
     METADATA_NAME,
     MOTION,
@@ -39,11 +37,12 @@ from .adapters import (
     make_lora_config,
     read_lora_weights,
     save_lora_folder,
+    set_lora_weights,
 )
 from .checkpoint import latest_checkpoint, load_training_state, save_training_state
 from .config import TrainConfig
 from .data import Clip, load_clips
-from .errors import MotionsepError
+from .errors import MotionsepError, refuse_nonempty
 from .highway import AppearanceHighway, HighwaySettings
 from .methods import Method, lora_targets, resolve_method
 from .models import Family, load_pipeline, temporal_layers_bypassed
@@ -244,10 +243,8 @@ def lora_metadata(state: TrainingState, step: int) -> dict[str, Any]:
 
 
 def check_output_dir(path: Path, overwrite: bool, resume: bool) -> None:
-    if path.exists() and any(path.iterdir()) and not (overwrite or resume):
-        raise MotionsepError(
-            f"output folder '{path}' already holds files: pass --resume to continue it, --overwrite to replace it, or choose another output_dir"
-        )
+    if not (overwrite or resume):
+        refuse_nonempty(path, "pass --resume to continue it, --overwrite to replace it, or choose another output_dir")
 
 
 def remove_results(out: Path) -> None:
@@ -277,8 +274,7 @@ def resume_from(out: Path, config: TrainConfig, state: TrainingState, optimizer,
         raise MotionsepError(f"cannot resume '{out}': its config differs from this one (only train.steps may change); use another output_dir")
     for name, sub in ((MOTION, folder), (SPATIAL, folder / "spatial")):
         if name in state.lora_configs:
-            weights = read_lora_weights(sub / WEIGHTS_NAME)
-            set_peft_model_state_dict(state.unet, {k.removeprefix("unet."): v for k, v in weights.items()}, adapter_name=name)
+            set_lora_weights(state.unet, read_lora_weights(sub / WEIGHTS_NAME), name, sub)
     load_training_state(folder / "training_state", optimizer, generator)
     return step
 
@@ -333,6 +329,7 @@ def train(
             save(accelerator, state, folder, step)
             if accelerator.is_main_process:
                 save_training_state(folder / "training_state", optimizer, generator, step)
+    log.close()
     save(accelerator, state, out, config.train.steps)
     if state.highway is not None:
         state.highway.remove()
@@ -355,6 +352,9 @@ class TrainingLog:
     def write(self, row: list) -> None:
         self.writer.writerow(row + [f"{time.time() - self.started:.2f}"])
         self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def save(accelerator: Accelerator, state: TrainingState, folder: Path, step: int) -> None:

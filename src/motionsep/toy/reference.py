@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import MotionsepError, closest
+from ..errors import MotionsepError, closest, refuse_nonempty
 from ..video import write_mp4
 from .world import MOTIONS, Scene, caption, random_scene, render
 
@@ -27,8 +27,8 @@ def reference_scenes(motion: str, count: int = 4, seed: int = 0, look: dict | No
 def write_reference_clips(out: str | Path, motion: str = "zigzag", count: int = 4, seed: int = 0, steps: int = 300, overwrite: bool = False) -> Path:
     """clips/*.mp4 + same-name .txt captions, scenes.json, and config.yaml for `motionsep train`."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise MotionsepError(f"'{out}' already holds files: choose another --out or pass --overwrite")
+    if not overwrite:
+        refuse_nonempty(out, "choose another --out or pass --overwrite")
     clips = out / "clips"
     clips.mkdir(parents=True, exist_ok=True)
     scenes = reference_scenes(motion, count, seed)
