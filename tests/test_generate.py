@@ -64,3 +64,21 @@ def test_pli_switches_lora_by_timestep_without_extra_calls(pipeline_dirs, lora_d
     assert np.array_equal(never("a red square", 0, settings), base)  # LoRA never on: the base model exactly
     assert not np.array_equal(with_lora, base)
     assert not np.array_equal(mixed, with_lora)
+
+
+def test_fused_lora_matches_unfused_and_switches_exactly(pipeline_dirs, lora_dirs):
+    import torch
+
+    settings = SamplingSettings(num_frames=4, steps=4)
+    model, lora = pipeline_dirs["modelscope"], str(lora_dirs["modelscope"])
+    for tau in (-1, 500):
+        plain = MotionPipeline.from_pretrained(model, lora=lora, highway=True, pli_tau=tau)("a red square", 0, settings)
+        fused = MotionPipeline.from_pretrained(model, lora=lora, highway=True, pli_tau=tau, fuse_lora=True)
+        assert np.abs(fused("a red square", 0, settings).astype(int) - plain.astype(int)).max() <= 1  # uint8 rounding only
+    unet = fused.pipe.unet
+    base = dict(MotionPipeline.from_pretrained(model, highway=False).pipe.unet.named_modules())
+    wrapped = {n: m for n, m in unet.named_modules() if hasattr(m, "base_layer")}
+    fused.pli.fused.set(True)  # the LoRA phase: the weights hold the LoRA
+    assert any(not torch.equal(m.get_base_layer().weight, base[n].weight) for n, m in wrapped.items())
+    fused.pli.fused.set(False)  # the phase without LoRA: the original weights, bit for bit
+    assert all(torch.equal(m.get_base_layer().weight, base[n].weight) for n, m in wrapped.items())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -13,7 +12,7 @@ from motionsep.inspection import inspect_model
 from motionsep.methods import resolve_method
 from motionsep.train import prepare
 
-ZEROSCOPE = str(Path(__file__).parent / "data" / "zeroscope_unet_config.json")
+ZEROSCOPE = "zeroscope-config"  # the packaged ModelScope/ZeroScope UNet config
 
 # Written out by hand from the paper / release / MotionDirector, independently of methods.py.
 TEMPORAL = {
@@ -22,17 +21,19 @@ TEMPORAL = {
 }
 SPATIAL_T = r"((down_blocks|up_blocks)\.\d+|mid_block)\.attentions\.\d+"
 ATTN = {"q": "to_q", "k": "to_k", "v": "to_v", "out": r"to_out\.0"}
-EXPECTED = {
-    "tap": ({"q", "k"}, set()),
-    "tap-official": ({"k", "out"}, {"q", "k", "v", "out", "ff"}),
-    "motiondirector": ({"q", "k", "v", "out", "ff"}, {"q", "k", "v", "out", "ff"}),
-    "temporal-lora": ({"q", "k", "v", "out"}, set()),
+ALL = {"q", "k", "v", "out", "ff"}
+EXPECTED = {  # temporal, spatial path, spatial layers inside the motion LoRA
+    "tap": ({"q", "k"}, set(), set()),
+    "tap-official": ({"k", "out"}, ALL, set()),
+    "motiondirector": (ALL, ALL, set()),
+    "temporal-lora": ({"q", "k", "v", "out"}, set(), set()),
+    "full-lora": (ALL, set(), ALL),
 }
 
 
-def expected_modules(names, family, temporal, spatial):
+def expected_modules(names, family, temporal, spatial, joint=frozenset()):
     patterns = []
-    for targets, prefix, attns in ((temporal, TEMPORAL[family], "attn[12]"), (spatial, SPATIAL_T, "attn1")):
+    for targets, prefix, attns in ((temporal, TEMPORAL[family], "attn[12]"), (spatial, SPATIAL_T, "attn1"), (joint, SPATIAL_T, "attn[12]")):
         for t in targets:
             if t == "ff":
                 patterns.append(rf"{prefix}\.transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)")
@@ -51,8 +52,8 @@ def test_preset_trains_exactly_its_layers(make_config, family, method):
     assert all(".lora_A." in n or ".lora_B." in n for n in trainable), "a base weight is trainable"
     trained_modules = {re.sub(r"\.lora_[AB]\..*$", "", n) for n in trainable}
     plain_names = [n for n, _ in unet.named_modules()]
-    temporal, spatial = EXPECTED[method]
-    want = expected_modules(plain_names, family, temporal, spatial)
+    temporal, spatial, joint = EXPECTED[method]
+    want = expected_modules(plain_names, family, temporal, spatial, joint)
     assert want, "the expected set is empty: the test patterns are wrong"
     assert trained_modules == want
     assert set(base_names) == want

@@ -86,6 +86,29 @@ def set_lora_enabled(unet: torch.nn.Module, enabled: bool, adapter_name: str | N
             p.requires_grad_(flag)
 
 
+class FusedLora:
+    """An adapter folded into its base weights for sampling: W + delta computed once per layer.
+
+    peft's own merge/unmerge adds and subtracts the delta, which leaves rounding error in W after a
+    round trip; here both weight tensors are kept and swapped, so switching (PLI) is exact both ways.
+    The peft layers stay in the model with the adapter switched off, so they add no LoRA matmuls.
+    """
+
+    def __init__(self, unet: torch.nn.Module, adapter_name: str = MOTION):
+        self.layers = []
+        with torch.no_grad():
+            for layer in lora_layers(unet, adapter_name):
+                plain = layer.get_base_layer().weight.data
+                merged = plain + layer.get_delta_weight(adapter_name).to(plain.dtype)
+                self.layers.append((layer.get_base_layer(), plain, merged))
+        set_lora_enabled(unet, False, adapter_name)
+        self.set(True)
+
+    def set(self, on: bool) -> None:
+        for base, plain, merged in self.layers:
+            base.weight.data = merged if on else plain
+
+
 @contextlib.contextmanager
 def lora_disabled(unet: torch.nn.Module, adapter_name: str | None = None) -> Iterator[None]:
     set_lora_enabled(unet, False, adapter_name)

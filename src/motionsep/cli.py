@@ -146,6 +146,66 @@ def cmd_toy_quality(args) -> None:
     print(json.dumps(report, indent=2))
 
 
+def cmd_bench_leakage(args) -> None:
+    from dataclasses import replace
+
+    from .bench.leakage import LeakageSettings, run_leakage_bench
+
+    settings = LeakageSettings.quick() if args.quick else LeakageSettings()
+    changes = {k: v for k, v in (("motions", tuple(args.motion or ()) or None), ("train_steps", args.steps),
+                                  ("variants", tuple(args.variant or ()) or None), ("model", args.model)) if v is not None}
+    settings = replace(settings, **changes)
+    command = "motionsep bench leakage " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["bench", "leakage"] else "motionsep bench leakage"
+    r = run_leakage_bench(args.out, settings, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, command=command.strip())
+    out = Path(args.out)
+    print(f"\nleakage benchmark: {len(r['pooled'])} variants x {len(settings.motions)} motions in {r['wall_seconds'] / 60:.1f} min")
+    print(f"  report  {out / 'leakage.md'}\n  plot    {out / 'leakage.png'}\n  data    {out / 'leakage.json'}")
+    print("  sheets  " + ", ".join(r["sheets"]))
+
+
+def cmd_bench_cost(args) -> None:
+    from dataclasses import replace
+
+    from .bench.cost import CostSettings, run_cost_bench
+
+    settings = CostSettings.quick() if args.quick else CostSettings()
+    if args.cuda:
+        settings = replace(settings, device="cuda", dtype=args.dtype or "float16", gradient_checkpointing=True)
+    elif args.dtype:
+        settings = replace(settings, dtype=args.dtype)
+    if args.model:
+        settings = replace(settings, models=tuple(args.model))
+    if args.zeroscope_latent:
+        settings = replace(settings, zeroscope_latent=args.zeroscope_latent)
+    if args.frames:
+        settings = replace(settings, frames=args.frames)
+    if args.gradient_checkpointing:
+        settings = replace(settings, gradient_checkpointing=True)
+    command = "motionsep bench cost " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["bench", "cost"] else "motionsep bench cost"
+    r = run_cost_bench(args.out, settings, overwrite=args.overwrite, progress=not args.no_progress, command=command.strip())
+    out = Path(args.out)
+    print(f"\ncost benchmark in {r['wall_seconds'] / 60:.1f} min")
+    for row in r["training"]:
+        ratio = row.get("ratio_to_motiondirector", {})
+        print(f"  {row['model']:9s} {row['method']:15s} {row['trainable_parameters'] / 1e6:8.3f} M params  {row['seconds_per_step']:.3f} s/step "
+              f"({ratio.get('seconds_per_step', 0):.2f}x MD)  peak {row['peak_memory_bytes'] / 2**20:.0f} MB ({ratio.get('peak_memory_bytes', 0):.2f}x MD)")
+    for model, g in r["generation"].items():
+        print(f"  generation ({model}): " + ", ".join(f"{k} {v:.3f}x" for k, v in g["ratio_to_base"].items()))
+    print(f"  report  {out / 'cost.md'}\n  data    {out / 'cost.json'}")
+
+
+def cmd_evaluate(args) -> None:
+    from .bench.report import refuse_existing
+    from .evaluation import evaluate_videos, format_table, write_results
+
+    out = Path(args.out)
+    refuse_existing([out.with_suffix(".json"), out.with_suffix(".csv")], args.overwrite)
+    result = evaluate_videos(args.videos, args.prompts, args.clip, args.reference, args.base_videos, progress=not args.no_progress)
+    print(format_table(result))
+    json_path, csv_path = write_results(result, out)
+    print(f"results: {json_path} and {csv_path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionsep",
@@ -229,6 +289,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the JSON report here")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_toy_quality)
+
+    p = sub.add_parser("evaluate", help="CLIP text alignment, temporal consistency, leakage and motion fidelity of any videos",
+                       description="Score generated videos: CLIP text alignment and temporal consistency; with --reference, similarity "
+                       "to the reference clips and DMT-style motion fidelity from OpenCV point tracks; with --base-videos (same prompts "
+                       "and seeds, same file names), appearance leakage = reference similarity minus the base model's.")
+    p.add_argument("--videos", required=True, help="folder of generated videos")
+    p.add_argument("--prompts", required=True, help="generation.json from `motionsep generate`, or a CSV with columns video,prompt")
+    p.add_argument("--clip", required=True, help="local transformers CLIP folder (e.g. a downloaded openai/clip-vit-large-patch14)")
+    p.add_argument("--reference", help="folder of reference clips (enables reference similarity and motion fidelity)")
+    p.add_argument("--base-videos", help="base-model videos of the same prompts and seeds (enables appearance leakage)")
+    p.add_argument("--out", default="evaluation", help="writes OUT.json and OUT.csv (default ./evaluation)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    bench = sub.add_parser("bench", help="benchmarks: leakage and cost of every method").add_subparsers(dest="bench_command", required=True)
+    p = bench.add_parser("leakage", help="every method on the shapes world: motion, appearance and leakage with 95%% CIs",
+                         description="Train every method on reference clips of each held-out motion (same steps and seeds), generate prompts "
+                         "that differ from the references in every attribute, and report motion accuracy, trajectory error, appearance "
+                         "accuracy and leakage per attribute, plus sweeps of AH blocks, AH scale, PLI tau and TAP targets.")
+    p.add_argument("--out", default="bench-results", help="writes leakage.md, leakage.png, leakage.json; work in OUT/leakage-work")
+    p.add_argument("--quick", action="store_true", help="a few minutes: checks the machinery, not the conclusions")
+    p.add_argument("--motion", action="append", help="held-out motion (repeatable; default all four)")
+    p.add_argument("--variant", action="append", help="run only this variant (repeatable; the floor always runs)")
+    p.add_argument("--steps", type=int, help="training steps per LoRA (default 300; --quick 20)")
+    p.add_argument("--model", help="base model (default: the embedded shapes-world model)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out, reusing its finished pieces")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_bench_leakage)
+
+    p = bench.add_parser("cost", help="trainable parameters, LoRA size, s/step, peak memory and generation time per method",
+                         description="Per method: trainable parameters, LoRA file size, training seconds per step and peak memory, each also "
+                         "as a ratio to motiondirector; on the embedded model and on the ZeroScope UNet architecture (random weights). "
+                         "Plus generation time with LoRA + Appearance Highway + PLI against the plain base pipeline.")
+    p.add_argument("--out", default="bench-results", help="writes cost.md and cost.json")
+    p.add_argument("--quick", action="store_true", help="embedded model only, few steps: checks the machinery")
+    p.add_argument("--model", action="append", choices=("toy", "zeroscope"), help="repeatable (default both)")
+    p.add_argument("--cuda", action="store_true", help="measure on the GPU (fp16 base weights, gradient checkpointing)")
+    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="base weights' dtype (default float32; --cuda float16)")
+    p.add_argument("--zeroscope-latent", type=int, help="latent side for the ZeroScope UNet (default 8 = 64x64 px; 48 = 384x384)")
+    p.add_argument("--frames", type=int, help="frames per clip (default 8)")
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_bench_cost)
 
     p = sub.add_parser("inspect", help="list LoRA targets and highway hook points (reads configs only)", description="List every LoRA layer and Appearance Highway hook point a method would use, from the UNet config alone.")
     p.add_argument("--model", required=True, help="pipeline folder, UNet folder, UNet config.json, hub id, or 'toy'")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .adapters import MOTION, load_motion_lora, set_lora_scale
+from .adapters import MOTION, FusedLora, load_motion_lora, set_lora_scale
 from .errors import MotionsepError
 from .highway import AppearanceHighway, HighwaySettings
 from .models import load_pipeline
@@ -56,16 +56,22 @@ class MotionPipeline:
         highway_scale: float | None = None,
         pli_tau: int | None = None,
         lora_scale: float = 1.0,
+        fuse_lora: bool = False,
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> "MotionPipeline":
-        """Highway and PLI settings default to the LoRA's motionsep.json; explicit arguments win."""
+        """Highway and PLI settings default to the LoRA's motionsep.json; explicit arguments win.
+
+        `fuse_lora` folds the motion LoRA into the weights (no LoRA matmuls at sampling; PLI then
+        swaps the fused and plain weights, exactly).
+        """
         pipe, family = load_pipeline(model, motion_adapter, dtype=dtype, device=device)
         meta = None
         if lora is not None:
             meta = load_motion_lora(pipe.unet, lora)
             set_lora_scale(pipe.unet, lora_scale, MOTION)
         self = cls(pipe, family, meta)
+        fused = FusedLora(pipe.unet, MOTION) if (fuse_lora and meta is not None) else None
         saved = (meta or {}).get("appearance_highway", {})
         enabled = saved.get("enabled", False) if highway is None else highway
         settings = HighwaySettings(
@@ -76,7 +82,7 @@ class MotionPipeline:
         self.highway = AppearanceHighway(pipe.unet, settings, enabled=enabled)
         tau = pli_tau if pli_tau is not None else (meta or {}).get("pli_tau")
         if tau is not None and tau >= 0 and meta is not None:
-            self.pli = PhasedLora(pipe.unet, tau)
+            self.pli = PhasedLora(pipe.unet, tau, fused=fused)
         return self
 
     def describe(self) -> dict[str, Any]:

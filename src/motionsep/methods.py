@@ -30,6 +30,7 @@ class Method:
     summary: str
     temporal_targets: tuple[str, ...]  # on both attentions of every temporal transformer block (ff: the block's FF)
     spatial_targets: tuple[str, ...] = ()  # on the self-attention of every spatial transformer; () = no spatial path
+    joint_spatial_targets: tuple[str, ...] = ()  # on both attentions of every spatial transformer, inside the motion LoRA
     debiased_loss: bool = False  # MotionDirector's appearance-debiased temporal loss, added to the MSE
     highway: bool = False  # Appearance Highway on at inference by default
 
@@ -66,6 +67,12 @@ METHODS: dict[str, Method] = {
             "temporal-lora",
             "naive baseline: temporal q, k, v, out, plain MSE",
             temporal_targets=("q", "k", "v", "out"),
+        ),
+        Method(
+            "full-lora",
+            "leakage positive control: one LoRA on every attention (cross-attention too) and feed-forward, spatial and temporal",
+            temporal_targets=("q", "k", "v", "out", "ff"),
+            joint_spatial_targets=("q", "k", "v", "out", "ff"),
         ),
     )
 }
@@ -111,12 +118,16 @@ def lora_targets(unet: torch.nn.Module, method: Method) -> dict[str, list[str]]:
     """Exact module names per path: {'temporal': [...], 'spatial': [...]} (spatial empty for one-path methods).
 
     Temporal: both attentions (attn1, attn2; in ModelScope and AnimateDiff temporal blocks both are
-    temporal self-attentions) of every temporal transformer. Spatial: the self-attention (attn1) of
+    temporal self-attentions) of every temporal transformer, plus, for `joint_spatial_targets`, both
+    attentions (self and cross) of every spatial transformer. Spatial: the self-attention (attn1) of
     every spatial transformer, as MotionDirector.
     """
     temporal: list[str] = []
     for name in temporal_transformers(unet):
         temporal += _block_layers(unet, name, method.temporal_targets, ("attn1", "attn2"))
+    if method.joint_spatial_targets:
+        for name in spatial_transformers(unet):
+            temporal += _block_layers(unet, name, method.joint_spatial_targets, ("attn1", "attn2"))
     spatial: list[str] = []
     if method.spatial_targets:
         for name in spatial_transformers(unet):

@@ -60,12 +60,19 @@ def family_of(unet: torch.nn.Module) -> Family:
     return family_of_unet_class(type(unet).__name__)
 
 
+# The ModelScope/ZeroScope UNet config (REFERENCE.md), shipped so `inspect` and `bench cost` can build the
+# real architecture (random weights) with nothing downloaded.
+ZEROSCOPE_UNET_CONFIG = Path(__file__).parent / "configs" / "zeroscope_unet_config.json"
+
+
 def resolve_model(model: str) -> str:
-    """Map the names motionsep knows ('toy') to folders; anything else is returned as given."""
+    """Map the names motionsep knows ('toy', 'zeroscope-config') to paths; anything else is returned as given."""
     if model == "toy":
         from .toy import embedded_model_path
 
         return str(embedded_model_path())
+    if model == "zeroscope-config":
+        return str(ZEROSCOPE_UNET_CONFIG)
     return model
 
 

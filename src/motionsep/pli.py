@@ -13,8 +13,11 @@ from .adapters import MOTION, set_lora_enabled
 
 
 class PhasedLora:
-    def __init__(self, unet: torch.nn.Module, tau: int, adapter_name: str = MOTION):
-        self.unet, self.tau, self.adapter_name = unet, tau, adapter_name
+    """`fused`: the LoRA was folded into the weights (adapters.FusedLora); switch by swapping weights."""
+
+    def __init__(self, unet: torch.nn.Module, tau: int, adapter_name: str = MOTION, fused=None):
+        self.unet, self.tau, self.adapter_name, self.fused = unet, tau, adapter_name, fused
+        self._on: bool | None = None
         self.calls: list[tuple[float, bool]] = []  # (timestep, LoRA on) per UNet call, for checking
         self._handle = unet.register_forward_pre_hook(self._switch, with_kwargs=True)
 
@@ -22,9 +25,18 @@ class PhasedLora:
         timestep = kwargs["timestep"] if "timestep" in kwargs else args[1]
         t = float(torch.as_tensor(timestep).flatten()[0])
         on = t > self.tau
-        set_lora_enabled(self.unet, on, self.adapter_name)
+        if on != self._on:  # switch once per phase, not on every call
+            if self.fused is not None:
+                self.fused.set(on)
+            else:
+                set_lora_enabled(self.unet, on, self.adapter_name)
+            self._on = on
         self.calls.append((t, on))
 
     def remove(self) -> None:
         self._handle.remove()
-        set_lora_enabled(self.unet, True, self.adapter_name)
+        if self.fused is not None:
+            self.fused.set(True)
+        else:
+            set_lora_enabled(self.unet, True, self.adapter_name)
+        self._on = None

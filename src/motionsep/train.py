@@ -40,7 +40,7 @@ from .adapters import (
     set_lora_weights,
 )
 from .checkpoint import latest_checkpoint, load_training_state, save_training_state
-from .config import TrainConfig
+from .config import LoraConfig, TrainConfig
 from .data import Clip, load_clips
 from .errors import MotionsepError, refuse_nonempty
 from .highway import AppearanceHighway, HighwaySettings
@@ -131,6 +131,22 @@ def highway_settings(config: TrainConfig) -> HighwaySettings:
     return HighwaySettings(blocks=ah.blocks, scale=ah.scale, first_skip_from_conv_in=ah.first_skip_from_conv_in)
 
 
+def attach_method_lora(unet: torch.nn.Module, method: Method, lora: LoraConfig):
+    """Freeze the UNet and inject the method's LoRA adapters; returns (targets, peft configs, trainable params)."""
+    unet.requires_grad_(False)
+    targets = lora_targets(unet, method)
+    lora_configs = {MOTION: make_lora_config(targets["temporal"], lora.rank, lora.alpha, lora.dropout)}
+    add_lora(unet, lora_configs[MOTION], MOTION)
+    if method.dual_path:
+        lora_configs[SPATIAL] = make_lora_config(targets["spatial"], lora.rank, lora.alpha, lora.dropout)
+        add_lora(unet, lora_configs[SPATIAL], SPATIAL)
+    params = {name: lora_parameters(unet, name) for name in lora_configs}
+    for group in params.values():
+        for p in group:
+            p.requires_grad_(True)
+    return targets, lora_configs, params
+
+
 def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device="cpu") -> TrainingState:
     """Load the model and clips, cache latents and text, inject LoRA as the method says."""
     method = resolve_method(config.method, config.lora.targets)
@@ -140,17 +156,7 @@ def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device
     latents = encode_clips(pipe, clips, device)
     text = encode_text(pipe, [c.caption for c in clips], device)
     unet = pipe.unet
-    unet.requires_grad_(False)
-    targets = lora_targets(unet, method)
-    lora_configs = {MOTION: make_lora_config(targets["temporal"], config.lora.rank, config.lora.alpha, config.lora.dropout)}
-    add_lora(unet, lora_configs[MOTION], MOTION)
-    if method.dual_path:
-        lora_configs[SPATIAL] = make_lora_config(targets["spatial"], config.lora.rank, config.lora.alpha, config.lora.dropout)
-        add_lora(unet, lora_configs[SPATIAL], SPATIAL)
-    params = {name: lora_parameters(unet, name) for name in lora_configs}
-    for group in params.values():
-        for p in group:
-            p.requires_grad_(True)
+    targets, lora_configs, params = attach_method_lora(unet, method, config.lora)
     highway = None
     if config.appearance_highway.during_training:
         highway = AppearanceHighway(unet, highway_settings(config))

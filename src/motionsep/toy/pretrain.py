@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_write_text, load_optimizer, save_optimizer
 from ..tiny import build_tokenizer
+from ..train import diffusion_target
 from .world import FRAMES, PRETRAIN_MOTIONS, SIZE, caption, random_scene, render, vocabulary
 
 WINDOW_RATE = 0.3  # unnamed attribute priors of the training data
@@ -84,7 +85,15 @@ def build_models(seed: int):
         up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
         block_out_channels=(32, 64, 128), attention_head_dim=8, cross_attention_dim=64,
     )
-    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=False)
+    # v-prediction on a zero-terminal-SNR schedule (diffusers' rescale_betas_zero_snr), not SD's epsilon on
+    # scaled_linear: with epsilon the loss weights a wrong layout at high noise by the SNR, almost nothing,
+    # and at 8x8x8 latents scaled_linear leaves the object visible at t=999, so a model trained that way
+    # took its motion from the seed and ignored the caption (measured: 4% motion accuracy at 3,500 steps).
+    scheduler = DDIMScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=False,
+        prediction_type="v_prediction", rescale_betas_zero_snr=True,
+        timestep_spacing="trailing",  # sampling starts at t=999, the pure-noise end
+    )
     return tokenizer, text_encoder, vae, unet, scheduler
 
 
@@ -201,7 +210,7 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
         ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
         text = text_encoder(ids)[0]
         pred = unet(noise_scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=text).sample
-        loss = F.mse_loss(pred, noise)
+        loss = F.mse_loss(pred, diffusion_target(noise_scheduler, latents, noise, t))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         lr = config.lr * min(1.0, (step - warmup_from) / 200)  # short warm-up

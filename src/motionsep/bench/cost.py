@@ -1,0 +1,338 @@
+"""`motionsep bench cost`: what each method costs to train and to sample, against MotionDirector.
+
+Training: trainable parameters, LoRA file size, seconds per step and peak memory, each method in a
+fresh process (so one method's memory cannot hide in another's peak), on the embedded model and on
+the real ModelScope/ZeroScope UNet config with random weights at a reduced size. A step is
+motionsep's own training step (``train.step_losses`` + AdamW) on cached latents, as in training.
+Peak memory: on a GPU, torch's peak allocation; on the CPU, the process's peak resident memory
+above what it held once the model was built (Linux VmHWM).
+
+Sampling: the plain base pipeline against the same pipeline with a tap LoRA, Appearance Highway
+and PLI, with the LoRA fused into the weights (adapters.FusedLora) and unfused.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import MotionsepError, closest
+from .report import machine_line, refuse_existing, write_json
+
+COST_METHODS = ("motiondirector", "temporal-lora", "tap-official", "tap")
+COST_MODELS = ("toy", "zeroscope")
+
+
+@dataclass
+class CostSettings:
+    models: tuple[str, ...] = COST_MODELS
+    methods: tuple[str, ...] = COST_METHODS
+    rank: int = 32  # the release's and MotionDirector's rank
+    frames: int = 8
+    toy_size: int = 32  # pixels; latents are size / 4 on the embedded model
+    zeroscope_latent: int = 8  # latent side for the ZeroScope UNet (8 = 64x64 px: reduced to fit a CPU)
+    batch: int = 1
+    warmup_steps: int = 2
+    toy_steps: int = 20
+    zeroscope_steps: int = 3
+    device: str = "cpu"
+    dtype: str = "float32"  # "float16"/"bfloat16" on a GPU (base weights; LoRA stays fp32)
+    gradient_checkpointing: bool = False
+    generation_videos: int = 4
+    generation_repeats: int = 3
+    zeroscope_generation_calls: int = 4
+
+    @classmethod
+    def quick(cls) -> "CostSettings":
+        return cls(models=("toy",), toy_steps=3, warmup_steps=1, generation_videos=1, generation_repeats=1)
+
+    def check(self) -> None:
+        for m in self.methods:
+            if m not in COST_METHODS:
+                raise MotionsepError(f"unknown method '{m}'{closest(m, COST_METHODS)}")
+        for m in self.models:
+            if m not in COST_MODELS:
+                raise MotionsepError(f"unknown cost model '{m}'{closest(m, COST_MODELS)}")
+
+
+# --- building the UNet ------------------------------------------------------------------------
+
+
+def _random_init(unet: torch.nn.Module, seed: int = 0) -> None:
+    """Fan-in scaled random weights, unit norms, zero biases: cheap, and activations stay finite."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if p.ndim >= 2:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
+            elif name.endswith("weight"):
+                p.fill_(1.0)
+            else:
+                p.zero_()
+
+
+def build_unet(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
+    from diffusers import UNet3DConditionModel
+
+    from ..models import ZEROSCOPE_UNET_CONFIG, build_unet_from_config, load_unet_config, resolve_model
+
+    if model == "toy":
+        unet = UNet3DConditionModel.from_pretrained(resolve_model("toy"), subfolder="unet")
+    else:
+        unet = build_unet_from_config(load_unet_config(str(ZEROSCOPE_UNET_CONFIG)), device="meta")
+        unet = unet.to_empty(device="cpu")
+        _random_init(unet)
+    return unet.to(device=device, dtype=dtype)
+
+
+def _latent_shape(model: str, unet, settings: CostSettings) -> tuple[int, ...]:
+    side = settings.toy_size // 4 if model == "toy" else settings.zeroscope_latent
+    return (settings.batch, unet.config.in_channels, settings.frames, side, side)
+
+
+def _text(unet, batch: int, device, tokens: int = 32) -> torch.Tensor:
+    return torch.randn(batch, tokens, unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1)).to(device)
+
+
+def _rss_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _reset_peak(device: str) -> int:
+    """Start a peak measurement; returns the baseline in bytes."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated()
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: reset VmHWM to the current RSS
+    return _rss_kb("VmRSS") * 1024
+
+
+def _peak(device: str) -> int:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated()
+    return _rss_kb("VmHWM") * 1024
+
+
+# --- training cost ------------------------------------------------------------------------------
+
+
+def measure_training(model: str, method_name: str, settings: dict) -> dict:
+    """One method's training cost; meant to run in a fresh process (see `training_costs`)."""
+    from diffusers import DDPMScheduler
+    from safetensors.torch import save_file
+
+    from ..adapters import MOTION, SPATIAL, lora_state_dict
+    from ..config import LoraConfig, TrainConfig
+    from ..methods import resolve_method
+    from ..models import family_of
+    from ..train import TrainingState, attach_method_lora, enable_gradient_checkpointing, sample_batch, step_losses
+
+    s = CostSettings(**settings)
+    dtype = getattr(torch, s.dtype)
+    torch.manual_seed(0)
+    unet = build_unet(model, s.device, dtype)
+    method = resolve_method(method_name)
+    targets, lora_configs, params = attach_method_lora(unet, method, LoraConfig(rank=s.rank, dropout=0.0))
+    for group in params.values():
+        for p in group:
+            p.data = p.data.float()  # LoRA weights train in fp32 whatever the base dtype
+            torch.nn.init.normal_(p, std=0.01)  # non-zero B, so the LoRA path costs what it will cost
+    if s.gradient_checkpointing:
+        enable_gradient_checkpointing(unet)
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(_latent_shape(model, unet, s), generator=g)
+    state = TrainingState(
+        config=TrainConfig(method=method_name), method=method, family=family_of(unet), pipe=SimpleNamespace(scheduler=DDPMScheduler()),
+        unet=unet, latents=latents, text=_text(unet, s.batch, "cpu"), lora_configs=lora_configs, targets=targets, params=params,
+    )
+    state.config.train.batch_size = s.batch
+    optimizer = torch.optim.AdamW([{"params": p} for p in params.values()], lr=1e-4)
+    unet.train()
+    baseline = _reset_peak(s.device)
+    times = []
+    steps = s.toy_steps if model == "toy" else s.zeroscope_steps
+    autocast = torch.autocast(device_type=s.device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32)
+    for step in range(s.warmup_steps + steps):
+        started = time.perf_counter()
+        batch = sample_batch(state, g, s.device)
+        with autocast:
+            step_losses(state, batch, g, backward=lambda loss, inputs: loss.backward(inputs=inputs))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if s.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        if step >= s.warmup_steps:
+            times.append(time.perf_counter() - started)
+    peak = _peak(s.device) - baseline
+    sizes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in (MOTION, SPATIAL):
+            if name in lora_configs:
+                path = Path(tmp) / f"{name}.safetensors"
+                save_file({k: v.detach().to(torch.float16 if s.device.startswith("cuda") else torch.float32).contiguous()
+                           for k, v in lora_state_dict(unet, name).items()}, str(path))
+                sizes[name] = path.stat().st_size
+    return {
+        "model": model,
+        "method": method_name,
+        "lora_layers": {k: len(v) for k, v in targets.items()},
+        "trainable_parameters": sum(p.numel() for group in params.values() for p in group),
+        "motion_lora_parameters": sum(p.numel() for p in params[MOTION]),
+        "motion_lora_bytes": sizes[MOTION],
+        "saved_bytes": sum(sizes.values()),
+        "seconds_per_step": statistics.median(times),
+        "step_times": [round(t, 4) for t in times],
+        "peak_memory_bytes": peak,
+        "unet_parameters": sum(p.numel() for p in unet.parameters() if not p.requires_grad),
+        "latents": list(latents.shape),
+    }
+
+
+def training_costs(settings: CostSettings, progress: bool = True) -> list[dict]:
+    ctx = multiprocessing.get_context("spawn")
+    rows = []
+    jobs = [(m, meth) for m in settings.models for meth in settings.methods]
+    for model, method in tqdm(jobs, desc="training cost", disable=not progress):
+        with ctx.Pool(1) as pool:  # a fresh process per measurement: peaks do not mix
+            rows.append(pool.apply(measure_training, (model, method, asdict(settings))))
+    for row in rows:
+        ref = next((r for r in rows if r["model"] == row["model"] and r["method"] == "motiondirector"), None)
+        if ref:
+            row["ratio_to_motiondirector"] = {
+                k: round(row[k] / ref[k], 3) if ref[k] else None
+                for k in ("trainable_parameters", "motion_lora_bytes", "saved_bytes", "seconds_per_step", "peak_memory_bytes")
+            }
+    return rows
+
+
+# --- generation cost ----------------------------------------------------------------------------
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: first-call allocations and kernel selection are not sampling cost
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def toy_lora(folder: Path) -> Path:
+    """A real tap LoRA on the embedded model (a few steps: its cost, not its quality, is measured here)."""
+    from ..config import config_from_dict
+    from ..toy.reference import write_reference_clips
+    from ..train import train
+
+    write_reference_clips(folder / "reference", "zigzag", count=2, overwrite=True)
+    config = config_from_dict({
+        "model": "toy", "method": "tap", "output_dir": str(folder / "lora"),
+        "data": {"path": str(folder / "reference" / "clips"), "frames": 8, "size": [32, 32]},
+        "lora": {"rank": 32, "dropout": 0.0}, "train": {"steps": 3, "learning_rate": 1e-3, "checkpoint_every": 0},
+    })
+    return train(config, overwrite=True, progress=False)
+
+
+def toy_generation_cost(settings: CostSettings) -> dict:
+    """Seconds per batch of videos on the embedded pipeline: plain vs tap LoRA + AH + PLI (fused, unfused)."""
+    from ..generate import MotionPipeline
+    from ..toy.quality import TOY_SAMPLING
+
+    prompts = ["a blue circle moving in a zigzag on a plain background"] * settings.generation_videos
+    seeds = list(range(settings.generation_videos))
+    with tempfile.TemporaryDirectory() as tmp:
+        lora = toy_lora(Path(tmp))
+        pipelines = {
+            "base": MotionPipeline.from_pretrained("toy"),
+            "tap + AH + PLI, LoRA fused": MotionPipeline.from_pretrained("toy", lora=str(lora), highway=True, pli_tau=333, fuse_lora=True),
+            "tap + AH + PLI, LoRA unfused": MotionPipeline.from_pretrained("toy", lora=str(lora), highway=True, pli_tau=333),
+            "tap, LoRA unfused": MotionPipeline.from_pretrained("toy", lora=str(lora), highway=False, pli_tau=-1),
+        }
+        seconds = {name: _median_seconds(lambda p=p: p.videos(prompts, seeds, TOY_SAMPLING), settings.generation_repeats) for name, p in pipelines.items()}
+    return {
+        "what": f"{settings.generation_videos} videos, 8 frames 32x32, {TOY_SAMPLING.steps} DDIM steps, guidance {TOY_SAMPLING.guidance}; median of {settings.generation_repeats}",
+        "seconds": {k: round(v, 4) for k, v in seconds.items()},
+        "ratio_to_base": {k: round(v / seconds["base"], 3) for k, v in seconds.items()},
+    }
+
+
+def zeroscope_generation_cost(settings: CostSettings) -> dict:
+    """UNet calls of a sampling loop on the ZeroScope architecture: plain vs tap LoRA + AH + PLI (fused / unfused)."""
+    from ..adapters import FusedLora, set_lora_enabled
+    from ..config import LoraConfig
+    from ..highway import AppearanceHighway, HighwaySettings
+    from ..methods import resolve_method
+    from ..pli import PhasedLora
+    from ..train import attach_method_lora
+
+    dtype = getattr(torch, settings.dtype)
+    unet = build_unet("zeroscope", settings.device, dtype).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn((2, *_latent_shape("zeroscope", unet, settings)[1:]), generator=g).to(settings.device, dtype)  # CFG batch
+    text = _text(unet, 2, settings.device).to(dtype)
+    n = settings.zeroscope_generation_calls
+    timesteps = [999 - i * (1000 // n) for i in range(n)]  # half above tau = 500, half below
+
+    @torch.no_grad()
+    def loop():
+        for t in timesteps:
+            unet(x, torch.tensor([t], device=settings.device), encoder_hidden_states=text)
+        if settings.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    seconds = {"base": _median_seconds(loop, settings.generation_repeats)}
+    attach_method_lora(unet, resolve_method("tap"), LoraConfig(rank=settings.rank, dropout=0.0))
+    unet.requires_grad_(False)  # B starts at zero: the fused delta is zero, the unfused path still pays its matmuls
+    highway = AppearanceHighway(unet, HighwaySettings(), enabled=True)
+    pli = PhasedLora(unet, 500)
+    seconds["tap + AH + PLI, LoRA unfused"] = _median_seconds(loop, settings.generation_repeats)
+    pli.remove()
+    fused = FusedLora(unet)
+    pli = PhasedLora(unet, 500, fused=fused)
+    seconds["tap + AH + PLI, LoRA fused"] = _median_seconds(loop, settings.generation_repeats)
+    pli.remove()
+    highway.remove()
+    set_lora_enabled(unet, True)
+    return {
+        "what": f"{n} UNet calls (CFG batch 2, {settings.frames} frames, {settings.zeroscope_latent}x{settings.zeroscope_latent} latents, {settings.dtype}); median of {settings.generation_repeats}",
+        "seconds": {k: round(v, 4) for k, v in seconds.items()},
+        "ratio_to_base": {k: round(v / seconds["base"], 3) for k, v in seconds.items()},
+    }
+
+
+def run_cost_bench(out: str | Path, settings: CostSettings | None = None, overwrite: bool = False, progress: bool = True,
+                   command: str = "motionsep bench cost") -> dict:
+    from .report import cost_report
+
+    settings = settings or CostSettings()
+    settings.check()
+    out = Path(out)
+    refuse_existing([out / "cost.json", out / "cost.md"], overwrite)
+    started = time.time()
+    result = {"command": command, "settings": asdict(settings), "machine": machine_line(), "date": time.strftime("%Y-%m-%d")}
+    result["training"] = training_costs(settings, progress)
+    generation = {}
+    if "toy" in settings.models:
+        generation["toy"] = toy_generation_cost(settings)
+    if "zeroscope" in settings.models:
+        generation["zeroscope"] = zeroscope_generation_cost(settings)
+    result["generation"] = generation
+    result["wall_seconds"] = round(time.time() - started, 1)
+    write_json(out / "cost.json", result)
+    (out / "cost.md").write_text(cost_report(result), encoding="utf-8")
+    return result

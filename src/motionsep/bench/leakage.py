@@ -1,0 +1,316 @@
+"""`motionsep bench leakage`: every method on the shapes world, same clips, steps and seeds.
+
+For each held-out motion: render reference clips with one look (REFERENCE_LOOK: every attribute,
+named or not, fixed), train every method's LoRA on them with the same budget, generate prompts whose
+look differs from the references in every attribute, and read the videos back with the shapes
+world's evaluator. Inference-time variants (Appearance Highway, PLI, their sweeps) reuse the LoRA of
+the method they modify, so a sweep changes one thing only. The positive control (LoRA on every
+layer, one clip, same budget) shows whether leakage is measurable at all in this world.
+
+Work is saved piece by piece under ``<out>/leakage-work``; ``resume=True`` reuses finished pieces
+(trained LoRAs, scored variants) of a run with the same settings, so an interrupted run loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..config import config_from_dict
+from ..errors import MotionsepError, closest
+from ..generate import MotionPipeline
+from ..toy.evaluate import evaluate_video
+from ..toy.metrics import NAMED, score
+from ..toy.quality import TOY_SAMPLING
+from ..toy.reference import REFERENCE_LOOK, write_reference_clips
+from ..toy.world import HELD_OUT_MOTIONS, UNNAMED, Scene, caption
+from ..train import train
+from ..video import contact_sheet
+from .report import machine_line, refuse_existing, write_json
+
+# Looks for the prompts: each differs from REFERENCE_LOOK (red square on checker) in every named attribute.
+BENCH_LOOKS = (
+    ("circle", "blue", "plain"),
+    ("triangle", "green", "stripes"),
+    ("cross", "yellow", "dots"),
+    ("circle", "purple", "stripes"),
+    ("triangle", "yellow", "plain"),
+    ("cross", "blue", "stripes"),
+    ("circle", "green", "dots"),
+    ("triangle", "purple", "dots"),
+)
+
+
+@dataclass(frozen=True)
+class Training:
+    """One LoRA to train per motion: a method preset, optionally other temporal targets or fewer clips."""
+
+    method: str
+    targets: tuple[str, ...] | None = None
+    clips: int = 4
+
+
+TRAININGS = {
+    "temporal-lora": Training("temporal-lora"),
+    "motiondirector": Training("motiondirector"),
+    "tap-official": Training("tap-official"),
+    "tap": Training("tap"),
+    "tap-k": Training("tap", targets=("k",)),
+    "tap-k-out": Training("tap", targets=("k", "out")),
+    "full-lora-1clip": Training("full-lora", clips=1),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A row of the report: a trained LoRA (None: the base model) and how it is sampled."""
+
+    name: str
+    training: str | None
+    highway: bool = False
+    highway_blocks: str = "deepest"
+    highway_scale: float = 1.1
+    pli_tau: int | None = None
+    group: str = "methods"
+
+
+FLOOR = "no LoRA (floor)"
+VARIANTS = (
+    Variant(FLOOR, None),
+    Variant("temporal-lora", "temporal-lora"),
+    Variant("motiondirector", "motiondirector"),
+    Variant("tap-official (release: k+out, AH)", "tap-official", highway=True),
+    Variant("tap", "tap"),
+    Variant("tap + AH", "tap", highway=True),
+    Variant("tap + AH + PLI", "tap", highway=True, pli_tau=333),
+    Variant("positive control: full-lora, 1 clip", "full-lora-1clip"),
+    Variant("tap + AH, all blocks", "tap", highway=True, highway_blocks="all", group="AH blocks"),
+    Variant("tap + AH, scale 1.0", "tap", highway=True, highway_scale=1.0, group="AH scale"),
+    Variant("tap + AH, scale 1.2", "tap", highway=True, highway_scale=1.2, group="AH scale"),
+    Variant("tap + AH + PLI, tau 200", "tap", highway=True, pli_tau=200, group="PLI tau"),
+    Variant("tap + AH + PLI, tau 500", "tap", highway=True, pli_tau=500, group="PLI tau"),
+    Variant("tap[k] + AH", "tap-k", highway=True, group="TAP targets"),
+    Variant("tap[k+out] + AH", "tap-k-out", highway=True, group="TAP targets"),
+)
+# The point every sweep is measured against (the sweep groups list only what they change).
+SWEEP_CENTRE = {"AH blocks": "tap + AH", "AH scale": "tap + AH", "PLI tau": "tap + AH + PLI", "TAP targets": "tap + AH"}
+
+
+@dataclass
+class LeakageSettings:
+    motions: tuple[str, ...] = HELD_OUT_MOTIONS
+    prompts: int = 8
+    seeds: tuple[int, ...] = (0, 1, 2)
+    train_steps: int = 300
+    learning_rate: float = 1e-3
+    rank: int = 16
+    batch_size: int = 4
+    sampling_steps: int = TOY_SAMPLING.steps
+    guidance: float = TOY_SAMPLING.guidance
+    model: str = "toy"
+    variants: tuple[str, ...] = field(default_factory=lambda: tuple(v.name for v in VARIANTS))
+
+    @classmethod
+    def quick(cls) -> "LeakageSettings":
+        """Checks the machinery, not the conclusions: one motion, 2 prompts, 1 seed, 20 steps."""
+        return cls(motions=("zigzag",), prompts=2, seeds=(0,), train_steps=20, sampling_steps=8)
+
+    def check(self) -> None:
+        for motion in self.motions:
+            if motion not in HELD_OUT_MOTIONS:
+                raise MotionsepError(f"unknown held-out motion '{motion}'{closest(motion, HELD_OUT_MOTIONS)}")
+        names = {v.name for v in VARIANTS}
+        for name in self.variants:
+            if name not in names:
+                raise MotionsepError(f"unknown variant '{name}'{closest(name, names)}")
+        if not 1 <= self.prompts <= len(BENCH_LOOKS):
+            raise MotionsepError(f"prompts must be 1-{len(BENCH_LOOKS)}, got {self.prompts}")
+        if self.train_steps < 1 or self.sampling_steps < 1 or not self.seeds:
+            raise MotionsepError("train_steps and sampling_steps must be at least 1, and seeds not empty")
+
+
+def bench_prompts(motion: str, count: int) -> list[Scene]:
+    return [Scene(shape, colour, background, motion) for shape, colour, background in BENCH_LOOKS[:count]]
+
+
+def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, progress: bool) -> Path:
+    out = work / motion / "loras" / name
+    if (out / "motionsep.json").is_file():
+        return out  # finished in an earlier (interrupted) run with the same settings
+    spec = TRAININGS[name]
+    clips = work / motion / "reference" / "clips"
+    data = clips if spec.clips >= 4 else clips / f"{motion}-0.mp4"
+    config = config_from_dict({
+        "model": settings.model, "method": spec.method, "output_dir": str(out),
+        "data": {"path": str(data), "frames": 8, "size": [32, 32]},
+        "lora": {"rank": settings.rank, "dropout": 0.0, "targets": list(spec.targets) if spec.targets else None},
+        "train": {"steps": settings.train_steps, "learning_rate": settings.learning_rate,
+                  "batch_size": settings.batch_size, "checkpoint_every": 100},
+    })
+    return train(config, overwrite=True, progress=progress)
+
+
+def _videos(pipeline: MotionPipeline, scenes: list[Scene], settings: LeakageSettings) -> np.ndarray:
+    from dataclasses import replace
+
+    sampling = replace(TOY_SAMPLING, steps=settings.sampling_steps, guidance=settings.guidance)
+    prompts = [caption(s) for s in scenes for _ in settings.seeds]
+    seeds = [seed for _ in scenes for seed in settings.seeds]
+    return pipeline.videos(prompts, seeds, sampling)
+
+
+def _predictions(videos: np.ndarray) -> list[dict]:
+    return [evaluate_video(v) for v in videos]
+
+
+def _variant_pipeline(variant: Variant, lora: Path | None, model: str) -> MotionPipeline:
+    return MotionPipeline.from_pretrained(
+        model, lora=None if lora is None else str(lora), highway=variant.highway,
+        highway_blocks=variant.highway_blocks, highway_scale=variant.highway_scale,
+        pli_tau=-1 if variant.pli_tau is None else variant.pli_tau,
+    )
+
+
+def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: bool) -> dict[str, dict]:
+    """Train, generate and score every selected variant for one motion; each piece saved as it is done."""
+    folder = work / motion
+    reference = folder / "reference"
+    if not (reference / "scenes.json").is_file():
+        write_reference_clips(reference, motion, count=4, overwrite=True)
+    scenes = bench_prompts(motion, settings.prompts)
+    prompt_scenes = [s for s in scenes for _ in settings.seeds]
+    scored_dir = folder / "scored"
+    scored_dir.mkdir(parents=True, exist_ok=True)
+    base_file = folder / "base_predictions.json"
+    if not base_file.is_file():  # the floor, and the prior every unnamed-attribute rise is measured from
+        videos = _videos(MotionPipeline.from_pretrained(settings.model), scenes, settings)
+        np.save(scored_dir / f"{_slug(FLOOR)}-first.npy", videos[0])
+        write_json(base_file, _predictions(videos))
+    base = json.loads(base_file.read_text())
+    results = {}
+    chosen = [v for v in VARIANTS if v.name in settings.variants]
+    for variant in tqdm(chosen, desc=f"{motion}: variants", disable=not progress):
+        done = scored_dir / f"{_slug(variant.name)}.json"
+        if done.is_file():
+            results[variant.name] = json.loads(done.read_text())
+            continue
+        started = time.time()
+        if variant.training is None:
+            predictions = base
+        else:
+            lora = _train_one(work, motion, variant.training, settings, progress)
+            videos = _videos(_variant_pipeline(variant, lora, settings.model), scenes, settings)
+            np.save(scored_dir / f"{_slug(variant.name)}-first.npy", videos[0])
+            predictions = _predictions(videos)
+        scored = score(predictions, prompt_scenes, {**REFERENCE_LOOK, "motion": motion}, base)
+        scored["trajectory_error"] = _mean_ci([_traj_error(p, motion) for p in predictions])
+        scored["seconds"] = round(time.time() - started, 1)
+        scored["predictions"] = predictions
+        write_json(done, scored)
+        results[variant.name] = scored
+    from ..toy.world import render
+
+    ref_scene = json.loads((reference / "scenes.json").read_text())[0]
+    ref_scene["start"] = tuple(ref_scene["start"])
+    rows = [(f"reference ({motion})", render(Scene(**ref_scene)))] + [
+        (f"{v.name}: {caption(scenes[0])} (seed {settings.seeds[0]})", np.load(scored_dir / f"{_slug(v.name)}-first.npy")) for v in chosen
+    ]
+    contact_sheet(rows, work.parent / f"leakage-sheet-{motion}.png", cell=72)
+    return results
+
+
+def _slug(name: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _traj_error(prediction: dict, motion: str) -> float:
+    from ..toy.evaluate import trajectory_error
+    from ..toy.world import offsets
+
+    return trajectory_error(np.asarray(prediction["trajectory"]), offsets(motion))
+
+
+def _mean_ci(values: list[float]) -> dict:
+    v = np.asarray(values, float)
+    half = 1.96 * float(v.std(ddof=1)) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return {"value": round(float(v.mean()), 3), "ci95": [round(float(v.mean()) - half, 3), round(float(v.mean()) + half, 3)], "n": len(v)}
+
+
+def pool(per_motion: dict[str, dict[str, dict]], settings: LeakageSettings) -> dict[str, dict]:
+    """Every variant's generations over all motions, re-scored together (shares and CIs over the pool)."""
+    from ..toy.metrics import paired_rise, share
+
+    pooled = {}
+    for name in settings.variants:
+        preds, motions, prompts = [], [], []
+        base_flags: dict[str, list[bool]] = {a: [] for a in UNNAMED}
+        for motion, results in per_motion.items():
+            preds += results[name]["predictions"]
+            motions += [motion] * len(results[name]["predictions"])
+            prompts += [s for s in bench_prompts(motion, settings.prompts) for _ in settings.seeds]
+            for a in UNNAMED:
+                base_flags[a] += [p[a] == REFERENCE_LOOK[a] for p in results[FLOOR]["predictions"]]
+        entry = {
+            "generations": len(preds),
+            "motion_accuracy": share([p["motion"] == m for p, m in zip(preds, motions)]),
+            "trajectory_error": _mean_ci([_traj_error(p, m) for p, m in zip(preds, motions)]),
+            "appearance_accuracy": share([all(p[a] == getattr(s, a) for a in NAMED) for p, s in zip(preds, prompts)]),
+            "leakage": {a: share([p[a] == REFERENCE_LOOK[a] for p in preds]) for a in NAMED},
+            "per_motion_accuracy": {m: per_motion[m][name]["motion_accuracy"]["value"] for m in per_motion},
+        }
+        for a in UNNAMED:
+            flags = [p[a] == REFERENCE_LOOK[a] for p in preds]
+            entry["leakage"][a] = {"share": share(flags), "base_share": share(base_flags[a]), "rise": paired_rise(flags, base_flags[a])}
+        pooled[name] = entry
+    return pooled
+
+
+def run_leakage_bench(
+    out: str | Path, settings: LeakageSettings | None = None, resume: bool = False, overwrite: bool = False, progress: bool = True,
+    command: str = "motionsep bench leakage",
+) -> dict:
+    """Run (or resume) the benchmark; writes leakage.json, leakage.md, leakage.png and one contact sheet per motion."""
+    from .report import leakage_plot, leakage_report
+
+    settings = settings or LeakageSettings()
+    settings.check()
+    if FLOOR not in settings.variants:
+        settings.variants = (FLOOR, *settings.variants)  # the rise is measured against it
+    out = Path(out)
+    refuse_existing([out / "leakage.json", out / "leakage.md", out / "leakage.png"], overwrite)
+    work = out / "leakage-work"
+    stamp = work / "settings.json"
+    wanted = json.loads(json.dumps(asdict(settings)))
+    if stamp.is_file() and not resume:
+        raise MotionsepError(f"'{work}' holds an earlier run: pass --resume to continue it or remove the folder")
+    if stamp.is_file() and json.loads(stamp.read_text()) != wanted:
+        raise MotionsepError(f"cannot resume '{work}': it was run with other settings; remove the folder or choose another --out")
+    write_json(stamp, wanted)
+    started = time.time()
+    per_motion = {}
+    for motion in settings.motions:
+        per_motion[motion] = run_motion(work, motion, settings, progress)
+    pooled = pool(per_motion, settings)
+    result = {
+        "command": command,
+        "settings": wanted,
+        "machine": machine_line(),
+        "date": time.strftime("%Y-%m-%d"),
+        "wall_seconds": round(time.time() - started, 1),
+        "compute_seconds": round(sum(r["seconds"] for results in per_motion.values() for r in results.values()), 1),
+        "variants": {v.name: {"group": v.group, "training": v.training, **asdict(v)} for v in VARIANTS if v.name in settings.variants},
+        "pooled": pooled,
+        "sheets": [str(out / f"leakage-sheet-{m}.png") for m in settings.motions],
+    }
+    write_json(out / "leakage.json", result)
+    leakage_plot(pooled, out / "leakage.png", [v.name for v in VARIANTS if v.group == "methods" and v.name in settings.variants])
+    (out / "leakage.md").write_text(leakage_report(result, SWEEP_CENTRE), encoding="utf-8")
+    return result

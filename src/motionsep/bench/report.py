@@ -1,0 +1,226 @@
+"""Benchmark reports: JSON, Markdown tables and plots, and the machine line every number carries."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+from ..errors import MotionsepError
+
+
+def machine_line() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads{gpu}, torch {torch.__version__}, {platform.system()}"
+
+
+def write_json(path: Path, data) -> None:
+    """Atomic: a reader (or a resumed run) sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise MotionsepError(f"'{existing[0]}' already exists: choose another --out or pass --overwrite")
+
+
+def _ci(entry: dict, percent: bool = True) -> str:
+    lo, hi = entry["ci95"]
+    if percent:
+        return f"{100 * entry['value']:.0f} [{100 * lo:.0f}, {100 * hi:.0f}]"
+    return f"{entry['value']:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def _rise(entry: dict) -> str:
+    lo, hi = entry["ci95"]
+    return f"{100 * entry['value']:+.0f} [{100 * lo:+.0f}, {100 * hi:+.0f}]"
+
+
+def unnamed_rise(row: dict) -> float:
+    """The single leakage number of the plot: the mean rise over the base model across unnamed attributes."""
+    rises = [v["rise"]["value"] for v in row["leakage"].values() if isinstance(v, dict) and "rise" in v]
+    return sum(rises) / len(rises) if rises else 0.0
+
+
+def named_leakage(row: dict) -> float:
+    shares = [v["value"] for v in row["leakage"].values() if "value" in v]
+    return sum(shares) / len(shares) if shares else 0.0
+
+
+def leakage_table(pooled: dict, names: list[str]) -> str:
+    from ..toy.metrics import NAMED
+    from ..toy.world import UNNAMED
+
+    head = ["variant", "motion acc. %", "traj. error px", "appearance acc. %"] + [f"{a} leak %" for a in NAMED] + [f"{a} rise %" for a in UNNAMED]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        row = pooled[name]
+        cells = [name, _ci(row["motion_accuracy"]), _ci(row["trajectory_error"], percent=False), _ci(row["appearance_accuracy"])]
+        cells += [_ci(row["leakage"][a]) for a in NAMED]
+        cells += [_rise(row["leakage"][a]["rise"]) for a in UNNAMED]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def leakage_plot(pooled: dict, path: Path, names: list[str] | None = None) -> Path:
+    """Two panels against motion accuracy: unnamed-attribute rise over the base model, and named leakage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = names or list(pooled)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    markers = "osD^vP*Xh<>"
+    for i, name in enumerate(names):
+        row = pooled[name]
+        x = 100 * row["motion_accuracy"]["value"]
+        xlo, xhi = (100 * v for v in row["motion_accuracy"]["ci95"])
+        for ax, y in ((axes[0], 100 * unnamed_rise(row)), (axes[1], 100 * named_leakage(row))):
+            ax.errorbar([x], [y], xerr=[[x - xlo], [xhi - x]], fmt=markers[i % len(markers)], capsize=3, color=f"C{i}", label=name, alpha=0.85)
+    axes[0].axhline(0, color="grey", lw=0.8)
+    axes[0].set_title("unnamed attributes (size, window):\nrise over the base model, mean, %", fontsize=10)
+    axes[1].set_title("named attributes (shape, colour, background):\nreference's value shown, mean, %", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("motion accuracy, % (bars: 95% CI)")
+        ax.set_ylabel("leakage, %")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle("shapes world: leakage against motion accuracy (lower right is better)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _positive_control_line(pooled: dict) -> str:
+    from ..toy.world import UNNAMED
+
+    control = next((n for n in pooled if n.startswith("positive control")), None)
+    if control is None:
+        return "The positive control was not run."
+    detected = [a for a in UNNAMED if pooled[control]["leakage"][a]["rise"]["ci95"][0] > 0]
+    named = [a for a, v in pooled[control]["leakage"].items() if "value" in v and v["ci95"][0] > 0.05]
+    if detected or named:
+        what = ", ".join([f"{a} (rise {_rise(pooled[control]['leakage'][a]['rise'])})" for a in detected] + [f"{a} (shown {_ci(pooled[control]['leakage'][a])})" for a in named])
+        return f"The positive control leaks measurably: {what}. The measure can detect leakage in this world."
+    return ("The positive control shows no leakage whose 95% interval excludes zero: in this world at this budget the measure "
+            "detects nothing, so equal leakage numbers below are not evidence that any method avoids leakage.")
+
+
+def _sweep_choice(pooled: dict, group: list[str]) -> str:
+    """The lowest unnamed rise among sweep points keeping 90% of the group's best motion accuracy."""
+    best_motion = max(pooled[n]["motion_accuracy"]["value"] for n in group)
+    keep = [n for n in group if pooled[n]["motion_accuracy"]["value"] >= 0.9 * best_motion]
+    return min(keep, key=lambda n: (unnamed_rise(pooled[n]), -pooled[n]["motion_accuracy"]["value"]))
+
+
+def leakage_report(result: dict, sweep_centre: dict[str, str]) -> str:
+    pooled, settings = result["pooled"], result["settings"]
+    variants = result["variants"]
+    methods = [n for n, v in variants.items() if v["group"] == "methods"]
+    lines = [
+        "# Leakage benchmark (shapes world)",
+        "",
+        f"Command: `{result.get('command', 'motionsep bench leakage')}`  ",
+        f"Machine: {result['machine']}  ",
+        f"Date: {result['date']}; wall time {result['wall_seconds'] / 60:.1f} min (compute in the scored pieces {result['compute_seconds'] / 60:.1f} min)",
+        "",
+        f"Motions: {', '.join(settings['motions'])}; {settings['prompts']} prompts x {len(settings['seeds'])} seeds each, "
+        f"{settings['train_steps']} training steps (lr {settings['learning_rate']}, rank {settings['rank']}, batch {settings['batch_size']}), "
+        f"{settings['sampling_steps']} DDIM steps, guidance {settings['guidance']}. Every prompt differs from the references "
+        "(red square on checker, large, with window) in shape, colour and background. Shares are pooled over all motions; "
+        "95% intervals: Wilson for shares, normal on paired differences for rises and on means for trajectory error.",
+        "",
+        _positive_control_line(pooled),
+        "",
+        "## Methods",
+        "",
+        leakage_table(pooled, methods),
+        "",
+        "Named leakage: share of generations showing the reference's colour/shape/background although the prompt names another. "
+        "Rise: share showing the reference's unnamed value (large size, window) minus the base model's share for the same prompts and seeds.",
+        "",
+        "![leakage against motion accuracy](leakage.png)",
+        "",
+        "Motion accuracy per motion:",
+        "",
+        "| variant | " + " | ".join(settings["motions"]) + " |",
+        "|---|" + "---|" * len(settings["motions"]),
+    ]
+    for name in methods:
+        lines.append(f"| {name} | " + " | ".join(f"{100 * pooled[name]['per_motion_accuracy'][m]:.0f}" for m in settings["motions"]) + " |")
+    groups = sorted({v["group"] for v in variants.values()} - {"methods"})
+    if groups:
+        lines += ["", "## Sweeps", ""]
+    for group in groups:
+        members = [sweep_centre[group]] * (sweep_centre[group] in pooled) + [n for n, v in variants.items() if v["group"] == group]
+        lines += [f"### {group}", "", leakage_table(pooled, members), "",
+                  f"Lowest unnamed rise at >= 90% of the group's best motion accuracy: **{_sweep_choice(pooled, members)}**.", ""]
+    lines += ["Contact sheets (first prompt, first seed, one row per variant): " + ", ".join(f"`{Path(s).name}`" for s in result["sheets"]), ""]
+    return "\n".join(lines)
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _ratio(row: dict, key: str) -> str:
+    r = row.get("ratio_to_motiondirector", {}).get(key)
+    return f" ({r:.2f}x)" if r is not None else ""
+
+
+def cost_report(result: dict) -> str:
+    settings = result["settings"]
+    lines = [
+        "# Cost benchmark",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']}  ",
+        f"Date: {result['date']}; wall time {result['wall_seconds'] / 60:.1f} min",
+        "",
+        f"Rank {settings['rank']}, batch {settings['batch']}, {settings['frames']} frames, {settings['dtype']} on {settings['device']}, "
+        f"gradient checkpointing {'on' if settings['gradient_checkpointing'] else 'off'}. Ratios in brackets are to `motiondirector` "
+        "in the same run. A step is motionsep's training step (both paths for dual-path methods) plus AdamW, on cached latents; "
+        "peak memory is above the loaded model (CPU: peak resident memory, VmHWM; GPU: torch's peak allocation).",
+        "",
+    ]
+    for model in dict.fromkeys(r["model"] for r in result["training"]):
+        rows = [r for r in result["training"] if r["model"] == model]
+        lat = rows[0]["latents"]
+        lines += [f"## Training: {model} (UNet {rows[0]['unet_parameters'] / 1e6:.1f} M parameters, latents {lat})", "",
+                  "| method | LoRA layers (temporal + spatial) | trainable parameters | motion LoRA file | all saved | s / step | peak memory |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            layers = r["lora_layers"]
+            lines.append(
+                f"| {r['method']} | {layers['temporal']} + {layers['spatial']} | {r['trainable_parameters'] / 1e6:.3f} M{_ratio(r, 'trainable_parameters')} "
+                f"| {_bytes(r['motion_lora_bytes'])}{_ratio(r, 'motion_lora_bytes')} | {_bytes(r['saved_bytes'])}{_ratio(r, 'saved_bytes')} "
+                f"| {r['seconds_per_step']:.3f}{_ratio(r, 'seconds_per_step')} | {_bytes(r['peak_memory_bytes'])}{_ratio(r, 'peak_memory_bytes')} |"
+            )
+        lines.append("")
+    for model, g in result.get("generation", {}).items():
+        lines += [f"## Generation: {model}", "", g["what"], "", "| pipeline | seconds | ratio to base |", "|---|---|---|"]
+        lines += [f"| {k} | {v:.3f} | {g['ratio_to_base'][k]:.3f} |" for k, v in g["seconds"].items()]
+        lines.append("")
+    return "\n".join(lines)

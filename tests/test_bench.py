@@ -1,0 +1,93 @@
+"""Benchmarks: the leakage bench runs every variant, reports with CIs, resumes without redoing work;
+the cost bench measures what the methods really train and save."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from motionsep.bench.cost import CostSettings, run_cost_bench
+from motionsep.bench.leakage import BENCH_LOOKS, VARIANTS, LeakageSettings, run_leakage_bench
+from motionsep.errors import MotionsepError
+from motionsep.methods import lora_parameter_count, lora_targets, resolve_method
+from motionsep.toy.reference import REFERENCE_LOOK
+
+
+@pytest.fixture(scope="module")
+def toy_like_model(tmp_path_factory):
+    from motionsep.toy.pretrain import build_models, export_pipeline
+
+    return str(export_pipeline(build_models(0), tmp_path_factory.mktemp("toy") / "pipeline"))
+
+
+def test_bench_prompts_differ_from_reference_in_every_attribute():
+    assert len(BENCH_LOOKS) >= 8 and len(set(BENCH_LOOKS)) == len(BENCH_LOOKS)
+    for shape, colour, background in BENCH_LOOKS:
+        assert shape != REFERENCE_LOOK["shape"] and colour != REFERENCE_LOOK["colour"] and background != REFERENCE_LOOK["background"]
+
+
+def test_leakage_bench_reports_every_variant_and_resumes(toy_like_model, tmp_path):
+    settings = LeakageSettings(motions=("bounce",), prompts=2, seeds=(0,), train_steps=1, sampling_steps=2, model=toy_like_model)
+    result = run_leakage_bench(tmp_path, settings, progress=False)
+    names = [v.name for v in VARIANTS]
+    assert list(result["pooled"]) == names
+    for name in names:
+        row = result["pooled"][name]
+        assert row["generations"] == 2
+        assert {"value", "ci95", "n"} <= set(row["motion_accuracy"])
+        for a in ("size", "window"):
+            assert {"share", "base_share", "rise"} <= set(row["leakage"][a])
+    floor = result["pooled"]["no LoRA (floor)"]
+    assert all(floor["leakage"][a]["rise"]["value"] == 0 for a in ("size", "window"))  # the floor is its own base
+    report = (tmp_path / "leakage.md").read_text()
+    assert all(f"| {name} |" in report for name in names) and "positive control" in report
+    assert Image.open(tmp_path / "leakage.png").size[0] > 500
+    assert Image.open(result["sheets"][0]).size[1] > len(names) * 72  # a row per variant plus the reference
+    # finished pieces are reused: no LoRA is trained again, and the numbers are the same
+    lora = tmp_path / "leakage-work" / "bounce" / "loras" / "tap" / "pytorch_lora_weights.safetensors"
+    stamp = lora.stat().st_mtime_ns
+    with pytest.raises(MotionsepError, match="already exists"):
+        run_leakage_bench(tmp_path, settings, progress=False)
+    with pytest.raises(MotionsepError, match="--resume"):
+        run_leakage_bench(tmp_path, settings, overwrite=True, progress=False)
+    again = run_leakage_bench(tmp_path, settings, resume=True, overwrite=True, progress=False)
+    assert lora.stat().st_mtime_ns == stamp
+    assert again["pooled"] == result["pooled"]
+    with pytest.raises(MotionsepError, match="other settings"):
+        run_leakage_bench(tmp_path, LeakageSettings(**{**settings.__dict__, "train_steps": 2}), resume=True, overwrite=True, progress=False)
+
+
+def test_leakage_bench_rejects_unknown_names(tmp_path):
+    with pytest.raises(MotionsepError, match="did you mean 'orbit'"):
+        run_leakage_bench(tmp_path, LeakageSettings(motions=("orbitt",)))
+    with pytest.raises(MotionsepError, match="unknown variant"):
+        run_leakage_bench(tmp_path, LeakageSettings(variants=("tap + highway",)))
+
+
+def test_cost_bench_counts_what_is_trained_and_saved(tmp_path):
+    from diffusers import UNet3DConditionModel
+
+    from motionsep.models import resolve_model
+
+    settings = CostSettings(models=("toy",), methods=("motiondirector", "tap"), warmup_steps=1, toy_steps=1,
+                            generation_videos=1, generation_repeats=1)
+    result = run_cost_bench(tmp_path, settings, progress=False)
+    rows = {r["method"]: r for r in result["training"]}
+    unet = UNet3DConditionModel.from_pretrained(resolve_model("toy"), subfolder="unet")
+    for method, row in rows.items():
+        targets = lora_targets(unet, resolve_method(method))
+        expected = sum(lora_parameter_count(unet, names, settings.rank) for names in targets.values())
+        assert row["trainable_parameters"] == expected
+        assert row["motion_lora_parameters"] == lora_parameter_count(unet, targets["temporal"], settings.rank)
+        assert row["motion_lora_bytes"] >= 4 * row["motion_lora_parameters"]  # fp32 tensors, plus the header
+        assert row["seconds_per_step"] > 0 and row["peak_memory_bytes"] > 0
+    assert rows["tap"]["ratio_to_motiondirector"]["trainable_parameters"] == round(
+        rows["tap"]["trainable_parameters"] / rows["motiondirector"]["trainable_parameters"], 3)
+    assert rows["motiondirector"]["saved_bytes"] > rows["motiondirector"]["motion_lora_bytes"]  # the spatial LoRA too
+    generation = result["generation"]["toy"]["ratio_to_base"]
+    assert generation["base"] == 1.0 and set(generation) > {"base"}
+    report = (tmp_path / "cost.md").read_text()
+    assert "| tap |" in report and "| motiondirector |" in report
+    assert json.loads((tmp_path / "cost.json").read_text())["training"] == result["training"]
