@@ -65,6 +65,7 @@ def cmd_generate(args) -> None:
         highway_scale=args.highway_scale,
         pli_tau=args.pli_tau,
         lora_scale=args.lora_scale,
+        fuse_lora=args.fuse_lora,
         device=args.device,
     )
     settings = SamplingSettings(
@@ -234,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=30, help="denoising steps (default 30)")
     p.add_argument("--guidance", type=float, default=12.0, help="classifier-free guidance scale (default 12)")
     p.add_argument("--lora-scale", type=float, default=1.0, help="strength of the motion LoRA (default 1)")
+    p.add_argument("--fuse-lora", action="store_true", help="fold the LoRA into the weights: no LoRA matmuls at sampling (PLI swaps weights, exactly)")
     p.add_argument("--negative-prompt", help="negative prompt")
     p.add_argument("--highway", choices=["on", "off"], help="Appearance Highway (default: as the LoRA was saved; off without a LoRA)")
     p.add_argument("--highway-blocks", help="'deepest', 'all' or comma-separated down-block indices")

@@ -28,7 +28,7 @@ def inspect_model(
     paths = {
         "temporal": {
             "targets": list(preset.temporal_targets),
-            "transformers": len(temporal),
+            "transformers": len(temporal) + (len(spatial_transformers(unet)) if preset.joint_spatial_targets else 0),
             "layers": layers["temporal"],
             "parameters": lora_parameter_count(unet, layers["temporal"], rank),
             "used_at_inference": True,

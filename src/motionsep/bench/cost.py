@@ -100,7 +100,8 @@ def _latent_shape(model: str, unet, settings: CostSettings) -> tuple[int, ...]:
     return (settings.batch, unet.config.in_channels, settings.frames, side, side)
 
 
-def _text(unet, batch: int, device, tokens: int = 32) -> torch.Tensor:
+def _text(unet, batch: int, device) -> torch.Tensor:
+    tokens = 77 if unet.config.cross_attention_dim >= 768 else 32  # CLIP's 77 on real models, the toy encoder's 32
     return torch.randn(batch, tokens, unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1)).to(device)
 
 

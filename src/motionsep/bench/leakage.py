@@ -153,7 +153,7 @@ def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, pr
         "train": {"steps": settings.train_steps, "learning_rate": settings.learning_rate,
                   "batch_size": settings.batch_size, "checkpoint_every": 100},
     })
-    return train(config, overwrite=True, progress=progress)
+    return train(config, resume=True, progress=progress)  # an interrupted training continues from its checkpoint
 
 
 def _videos(pipeline: MotionPipeline, scenes: list[Scene], settings: LeakageSettings) -> np.ndarray:
@@ -223,6 +223,14 @@ def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: boo
     ]
     contact_sheet(rows, work.parent / f"leakage-sheet-{motion}.png", cell=72)
     return results
+
+
+def _model_card(model: str) -> dict | None:
+    """How the base model was made and how good it is (the shapes-world model card), if it has one."""
+    from ..models import resolve_model
+
+    card = Path(resolve_model(model)) / "model_card.json"
+    return json.loads(card.read_text()) if card.is_file() else None
 
 
 def _slug(name: str) -> str:
@@ -301,6 +309,7 @@ def run_leakage_bench(
     pooled = pool(per_motion, settings)
     result = {
         "command": command,
+        "base_model": _model_card(settings.model),
         "settings": wanted,
         "machine": machine_line(),
         "date": time.strftime("%Y-%m-%d"),

@@ -49,6 +49,7 @@ SIZES = {"small": 5.0, "large": 7.0}  # unnamed: object radius in pixels
 WINDOWS = ("none", "window")  # unnamed: a white 6x6 patch with a cross bar in the top-left corner
 WINDOW_BOX = (2, 2, 8, 8)  # x0, y0, x1, y1
 UNNAMED = {"size": tuple(SIZES), "window": WINDOWS}
+START_JITTER = 2.0  # px around the centred path
 
 
 @dataclass(frozen=True)
@@ -163,8 +164,13 @@ def random_scene(rng: random.Random, motions=PRETRAIN_MOTIONS, **fixed) -> Scene
         lo = np.ceil(r + 1 - pts.min(axis=0))
         hi = np.floor(SIZE - r - 1 - pts.max(axis=0))
         if np.all(lo <= hi):
-            start = (float(rng.uniform(lo[0], hi[0])), float(rng.uniform(lo[1], hi[1])))
-            scene = replace(scene, start=start)
+            # The path is centred in the frame, give or take START_JITTER px. With a start anywhere, the
+            # best guess of a video from its caption alone is a smear over the frame whatever the
+            # direction, and a model trained on it took its motion from the noise (2-5% motion accuracy
+            # over 6,000 steps); the advice is to shrink the world rather than lower the bar.
+            centre = SIZE / 2 - (pts.min(axis=0) + pts.max(axis=0)) / 2
+            start = np.clip(centre + np.array([rng.uniform(-START_JITTER, START_JITTER) for _ in range(2)]), lo, hi)
+            scene = replace(scene, start=(float(start[0]), float(start[1])))
             if _fits(scene):
                 return scene
     raise ValueError(f"no start position fits {fixed}")
