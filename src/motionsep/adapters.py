@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -54,7 +55,9 @@ def add_lora(unet: torch.nn.Module, config: LoraConfig, adapter_name: str) -> No
     switch off a motion LoRA when a spatial one is added on other layers; re-activate them all.
     """
     try:
-        inject_adapter_in_model(config, unet, adapter_name=adapter_name)
+        with warnings.catch_warnings():  # several adapters in one model is what we want here
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+            inject_adapter_in_model(config, unet, adapter_name=adapter_name)
     except ValueError as exc:
         raise MotionsepError(f"cannot add LoRA '{adapter_name}': {str(exc).splitlines()[0]}") from None
     names = sorted({name for layer in lora_layers(unet) for name in layer.lora_A})

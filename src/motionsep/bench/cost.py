@@ -92,7 +92,8 @@ def build_unet(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
         unet = build_unet_from_config(load_unet_config(str(ZEROSCOPE_UNET_CONFIG)), device="meta")
         unet = unet.to_empty(device="cpu")
         _random_init(unet)
-    return unet.to(device=device, dtype=dtype)
+    unet = unet.to(device=device)
+    return unet if dtype == torch.float32 else unet.to(dtype=dtype)
 
 
 def _latent_shape(model: str, unet, settings: CostSettings) -> tuple[int, ...]:
@@ -143,6 +144,9 @@ def measure_training(model: str, method_name: str, settings: dict) -> dict:
     from ..models import family_of
     from ..train import TrainingState, attach_method_lora, enable_gradient_checkpointing, sample_batch, step_losses
 
+    import diffusers.utils.logging
+
+    diffusers.utils.logging.set_verbosity_error()  # a fresh process: the CLI's quieting does not reach it
     s = CostSettings(**settings)
     dtype = getattr(torch, s.dtype)
     torch.manual_seed(0)

@@ -281,6 +281,11 @@ def pool(per_motion: dict[str, dict[str, dict]], settings: LeakageSettings) -> d
     return pooled
 
 
+def _per_motion_settings(settings: dict) -> dict:
+    """What a motion's saved pieces depend on: everything but the list of motions (a resume may add or drop some)."""
+    return {k: v for k, v in settings.items() if k != "motions"}
+
+
 def run_leakage_bench(
     out: str | Path, settings: LeakageSettings | None = None, resume: bool = False, overwrite: bool = False, progress: bool = True,
     command: str = "motionsep bench leakage",
@@ -299,7 +304,7 @@ def run_leakage_bench(
     wanted = json.loads(json.dumps(asdict(settings)))
     if stamp.is_file() and not resume:
         raise MotionsepError(f"'{work}' holds an earlier run: pass --resume to continue it or remove the folder")
-    if stamp.is_file() and json.loads(stamp.read_text()) != wanted:
+    if stamp.is_file() and _per_motion_settings(json.loads(stamp.read_text())) != _per_motion_settings(wanted):
         raise MotionsepError(f"cannot resume '{work}': it was run with other settings; remove the folder or choose another --out")
     write_json(stamp, wanted)
     started = time.time()

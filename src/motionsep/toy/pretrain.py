@@ -273,7 +273,7 @@ def export_from_run(run: str | Path, dest: str | Path, quality: dict | None = No
     text_encoder = CLIPTextModel.from_pretrained(str(run / "unet_stage" / "text_encoder"))
     export_pipeline((tokenizer, text_encoder, vae, unet, scheduler), dest)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    vae_seconds = max((r["seconds"] for r in log if r["stage"] == "vae"), default=0.0)
+    vae_seconds = max((r["seconds"] for r in log if r["stage"] == "vae" and "seconds" in r), default=0.0)
     card = {
         "what": "shapes-world text-to-video model (TextToVideoSDPipeline of ZeroScope's classes), trained from scratch",
         "command": f"motionsep toy pretrain --out {run} --steps {config['unet_steps']} --vae-steps {config['vae_steps']}",
@@ -287,6 +287,7 @@ def export_from_run(run: str | Path, dest: str | Path, quality: dict | None = No
             "vae": round(sum(p.numel() for p in vae.parameters()) / 1e6, 2),
             "text_encoder": round(sum(p.numel() for p in text_encoder.parameters()) / 1e6, 2),
         },
+        "changes_during_training": [r for r in log if "event" in r],
         "quality": quality,
     }
     (dest / "model_card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
