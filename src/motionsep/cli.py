@@ -147,6 +147,12 @@ def cmd_toy_quality(args) -> None:
     print(json.dumps(report, indent=2))
 
 
+def _command_line(*words: str) -> str:
+    """The command as typed, for the reports (the words alone when called from Python)."""
+    given = sys.argv[1 : 1 + len(words)] == list(words)
+    return " ".join(["motionsep", *words, *(sys.argv[1 + len(words) :] if given else [])])
+
+
 def cmd_bench_leakage(args) -> None:
     from dataclasses import replace
 
@@ -156,8 +162,7 @@ def cmd_bench_leakage(args) -> None:
     changes = {k: v for k, v in (("motions", tuple(args.motion or ()) or None), ("train_steps", args.steps),
                                   ("variants", tuple(args.variant or ()) or None), ("model", args.model)) if v is not None}
     settings = replace(settings, **changes)
-    command = "motionsep bench leakage " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["bench", "leakage"] else "motionsep bench leakage"
-    r = run_leakage_bench(args.out, settings, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, command=command.strip())
+    r = run_leakage_bench(args.out, settings, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, command=_command_line("bench", args.bench_command))
     out = Path(args.out)
     print(f"\nleakage benchmark: {len(r['pooled'])} variants x {len(settings.motions)} motions in {r['wall_seconds'] / 60:.1f} min")
     print(f"  report  {out / 'leakage.md'}\n  plot    {out / 'leakage.png'}\n  data    {out / 'leakage.json'}")
@@ -182,8 +187,7 @@ def cmd_bench_cost(args) -> None:
         settings = replace(settings, frames=args.frames)
     if args.gradient_checkpointing:
         settings = replace(settings, gradient_checkpointing=True)
-    command = "motionsep bench cost " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["bench", "cost"] else "motionsep bench cost"
-    r = run_cost_bench(args.out, settings, overwrite=args.overwrite, progress=not args.no_progress, command=command.strip())
+    r = run_cost_bench(args.out, settings, overwrite=args.overwrite, progress=not args.no_progress, command=_command_line("bench", args.bench_command))
     out = Path(args.out)
     print(f"\ncost benchmark in {r['wall_seconds'] / 60:.1f} min")
     for row in r["training"]:
@@ -196,7 +200,7 @@ def cmd_bench_cost(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .bench.report import refuse_existing
+    from .errors import refuse_existing
     from .evaluation import evaluate_videos, format_table, write_results
 
     out = Path(args.out)

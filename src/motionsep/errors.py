@@ -24,6 +24,13 @@ def closest(name: str, choices: Iterable[str]) -> str:
     return f" (valid: {', '.join(choices)})"
 
 
+def refuse_existing(paths: Iterable[str | Path], overwrite: bool) -> None:
+    """Existing result files are never overwritten silently: refuse the first that exists."""
+    existing = [Path(p) for p in paths if Path(p).exists()]
+    if existing and not overwrite:
+        raise MotionsepError(f"'{existing[0]}' already exists: choose another --out or pass --overwrite")
+
+
 def refuse_nonempty(path: str | Path, remedy: str) -> None:
     """Existing results are never overwritten silently: refuse a folder that already holds files."""
     path = Path(path)

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .data import find_clips
 from .errors import MotionsepError
 from .motion_fidelity import motion_fidelity
+from .toy.metrics import mean_ci
 from .video import read_video
 
 
@@ -124,15 +125,9 @@ def evaluate_videos(
                 row["appearance_leakage"] = row["reference_similarity"] - row["base_reference_similarity"]
         rows.append(row)
     keys = [k for k in rows[0] if k not in ("video", "prompt")]
-    summary = {k: _mean_ci([r[k] for r in rows]) for k in keys}
+    summary = {k: mean_ci([r[k] for r in rows], digits=4) for k in keys}
     return {"videos": rows, "summary": summary, "clip": str(clip), "reference": str(reference) if reference else None,
             "base_videos": str(base_videos) if base_videos else None}
-
-
-def _mean_ci(values: list[float]) -> dict:
-    v = np.asarray(values, float)
-    half = 1.96 * float(v.std(ddof=1)) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return {"mean": round(float(v.mean()), 4), "ci95": [round(float(v.mean()) - half, 4), round(float(v.mean()) + half, 4)], "n": len(v)}
 
 
 def write_results(result: dict, out: str | Path) -> tuple[Path, Path]:
@@ -157,5 +152,5 @@ def format_table(result: dict) -> str:
     for r in result["videos"]:
         lines.append(f"{r['video'][:40]:40s} " + " ".join(f"{r[k]:12.4f}" for k in keys))
     lines.append("-" * len(head))
-    lines.append(f"{'mean':40s} " + " ".join(f"{result['summary'][k]['mean']:12.4f}" for k in keys))
+    lines.append(f"{'mean':40s} " + " ".join(f"{result['summary'][k]['value']:12.4f}" for k in keys))
     return "\n".join(lines)

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .adapters import MOTION, FusedLora, load_motion_lora, set_lora_scale
-from .errors import MotionsepError
+from .errors import MotionsepError, refuse_existing
 from .highway import AppearanceHighway, HighwaySettings
 from .models import load_pipeline
 from .pli import PhasedLora
@@ -165,9 +165,7 @@ def generate_videos(
     for prompt in prompts:
         pipeline.check_prompt(prompt)
     jobs = [(p, s, out / f"{slug(p)}-seed{s}") for p in prompts for s in seeds]
-    existing = [str(stem) + ".mp4" for _, _, stem in jobs if stem.with_suffix(".mp4").exists()]
-    if existing and not overwrite:
-        raise MotionsepError(f"'{existing[0]}' already exists: choose another --out or pass --overwrite")
+    refuse_existing([stem.with_suffix(".mp4") for _, _, stem in jobs], overwrite)
     out.mkdir(parents=True, exist_ok=True)
     records, rows = [], []
     for prompt, seed, stem in tqdm(jobs, desc="generate", disable=not progress):

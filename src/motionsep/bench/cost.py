@@ -25,8 +25,8 @@ from types import SimpleNamespace
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import MotionsepError, closest
-from .report import machine_line, refuse_existing, write_json
+from ..errors import MotionsepError, closest, refuse_existing
+from .report import machine_line, write_json
 
 COST_METHODS = ("motiondirector", "temporal-lora", "tap-official", "tap")
 COST_MODELS = ("toy", "zeroscope")

@@ -14,32 +14,29 @@ Work is saved piece by piece under ``<out>/leakage-work``; ``resume=True`` reuse
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..config import config_from_dict
-from ..errors import MotionsepError, closest
-from ..generate import MotionPipeline
+from ..errors import MotionsepError, closest, refuse_existing
+from ..demo import DEMO_LOOKS
+from ..generate import MotionPipeline, slug
 from ..toy.evaluate import evaluate_video
-from ..toy.metrics import NAMED, score
+from ..toy.metrics import NAMED, mean_ci, score
 from ..toy.quality import TOY_SAMPLING
 from ..toy.reference import REFERENCE_LOOK, write_reference_clips
 from ..toy.world import HELD_OUT_MOTIONS, UNNAMED, Scene, caption
 from ..train import train
 from ..video import contact_sheet
-from .report import machine_line, refuse_existing, write_json
+from .report import machine_line, write_json
 
-# Looks for the prompts: each differs from REFERENCE_LOOK (red square on checker) in every named attribute.
-BENCH_LOOKS = (
-    ("circle", "blue", "plain"),
-    ("triangle", "green", "stripes"),
-    ("cross", "yellow", "dots"),
-    ("circle", "purple", "stripes"),
+# Looks for the prompts: the demo's four and four more, each differing from REFERENCE_LOOK (red square
+# on checker) in every named attribute.
+BENCH_LOOKS = DEMO_LOOKS + (
     ("triangle", "yellow", "plain"),
     ("cross", "blue", "stripes"),
     ("circle", "green", "dots"),
@@ -157,8 +154,6 @@ def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, pr
 
 
 def _videos(pipeline: MotionPipeline, scenes: list[Scene], settings: LeakageSettings) -> np.ndarray:
-    from dataclasses import replace
-
     sampling = replace(TOY_SAMPLING, steps=settings.sampling_steps, guidance=settings.guidance)
     prompts = [caption(s) for s in scenes for _ in settings.seeds]
     seeds = [seed for _ in scenes for seed in settings.seeds]
@@ -190,13 +185,13 @@ def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: boo
     base_file = folder / "base_predictions.json"
     if not base_file.is_file():  # the floor, and the prior every unnamed-attribute rise is measured from
         videos = _videos(MotionPipeline.from_pretrained(settings.model), scenes, settings)
-        np.save(scored_dir / f"{_slug(FLOOR)}-first.npy", videos[0])
+        np.save(scored_dir / f"{slug(FLOOR)}-first.npy", videos[0])
         write_json(base_file, _predictions(videos))
     base = json.loads(base_file.read_text())
     results = {}
     chosen = [v for v in VARIANTS if v.name in settings.variants]
     for variant in tqdm(chosen, desc=f"{motion}: variants", disable=not progress):
-        done = scored_dir / f"{_slug(variant.name)}.json"
+        done = scored_dir / f"{slug(variant.name)}.json"
         if done.is_file():
             results[variant.name] = json.loads(done.read_text())
             continue
@@ -206,10 +201,10 @@ def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: boo
         else:
             lora = _train_one(work, motion, variant.training, settings, progress)
             videos = _videos(_variant_pipeline(variant, lora, settings.model), scenes, settings)
-            np.save(scored_dir / f"{_slug(variant.name)}-first.npy", videos[0])
+            np.save(scored_dir / f"{slug(variant.name)}-first.npy", videos[0])
             predictions = _predictions(videos)
         scored = score(predictions, prompt_scenes, {**REFERENCE_LOOK, "motion": motion}, base)
-        scored["trajectory_error"] = _mean_ci([_traj_error(p, motion) for p in predictions])
+        scored["trajectory_error"] = mean_ci([_traj_error(p, motion) for p in predictions])
         scored["seconds"] = round(time.time() - started, 1)
         scored["predictions"] = predictions
         write_json(done, scored)
@@ -219,7 +214,7 @@ def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: boo
     ref_scene = json.loads((reference / "scenes.json").read_text())[0]
     ref_scene["start"] = tuple(ref_scene["start"])
     rows = [(f"reference ({motion})", render(Scene(**ref_scene)))] + [
-        (f"{v.name}: {caption(scenes[0])} (seed {settings.seeds[0]})", np.load(scored_dir / f"{_slug(v.name)}-first.npy")) for v in chosen
+        (f"{v.name}: {caption(scenes[0])} (seed {settings.seeds[0]})", np.load(scored_dir / f"{slug(v.name)}-first.npy")) for v in chosen
     ]
     contact_sheet(rows, work.parent / f"leakage-sheet-{motion}.png", cell=72)
     return results
@@ -233,23 +228,11 @@ def _model_card(model: str) -> dict | None:
     return json.loads(card.read_text()) if card.is_file() else None
 
 
-def _slug(name: str) -> str:
-    import re
-
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-
-
 def _traj_error(prediction: dict, motion: str) -> float:
     from ..toy.evaluate import trajectory_error
     from ..toy.world import offsets
 
     return trajectory_error(np.asarray(prediction["trajectory"]), offsets(motion))
-
-
-def _mean_ci(values: list[float]) -> dict:
-    v = np.asarray(values, float)
-    half = 1.96 * float(v.std(ddof=1)) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return {"value": round(float(v.mean()), 3), "ci95": [round(float(v.mean()) - half, 3), round(float(v.mean()) + half, 3)], "n": len(v)}
 
 
 def pool(per_motion: dict[str, dict[str, dict]], settings: LeakageSettings) -> dict[str, dict]:
@@ -269,7 +252,7 @@ def pool(per_motion: dict[str, dict[str, dict]], settings: LeakageSettings) -> d
         entry = {
             "generations": len(preds),
             "motion_accuracy": share([p["motion"] == m for p, m in zip(preds, motions)]),
-            "trajectory_error": _mean_ci([_traj_error(p, m) for p, m in zip(preds, motions)]),
+            "trajectory_error": mean_ci([_traj_error(p, m) for p, m in zip(preds, motions)]),
             "appearance_accuracy": share([all(p[a] == getattr(s, a) for a in NAMED) for p, s in zip(preds, prompts)]),
             "leakage": {a: share([p[a] == REFERENCE_LOOK[a] for p in preds]) for a in NAMED},
             "per_motion_accuracy": {m: per_motion[m][name]["motion_accuracy"]["value"] for m in per_motion},

@@ -7,7 +7,7 @@ import os
 import platform
 from pathlib import Path
 
-from ..errors import MotionsepError
+from ..checkpoint import atomic_write_text
 
 
 def machine_line() -> str:
@@ -28,15 +28,7 @@ def machine_line() -> str:
 def write_json(path: Path, data) -> None:
     """Atomic: a reader (or a resumed run) sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def refuse_existing(paths: list[Path], overwrite: bool) -> None:
-    existing = [p for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise MotionsepError(f"'{existing[0]}' already exists: choose another --out or pass --overwrite")
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _ci(entry: dict, percent: bool = True) -> str:

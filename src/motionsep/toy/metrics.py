@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from .evaluate import trajectory_error
 from .world import UNNAMED, Scene, offsets
 
 NAMED = ("shape", "colour", "background")
@@ -42,6 +43,14 @@ def paired_rise(flags: list[bool], base_flags: list[bool]) -> dict:
     return {"value": round(mean, 4), "ci95": [round(mean - half, 4), round(mean + half, 4)], "n": n}
 
 
+def mean_ci(values: list[float], digits: int = 3) -> dict:
+    """Mean with a normal 95% interval (nan half-width for a single value)."""
+    v = np.asarray(values, float)
+    mean = float(v.mean())
+    half = 1.96 * float(v.std(ddof=1)) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return {"value": round(mean, digits), "ci95": [round(mean - half, digits), round(mean + half, digits)], "n": len(v)}
+
+
 def score(
     predictions: list[dict],
     prompts: list[Scene],
@@ -54,9 +63,7 @@ def score(
     result = {
         "generations": len(predictions),
         "motion_accuracy": share([p["motion"] == motion for p in predictions]),
-        "trajectory_error_px": round(
-            float(np.mean([np.sqrt(((np.asarray(p["trajectory"]) - p["trajectory"][0] - target) ** 2).sum(-1)).mean() for p in predictions])), 3
-        ),
+        "trajectory_error_px": round(float(np.mean([trajectory_error(p["trajectory"], target) for p in predictions])), 3),
         "appearance_accuracy": {a: share([p[a] == getattr(s, a) for p, s in zip(predictions, prompts)]) for a in NAMED},
         "leakage": {a: share([p[a] == reference[a] for p in predictions]) for a in NAMED},
     }
