@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .config import config_from_dict
 from .errors import refuse_nonempty
 from .generate import MotionPipeline
 from .toy.evaluate import evaluate_video
 from .toy.metrics import score
 from .toy.quality import TOY_SAMPLING
-from .toy.reference import REFERENCE_LOOK, write_reference_clips
+from .toy.reference import REFERENCE_LOOK, toy_training_config, write_reference_clips
 from .toy.world import Scene, caption, render
 from .train import train
 from .video import contact_sheet, write_gif, write_mp4
@@ -64,12 +63,7 @@ def run_demo(
         refuse_nonempty(out, "choose another --out or pass --overwrite")
     started = time.time()
     config_path = write_reference_clips(out / "reference", motion, count=4, steps=steps, overwrite=overwrite)
-    config = config_from_dict(
-        {"model": model, "method": method, "output_dir": str(out / "lora"),
-         "data": {"path": str(out / "reference" / "clips"), "frames": 8, "size": [32, 32]},
-         "lora": {"rank": 16, "dropout": 0.0},
-         "train": {"steps": steps, "learning_rate": 1e-3, "batch_size": 4, "checkpoint_every": 100}}
-    )
+    config = toy_training_config(out / "reference" / "clips", out / "lora", model=model, method=method, steps=steps)
     lora = train(config, overwrite=overwrite, progress=progress)
     scenes = demo_prompts(motion)
     prompts = [caption(s) for s in scenes]

@@ -240,16 +240,11 @@ def _median_seconds(fn, repeats: int) -> float:
 
 def toy_lora(folder: Path) -> Path:
     """A real tap LoRA on the embedded model (a few steps: its cost, not its quality, is measured here)."""
-    from ..config import config_from_dict
-    from ..toy.reference import write_reference_clips
+    from ..toy.reference import toy_training_config, write_reference_clips
     from ..train import train
 
     write_reference_clips(folder / "reference", "zigzag", count=2, overwrite=True)
-    config = config_from_dict({
-        "model": "toy", "method": "tap", "output_dir": str(folder / "lora"),
-        "data": {"path": str(folder / "reference" / "clips"), "frames": 8, "size": [32, 32]},
-        "lora": {"rank": 32, "dropout": 0.0}, "train": {"steps": 3, "learning_rate": 1e-3, "checkpoint_every": 0},
-    })
+    config = toy_training_config(folder / "reference" / "clips", folder / "lora", steps=3, rank=32, batch_size=1, checkpoint_every=0)
     return train(config, overwrite=True, progress=False)
 
 

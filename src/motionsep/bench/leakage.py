@@ -21,14 +21,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..config import config_from_dict
 from ..errors import MotionsepError, closest, refuse_existing
 from ..demo import DEMO_LOOKS
 from ..generate import MotionPipeline, slug
 from ..toy.evaluate import evaluate_video
 from ..toy.metrics import NAMED, mean_ci, score
 from ..toy.quality import TOY_SAMPLING
-from ..toy.reference import REFERENCE_LOOK, write_reference_clips
+from ..toy.reference import REFERENCE_LOOK, toy_training_config, write_reference_clips
 from ..toy.world import HELD_OUT_MOTIONS, UNNAMED, Scene, caption
 from ..train import train
 from ..video import contact_sheet
@@ -143,13 +142,10 @@ def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, pr
     spec = TRAININGS[name]
     clips = work / motion / "reference" / "clips"
     data = clips if spec.clips >= 4 else clips / f"{motion}-0.mp4"
-    config = config_from_dict({
-        "model": settings.model, "method": spec.method, "output_dir": str(out),
-        "data": {"path": str(data), "frames": 8, "size": [32, 32]},
-        "lora": {"rank": settings.rank, "dropout": 0.0, "targets": list(spec.targets) if spec.targets else None},
-        "train": {"steps": settings.train_steps, "learning_rate": settings.learning_rate,
-                  "batch_size": settings.batch_size, "checkpoint_every": 100},
-    })
+    config = toy_training_config(
+        data, out, model=settings.model, method=spec.method, steps=settings.train_steps, learning_rate=settings.learning_rate,
+        rank=settings.rank, batch_size=settings.batch_size, targets=list(spec.targets) if spec.targets else None,
+    )
     return train(config, resume=True, progress=progress)  # an interrupted training continues from its checkpoint
 
 

@@ -24,6 +24,20 @@ def reference_scenes(motion: str, count: int = 4, seed: int = 0, look: dict | No
     return [random_scene(rng, motion=motion, **(look or REFERENCE_LOOK)) for _ in range(count)]
 
 
+def toy_training_config(data: str | Path, output_dir: str | Path, *, model: str = "toy", method: str = "tap",
+                        steps: int = 300, learning_rate: float = 1e-3, rank: int = 16, batch_size: int = 4,
+                        targets: list[str] | None = None, checkpoint_every: int = 100):
+    """A training config for shapes-world clips (8 frames, 32x32, no LoRA dropout): demo, benchmarks."""
+    from ..config import config_from_dict
+
+    return config_from_dict({
+        "model": model, "method": method, "output_dir": str(output_dir),
+        "data": {"path": str(data), "frames": 8, "size": [32, 32]},
+        "lora": {"rank": rank, "dropout": 0.0, "targets": targets},
+        "train": {"steps": steps, "learning_rate": learning_rate, "batch_size": batch_size, "checkpoint_every": checkpoint_every},
+    })
+
+
 def write_reference_clips(out: str | Path, motion: str = "zigzag", count: int = 4, seed: int = 0, steps: int = 300, overwrite: bool = False) -> Path:
     """clips/*.mp4 + same-name .txt captions, scenes.json, and config.yaml for `motionsep train`."""
     out = Path(out)
