@@ -11,8 +11,16 @@ from motionsep.cli import main
 from motionsep.errors import MotionsepError
 from motionsep.evaluation import evaluate_videos
 from motionsep.motion_fidelity import motion_fidelity, point_tracks
-from motionsep.toy.world import Scene, caption, render
+from motionsep.toy.world import TIMELINE_ROW, Scene, caption
+from motionsep.toy.world import render as render_with_timeline
 from motionsep.video import write_mp4
+
+
+def render(scene):
+    """A shapes-world clip as a plain video: the progress bar's growing end is a motion of its own."""
+    video = render_with_timeline(scene)
+    video[:, TIMELINE_ROW] = video[:, TIMELINE_ROW - 1]
+    return video
 
 
 @pytest.fixture(scope="module")

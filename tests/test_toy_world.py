@@ -17,6 +17,8 @@ from motionsep.toy.world import (
     PRETRAIN_MOTIONS,
     SHAPES,
     SIZES,
+    TIMELINE_COLOUR,
+    TIMELINE_ROW,
     WINDOWS,
     caption,
     offsets,
@@ -68,6 +70,16 @@ def test_scenes_stay_in_frame():
             scene = random_scene(rng, motion=motion, size=size)
             pts = offsets(motion) + np.array(scene.start)
             assert pts.min() - SIZES[size] >= 0 and pts.max() + SIZES[size] <= 32
+
+
+def test_timeline_bar_fills_in_frame_order_the_same_in_every_clip():
+    rng = random.Random(5)
+    for _ in range(30):  # no scene attribute shows in the bar: the filled part is the same in every clip
+        row = render(random_scene(rng, motions=MOTIONS))[:, TIMELINE_ROW]
+        filled = (row == TIMELINE_COLOUR).all(-1)
+        assert [int(np.flatnonzero(~f)[0]) if (~f).any() else 32 for f in filled] == [4, 8, 12, 16, 20, 24, 28, 32]
+    four = render(random_scene(rng), frames=4)[:, TIMELINE_ROW]
+    assert [int((f == TIMELINE_COLOUR).all(-1)[: n].all()) for f, n in zip(four, (8, 16, 24, 32))] == [1, 1, 1, 1]
 
 
 def test_evaluator_reads_fresh_renders():

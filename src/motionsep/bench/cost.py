@@ -228,6 +228,9 @@ def training_costs(settings: CostSettings, progress: bool = True) -> list[dict]:
 # --- generation cost ----------------------------------------------------------------------------
 
 
+BASE_AGAIN = "base, timed again last"  # its ratio to the first base is the noise of every ratio here
+
+
 def _median_seconds(fn, repeats: int) -> float:
     fn()  # warm-up: first-call allocations and kernel selection are not sampling cost
     times = []
@@ -263,6 +266,7 @@ def toy_generation_cost(settings: CostSettings) -> dict:
             "tap + AH + PLI, LoRA unfused": MotionPipeline.from_pretrained("toy", lora=str(lora), highway=True, pli_tau=333),
             "tap, LoRA unfused": MotionPipeline.from_pretrained("toy", lora=str(lora), highway=False, pli_tau=-1),
         }
+        pipelines[BASE_AGAIN] = pipelines["base"]
         seconds = {name: _median_seconds(lambda p=p: p.videos(prompts, seeds, TOY_SAMPLING), settings.generation_repeats) for name, p in pipelines.items()}
     return {
         "what": f"{settings.generation_videos} videos, 8 frames 32x32, {TOY_SAMPLING.steps} DDIM steps, guidance {TOY_SAMPLING.guidance}; median of {settings.generation_repeats}",
@@ -273,7 +277,7 @@ def toy_generation_cost(settings: CostSettings) -> dict:
 
 def zeroscope_generation_cost(settings: CostSettings) -> dict:
     """UNet calls of a sampling loop on the ZeroScope architecture: plain vs tap LoRA + AH + PLI (fused / unfused)."""
-    from ..adapters import FusedLora, set_lora_enabled
+    from ..adapters import FusedLora
     from ..config import LoraConfig
     from ..highway import AppearanceHighway, HighwaySettings
     from ..methods import resolve_method
@@ -307,7 +311,9 @@ def zeroscope_generation_cost(settings: CostSettings) -> dict:
     seconds["tap + AH + PLI, LoRA fused"] = _median_seconds(loop, settings.generation_repeats)
     pli.remove()
     highway.remove()
-    set_lora_enabled(unet, True)
+    del unet, fused, highway, pli
+    unet = build_unet("zeroscope", settings.device, dtype).eval()  # a fresh base: the run-to-run noise of the ratios
+    seconds[BASE_AGAIN] = _median_seconds(loop, settings.generation_repeats)
     return {
         "what": f"{n} UNet calls (CFG batch 2, {settings.frames} frames, {settings.zeroscope_latent}x{settings.zeroscope_latent} latents, {settings.dtype}); median of {settings.generation_repeats}",
         "seconds": {k: round(v, 4) for k, v in seconds.items()},

@@ -7,7 +7,8 @@ gives the size, and two shape descriptors (extent = area / bounding box, solidit
 hull) give the shape. The background is the majority background colour pair, the window is the
 brightness of its fixed patch, and the motion is the nearest template trajectory (displacement
 from the first frame) among all motions, held-out ones included. Prototypes (areas, descriptors)
-are measured on the renderer itself, so they follow any change to it.
+are measured on the renderer itself, so they follow any change to it. The timeline row at the
+bottom is the same in every clip and is cut off before anything is read.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .world import (
     SHAPES,
     SIZE,
     SIZES,
+    TIMELINE_ROW,
     WINDOW_BOX,
     Scene,
     offsets,
@@ -38,15 +40,17 @@ _N_OBJECT = len(COLOURS)
 
 
 def _labels(video: np.ndarray) -> np.ndarray:
-    """Per-pixel index into the palette, (frames, SIZE, SIZE)."""
+    """Per-pixel index into the palette, (frames, height, width)."""
     d = ((video[..., None, :].astype(np.float32) - _PALETTE) ** 2).sum(-1)
     return d.argmin(-1)
 
 
-def _resize(video: np.ndarray) -> np.ndarray:
-    if video.shape[1:3] == (SIZE, SIZE):
-        return video
-    return np.stack([cv2.resize(f, (SIZE, SIZE), interpolation=cv2.INTER_AREA) for f in video])
+def _content(video: np.ndarray) -> np.ndarray:
+    """The video at the world's size, without the timeline row: (frames, TIMELINE_ROW, SIZE, 3)."""
+    video = np.asarray(video)
+    if video.shape[1:3] != (SIZE, SIZE):
+        video = np.stack([cv2.resize(f, (SIZE, SIZE), interpolation=cv2.INTER_AREA) for f in video])
+    return video[:, :TIMELINE_ROW]
 
 
 def _descriptors(mask: np.ndarray) -> tuple[float, float, float]:
@@ -76,7 +80,7 @@ def _prototypes() -> dict:
         for size in SIZES:
             for _ in range(6):
                 start = (rng.uniform(9, 23), rng.uniform(9, 23))
-                frame = render(Scene(shape, "red", "plain", "still", size, "none", start), frames=1)[0]
+                frame = _content(render(Scene(shape, "red", "plain", "still", size, "none", start), frames=1))[0]
                 mask = _labels(frame[None])[0] < _N_OBJECT
                 area, extent, solidity = _descriptors(mask)
                 feats[shape].append((extent, solidity))
@@ -89,7 +93,7 @@ def _prototypes() -> dict:
 
 def trajectory(video: np.ndarray) -> np.ndarray:
     """Object centroid (x, y) per frame, (frames, 2); frames without the object are interpolated."""
-    video = _resize(np.asarray(video))
+    video = _content(video)
     obj = _labels(video) < _N_OBJECT
     pts = np.full((len(video), 2), np.nan)
     for i, m in enumerate(obj):
@@ -113,13 +117,13 @@ def classify_motion(traj: np.ndarray, candidates=MOTIONS) -> str:
 
 def evaluate_video(video: np.ndarray, motions=MOTIONS) -> dict:
     """Predicted attributes of one video plus its trajectory (list of [x, y])."""
-    video = _resize(np.asarray(video))
+    video = _content(video)
     labels = _labels(video)
     obj = labels < _N_OBJECT
     colour_votes = np.bincount(labels[obj], minlength=_N_OBJECT) if obj.any() else np.zeros(_N_OBJECT)
     colour = list(COLOURS)[int(np.argmax(colour_votes))]
     x0, y0, x1, y1 = WINDOW_BOX
-    in_window = np.zeros((SIZE, SIZE), bool)
+    in_window = np.zeros(video.shape[1:3], bool)
     in_window[y0:y1, x0:x1] = True
     bg_labels = labels[:, ~in_window][~obj[:, ~in_window]]
     bg_names = [name for kind, name in _PALETTE_NAMES]

@@ -50,6 +50,15 @@ WINDOWS = ("none", "window")  # unnamed: a white 6x6 patch with a cross bar in t
 WINDOW_BOX = (2, 2, 8, 8)  # x0, y0, x1, y1
 UNNAMED = {"size": tuple(SIZES), "window": WINDOWS}
 START_JITTER = 2.0  # px around the centred path
+# A progress bar along the bottom pixel row, filled up to (frame + 1) / frames of the width, as a video
+# player draws one. UNet3DConditionModel's temporal attention has no position embedding, so the model
+# can tell frame order only through the temporal convolutions' zero padding; in a world whose clips are
+# as likely forwards as backwards ("left" is "right" played backwards) nothing made it learn that, and a
+# model without an arrow of time cannot tell "left" from "right" (measured at 7,000 steps: reversing the
+# initial noise reversed the video, and every direction word gave the same video for a seed). The bar is
+# the same in every clip, so it names no attribute and cannot leak; objects never reach its row.
+TIMELINE_ROW = SIZE - 1
+TIMELINE_COLOUR = (245, 245, 245)
 
 
 @dataclass(frozen=True)
@@ -138,7 +147,13 @@ def render(scene: Scene, frames: int = FRAMES) -> np.ndarray:
     for i, (dx, dy) in enumerate(offsets(scene.motion, frames)):
         mask = _shape_mask(scene.shape, scene.start[0] + dx, scene.start[1] + dy, SIZES[scene.size])
         out[i] = np.where(mask[..., None], colour, background).astype(np.uint8)
+        out[i, TIMELINE_ROW, : timeline_length(i, frames)] = TIMELINE_COLOUR
     return out
+
+
+def timeline_length(frame: int, frames: int) -> int:
+    """Pixels of the progress bar filled in `frame` of a clip of `frames`."""
+    return round(SIZE * (frame + 1) / frames)
 
 
 def _fits(scene: Scene, frames: int = FRAMES, margin: float = 1.0) -> bool:
