@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import MotionsepError, closest, refuse_existing
-from .report import machine_line, write_json
+from .report import BASE_AGAIN, FUSED_GENERATION, machine_line, write_json
 
 COST_METHODS = ("motiondirector", "temporal-lora", "tap-official", "tap")
 COST_MODELS = ("toy", "zeroscope")
@@ -228,9 +228,6 @@ def training_costs(settings: CostSettings, progress: bool = True) -> list[dict]:
 # --- generation cost ----------------------------------------------------------------------------
 
 
-BASE_AGAIN = "base, timed again last"  # its ratio to the first base is the noise of every ratio here
-
-
 def _median_seconds(fn, repeats: int) -> float:
     fn()  # warm-up: first-call allocations and kernel selection are not sampling cost
     times = []
@@ -262,7 +259,7 @@ def toy_generation_cost(settings: CostSettings) -> dict:
         lora = toy_lora(Path(tmp))
         pipelines = {
             "base": MotionPipeline.from_pretrained("toy"),
-            "tap + AH + PLI, LoRA fused": MotionPipeline.from_pretrained("toy", lora=str(lora), highway=True, pli_tau=333, fuse_lora=True),
+            FUSED_GENERATION: MotionPipeline.from_pretrained("toy", lora=str(lora), highway=True, pli_tau=333, fuse_lora=True),
             "tap + AH + PLI, LoRA unfused": MotionPipeline.from_pretrained("toy", lora=str(lora), highway=True, pli_tau=333),
             "tap, LoRA unfused": MotionPipeline.from_pretrained("toy", lora=str(lora), highway=False, pli_tau=-1),
         }
@@ -308,7 +305,7 @@ def zeroscope_generation_cost(settings: CostSettings) -> dict:
     pli.remove()
     fused = FusedLora(unet)
     pli = PhasedLora(unet, 500, fused=fused)
-    seconds["tap + AH + PLI, LoRA fused"] = _median_seconds(loop, settings.generation_repeats)
+    seconds[FUSED_GENERATION] = _median_seconds(loop, settings.generation_repeats)
     pli.remove()
     highway.remove()
     del unet, fused, highway, pli
