@@ -59,3 +59,15 @@ def test_shipped_model_loads_through_the_normal_loader_and_denoises():
     assert frames.shape == (8, 32, 32, 3) and frames.dtype == np.uint8
     size = sum(p.stat().st_size for p in embedded_model_path().rglob("*") if p.is_file())
     assert size <= 25 * 2**20
+
+
+def test_base_model_quality_confusion_agrees_with_accuracy(toy_like_model):
+    from motionsep.toy.quality import base_model_quality
+
+    report = base_model_quality(toy_like_model, n=4, batch=2, progress=False)
+    for key in ("shape", "colour", "background"):
+        table = report["confusion"][key]
+        assert sum(sum(drawn.values()) for drawn in table.values()) == 4
+        right = sum(drawn.get(asked, 0) for asked, drawn in table.items())
+        assert right / 4 == report["accuracy"][key]["value"]
+    assert sum(s["n"] for s in report["shape_accuracy_by_drawn_size"].values()) == 4

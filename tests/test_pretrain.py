@@ -36,6 +36,28 @@ def test_resumed_pretraining_follows_the_uninterrupted_run(tmp_path):
     assert (tmp_path / "resumed" / "pipeline" / "unet" / "config.json").is_file()
 
 
+def _unet_weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "diffusion_pytorch_model.safetensors"))
+
+
+def test_export_ships_the_moving_average_of_the_weights(tmp_path):
+    from motionsep.toy.pretrain import export_from_run
+
+    run = tmp_path / "run"
+    pretrain(_tiny(run, 1, 3))
+    stage = run / "unet_stage"
+    ema, raw = _unet_weights(stage / "ema_unet"), _unet_weights(stage / "unet")
+    shipped = _unet_weights(run / "pipeline" / "unet")
+    assert all(torch.equal(shipped[k], ema[k].half()) for k in ema)
+    assert any(not torch.equal(ema[k], raw[k]) for k in ema)  # an average, not a copy of the last step
+    raw_export = _unet_weights(export_from_run(run, tmp_path / "raw", ema=False) / "unet")
+    assert all(torch.equal(raw_export[k], raw[k].half()) for k in raw)
+    card = json.loads((run / "pipeline" / "model_card.json").read_text())
+    assert card["weights"].startswith("exponential moving average")
+
+
 def test_motion_loss_sees_only_what_changes_across_frames():
     static = torch.randn(2, 4, 1, 3, 3).expand(2, 4, 8, 3, 3)
     assert torch.allclose(_across_frames(static), torch.zeros_like(static), atol=1e-6)

@@ -135,7 +135,7 @@ def cmd_toy_export(args) -> None:
     from .toy.pretrain import export_from_run
 
     quality = json.loads(Path(args.quality).read_text()) if args.quality else None
-    print(f"exported: {export_from_run(args.run, args.to, quality)}")
+    print(f"exported: {export_from_run(args.run, args.to, quality, ema=not args.raw_weights)}")
 
 
 def cmd_toy_quality(args) -> None:
@@ -287,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default="toy-pretrain", help="pretraining run folder")
     p.add_argument("--to", required=True, help="destination pipeline folder")
     p.add_argument("--quality", help="a `toy quality --out` report to record in the model card")
+    p.add_argument("--raw-weights", action="store_true", help="the last optimizer step's weights instead of their moving average")
     p.set_defaults(func=cmd_toy_export)
     p = toy.add_parser("quality", help="base-model quality: attribute accuracy on generations from random prompts")
     p.add_argument("--model", default="toy")

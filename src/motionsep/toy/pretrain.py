@@ -9,6 +9,7 @@ noise of step N depend only on (seed, N), so a resumed run sees what an uninterr
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import shutil
@@ -51,6 +52,11 @@ class PretrainConfig:
     # Measured: direction read from text by step 500, and kept (15 of 16 directions right) 450 steps into
     # the whole world; without it, no run read a direction word.
     narrow_steps: int = 800
+    # Exponential moving average of the UNet and text encoder weights (diffusers' EMAModel), saved beside
+    # the raw weights and shipped by `toy export`: at a constant learning rate the raw weights jitter from
+    # step to step, and the fine detail of this world (a 10-px square against a 10-px circle) is what that
+    # jitter blurs first. 0 turns it off.
+    ema_decay: float = 0.999
     device: str = "cpu"
 
 
@@ -202,6 +208,25 @@ def _across_frames(x: torch.Tensor) -> torch.Tensor:
     return x - x.mean(dim=2, keepdim=True)
 
 
+def _start_ema(config: PretrainConfig, unet, text_encoder, stage: Path, state: dict, out: Path):
+    """EMA weights as (EMAModel, its own copies of unet and text encoder), resumed from the stage if there."""
+    from diffusers import UNet3DConditionModel
+    from diffusers.training_utils import EMAModel
+    from transformers import CLIPTextModel
+
+    if (stage / "ema_unet").is_dir():
+        copies = (UNet3DConditionModel.from_pretrained(str(stage / "ema_unet")), CLIPTextModel.from_pretrained(str(stage / "ema_text_encoder")))
+    else:
+        copies = (copy.deepcopy(unet), copy.deepcopy(text_encoder))
+        if state["unet_step"] > 0:
+            _log(out, {"event": f"EMA of the weights (decay {config.ema_decay}) starts at UNet step {state['unet_step']}"})
+    ema = EMAModel([p for m in copies for p in m.parameters()], decay=config.ema_decay)
+    # Count EMAModel's steps from the training step, not from when the average started: its warm-up,
+    # decay = (1 + n) / (10 + n), is meant for the start of training, and its step count is not saved here.
+    ema.optimization_step = state["unet_step"]
+    return ema, copies
+
+
 def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
     from diffusers import DDPMScheduler, UNet3DConditionModel
     from transformers import CLIPTextModel
@@ -217,6 +242,7 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
         text_encoder.load_state_dict(CLIPTextModel.from_pretrained(str(stage / "text_encoder")).state_dict())
         if not _maybe_load_optimizer(optimizer, stage / "optimizer.safetensors"):
             warmup_from = state["unet_step"]
+    ema, ema_copies = _start_ema(config, unet, text_encoder, out / "unet_stage", state, out) if config.ema_decay else (None, ())
     noise_scheduler = DDPMScheduler.from_config(scheduler.config)
     unet.train()
     text_encoder.train()
@@ -242,12 +268,18 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
             group["lr"] = lr
         optimizer.step()
         optimizer.zero_grad()
+        if ema is not None:
+            ema.step(params)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if step % config.checkpoint_every == 0 or step == config.unet_steps:
             state.update(unet_step=step, seconds=time.time() - started)
             _log(out, {"stage": "unet", "step": step, "loss": float(np.mean(losses[-config.checkpoint_every:])), "seconds": state["seconds"]})
-            _save_stage(out, "unet_stage", {"unet": unet, "text_encoder": text_encoder}, optimizer, state)
+            modules = {"unet": unet, "text_encoder": text_encoder}
+            if ema is not None:
+                ema.copy_to([p for m in ema_copies for p in m.parameters()])
+                modules.update(ema_unet=ema_copies[0], ema_text_encoder=ema_copies[1])
+            _save_stage(out, "unet_stage", modules, optimizer, state)
 
 
 def export_pipeline(models, folder: Path, dtype=torch.float16) -> Path:
@@ -277,11 +309,16 @@ def pretrain(config: PretrainConfig) -> Path:
     vae = AutoencoderKL.from_pretrained(str(out / "vae_stage" / "vae"))
     models = (*models[:2], vae, *models[3:])
     train_unet(config, models, out, state)
-    return export_pipeline(models, out / "pipeline")
+    if state["unet_step"] == 0:  # unet_steps=0: no UNet checkpoint yet, ship the initial weights
+        return export_pipeline(models, out / "pipeline")
+    return export_from_run(out, out / "pipeline")
 
 
-def export_from_run(run: str | Path, dest: str | Path, quality: dict | None = None) -> Path:
-    """Ship the newest checkpoint of a pretraining run as a pipeline folder with a model card."""
+def export_from_run(run: str | Path, dest: str | Path, quality: dict | None = None, ema: bool = True) -> Path:
+    """Ship the newest checkpoint of a pretraining run as a pipeline folder with a model card.
+
+    The EMA weights when the run has them (and `ema`), the raw weights otherwise.
+    """
     import platform
 
     from diffusers import AutoencoderKL, UNet3DConditionModel
@@ -292,8 +329,9 @@ def export_from_run(run: str | Path, dest: str | Path, quality: dict | None = No
     config = json.loads((run / "config.json").read_text())
     tokenizer, _, _, _, scheduler = build_models(config["seed"])
     vae = AutoencoderKL.from_pretrained(str(run / "vae_stage" / "vae"))
-    unet = UNet3DConditionModel.from_pretrained(str(run / "unet_stage" / "unet"))
-    text_encoder = CLIPTextModel.from_pretrained(str(run / "unet_stage" / "text_encoder"))
+    prefix = "ema_" if ema and (run / "unet_stage" / "ema_unet").is_dir() else ""
+    unet = UNet3DConditionModel.from_pretrained(str(run / "unet_stage" / f"{prefix}unet"))
+    text_encoder = CLIPTextModel.from_pretrained(str(run / "unet_stage" / f"{prefix}text_encoder"))
     export_pipeline((tokenizer, text_encoder, vae, unet, scheduler), dest)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     vae_seconds = state["vae_seconds"]
@@ -303,6 +341,7 @@ def export_from_run(run: str | Path, dest: str | Path, quality: dict | None = No
         "vae_steps": state["vae_step"],
         "unet_steps": state["unet_step"],
         "unet_batch": config["unet_batch"],
+        "weights": f"exponential moving average, decay {config.get('ema_decay')}" if prefix else "raw (last optimizer step)",
         "wall_time_hours": {"vae": round(vae_seconds / 3600, 2), "unet": round(state["seconds"] / 3600, 2)},
         "machine": f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}",
         "parameters_millions": {
