@@ -71,3 +71,13 @@ def test_base_model_quality_confusion_agrees_with_accuracy(toy_like_model):
         right = sum(drawn.get(asked, 0) for asked, drawn in table.items())
         assert right / 4 == report["accuracy"][key]["value"]
     assert sum(s["n"] for s in report["shape_accuracy_by_drawn_size"].values()) == 4
+
+
+def test_toy_render_config_is_the_demo_training_config(tmp_path):
+    from motionsep.config import load_config
+    from motionsep.toy.reference import toy_training_config, write_reference_clips
+
+    path = write_reference_clips(tmp_path / "zigzag", "zigzag", count=1, steps=300)
+    demo = toy_training_config(tmp_path / "zigzag" / "clips", tmp_path / "zigzag" / "lora", steps=300)
+    assert load_config(path).to_dict() == demo.to_dict()
+    assert demo.lora.dropout == 0.0 and demo.train.batch_size == 4

@@ -24,18 +24,24 @@ def reference_scenes(motion: str, count: int = 4, seed: int = 0, look: dict | No
     return [random_scene(rng, motion=motion, **(look or REFERENCE_LOOK)) for _ in range(count)]
 
 
-def toy_training_config(data: str | Path, output_dir: str | Path, *, model: str = "toy", method: str = "tap",
-                        steps: int = 300, learning_rate: float = 1e-3, rank: int = 16, batch_size: int = 4,
-                        targets: list[str] | None = None, checkpoint_every: int = 100):
-    """A training config for shapes-world clips (8 frames, 32x32, no LoRA dropout): demo, benchmarks."""
-    from ..config import config_from_dict
-
-    return config_from_dict({
+def toy_config_dict(data: str | Path, output_dir: str | Path, *, model: str = "toy", method: str = "tap",
+                    steps: int = 300, learning_rate: float = 1e-3, rank: int = 16, batch_size: int = 4,
+                    targets: list[str] | None = None, checkpoint_every: int = 100) -> dict:
+    """The training config for shapes-world clips (8 frames, 32x32, no LoRA dropout) as plain data:
+    the demo, the benchmarks and `toy render`'s config.yaml all train with it."""
+    lora = {"rank": rank, "dropout": 0.0} | ({"targets": targets} if targets else {})
+    return {
         "model": model, "method": method, "output_dir": str(output_dir),
         "data": {"path": str(data), "frames": 8, "size": [32, 32]},
-        "lora": {"rank": rank, "dropout": 0.0, "targets": targets},
+        "lora": lora,
         "train": {"steps": steps, "learning_rate": learning_rate, "batch_size": batch_size, "checkpoint_every": checkpoint_every},
-    })
+    }
+
+
+def toy_training_config(data: str | Path, output_dir: str | Path, **settings):
+    from ..config import config_from_dict
+
+    return config_from_dict(toy_config_dict(data, output_dir, **settings))
 
 
 def write_reference_clips(out: str | Path, motion: str = "zigzag", count: int = 4, seed: int = 0, steps: int = 300, overwrite: bool = False) -> Path:
@@ -50,14 +56,7 @@ def write_reference_clips(out: str | Path, motion: str = "zigzag", count: int = 
         write_mp4(render(scene), clips / f"{motion}-{i}.mp4")
         (clips / f"{motion}-{i}.txt").write_text(caption(scene) + "\n", encoding="utf-8")
     (out / "scenes.json").write_text(json.dumps([asdict(s) for s in scenes], indent=2), encoding="utf-8")
-    config = {
-        "model": "toy",
-        "method": "tap",
-        "output_dir": str(out / "lora"),
-        "data": {"path": str(clips), "frames": 8, "size": [32, 32]},
-        "lora": {"rank": 16},
-        "train": {"steps": steps, "learning_rate": 1e-3, "checkpoint_every": 100},
-    }
+    config = toy_config_dict(clips, out / "lora", steps=steps)
     path = out / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
