@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from motionsep.toy.evaluate import evaluate_video, trajectory, trajectory_error
+from motionsep.toy.evaluate import MIN_SHAPE_FIT, UNRECOGNISED, evaluate_video, trajectory, trajectory_error
 from motionsep.toy.pretrain import clip_batch
 from motionsep.toy.world import (
     BACKGROUNDS,
@@ -20,6 +20,7 @@ from motionsep.toy.world import (
     TIMELINE_COLOUR,
     TIMELINE_ROW,
     WINDOWS,
+    Scene,
     caption,
     offsets,
     random_scene,
@@ -92,6 +93,47 @@ def test_evaluator_reads_fresh_renders():
         assert {k: predicted[k] for k in scene.attributes()} == scene.attributes()
         expected = offsets(scene.motion) + np.array(scene.start)
         assert trajectory_error(trajectory(video), expected) < 0.6
+
+
+# A square as the 5,500-step base model drew it for "a blue square standing still on a dots background"
+# (object pixels of one frame): uneven edges, a bite out of the top and bottom. Extent and solidity,
+# the evaluator's first shape descriptors, read it as a circle.
+DRAWN_SQUARE = """
+..........#..
+######...###.
+############.
+############.
+############.
+############.
+############.
+############.
+############.
+############.
+############.
+######..###..
+####....####.
+###......##..
+"""
+
+
+def _silhouette_video(pattern: str, colour: str = "blue") -> np.ndarray:
+    video = render(Scene("square", colour, "plain", "still"))
+    video[:, :TIMELINE_ROW] = video[0, 2, 2]  # background only
+    for y, row in enumerate(pattern.split()):
+        for x, pixel in enumerate(row):
+            if pixel == "#":
+                video[:, 9 + y, 10 + x] = COLOURS[colour]
+    return video
+
+
+def test_evaluator_reads_a_generated_square_with_uneven_edges_as_a_square():
+    assert evaluate_video(_silhouette_video(DRAWN_SQUARE))["shape"] == "square"
+
+
+def test_evaluator_refuses_a_silhouette_that_is_no_shape():
+    stroke = "\n".join("." * i + "##" + "." * (13 - i) for i in range(14))  # a diagonal line, 2 px thick
+    predicted = evaluate_video(_silhouette_video(stroke))
+    assert predicted["shape"] == UNRECOGNISED and predicted["shape_fit"] < MIN_SHAPE_FIT
 
 
 def test_every_caption_word_is_one_token():
