@@ -55,6 +55,9 @@ def test_leakage_bench_reports_every_variant_and_resumes(toy_like_model, tmp_pat
     again = run_leakage_bench(tmp_path, settings, resume=True, overwrite=True, progress=False)
     assert lora.stat().st_mtime_ns == stamp
     assert again["pooled"] == result["pooled"]
+    # a resume may ask for fewer (or more) variants: each is scored on its own
+    fewer = run_leakage_bench(tmp_path, LeakageSettings(**{**settings.__dict__, "variants": ("tap",)}), resume=True, overwrite=True, progress=False)
+    assert list(fewer["pooled"]) == ["no LoRA (floor)", "tap"] and fewer["pooled"]["tap"] == result["pooled"]["tap"]
     with pytest.raises(MotionsepError, match="other settings"):
         run_leakage_bench(tmp_path, LeakageSettings(**{**settings.__dict__, "train_steps": 2}), resume=True, overwrite=True, progress=False)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -150,7 +151,7 @@ def cmd_toy_quality(args) -> None:
 def _command_line(*words: str) -> str:
     """The command as typed, for the reports (the words alone when called from Python)."""
     given = sys.argv[1 : 1 + len(words)] == list(words)
-    return " ".join(["motionsep", *words, *(sys.argv[1 + len(words) :] if given else [])])
+    return shlex.join(["motionsep", *words, *(sys.argv[1 + len(words) :] if given else [])])
 
 
 def cmd_bench_leakage(args) -> None:

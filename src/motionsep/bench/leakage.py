@@ -85,6 +85,9 @@ VARIANTS = (
     Variant("tap", "tap"),
     Variant("tap + AH", "tap", highway=True),
     Variant("tap + AH + PLI", "tap", highway=True, pli_tau=333),
+    # The Appearance Highway on LoRAs that do learn appearance: does rerouting the skips remove it?
+    Variant("temporal-lora + AH", "temporal-lora", highway=True),
+    Variant("motiondirector + AH", "motiondirector", highway=True),
     Variant("positive control: full-lora, 1 clip", "full-lora-1clip"),
     Variant("tap + AH, all blocks", "tap", highway=True, highway_blocks="all", group="AH blocks"),
     Variant("tap + AH, scale 1.0", "tap", highway=True, highway_scale=1.0, group="AH scale"),
@@ -261,8 +264,9 @@ def pool(per_motion: dict[str, dict[str, dict]], settings: LeakageSettings) -> d
 
 
 def _per_motion_settings(settings: dict) -> dict:
-    """What a motion's saved pieces depend on: everything but the list of motions (a resume may add or drop some)."""
-    return {k: v for k, v in settings.items() if k != "motions"}
+    """What a motion's saved pieces depend on: everything but the lists of motions and variants (a resume
+    may add or drop some; each variant is scored on its own)."""
+    return {k: v for k, v in settings.items() if k not in ("motions", "variants")}
 
 
 def run_leakage_bench(
