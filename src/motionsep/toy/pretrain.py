@@ -208,12 +208,13 @@ def _across_frames(x: torch.Tensor) -> torch.Tensor:
     return x - x.mean(dim=2, keepdim=True)
 
 
-def _start_ema(config: PretrainConfig, unet, text_encoder, stage: Path, state: dict, out: Path):
+def _start_ema(config: PretrainConfig, unet, text_encoder, out: Path, state: dict):
     """EMA weights as (EMAModel, its own copies of unet and text encoder), resumed from the stage if there."""
     from diffusers import UNet3DConditionModel
     from diffusers.training_utils import EMAModel
     from transformers import CLIPTextModel
 
+    stage = out / "unet_stage"
     if (stage / "ema_unet").is_dir():
         copies = (UNet3DConditionModel.from_pretrained(str(stage / "ema_unet")), CLIPTextModel.from_pretrained(str(stage / "ema_text_encoder")))
     else:
@@ -242,7 +243,7 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
         text_encoder.load_state_dict(CLIPTextModel.from_pretrained(str(stage / "text_encoder")).state_dict())
         if not _maybe_load_optimizer(optimizer, stage / "optimizer.safetensors"):
             warmup_from = state["unet_step"]
-    ema, ema_copies = _start_ema(config, unet, text_encoder, out / "unet_stage", state, out) if config.ema_decay else (None, ())
+    ema, ema_copies = _start_ema(config, unet, text_encoder, out, state) if config.ema_decay else (None, ())
     noise_scheduler = DDPMScheduler.from_config(scheduler.config)
     unet.train()
     text_encoder.train()
