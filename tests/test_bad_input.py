@@ -104,3 +104,10 @@ def test_no_traceback_from_the_real_command(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [f"motionsep: error: model '{tmp_path / 'missing'}' not found: give a diffusers pipeline folder, a hub id, or 'toy'"]
+
+
+def test_bench_refuses_a_learning_rate_of_zero(tmp_path, capsys):
+    code = main(["bench", "leakage", "--quick", "--lr", "0", "--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "learning rate must be above 0" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "leakage.md").exists()

@@ -160,7 +160,7 @@ def cmd_bench_leakage(args) -> None:
     from .bench.leakage import LeakageSettings, run_leakage_bench
 
     settings = LeakageSettings.quick() if args.quick else LeakageSettings()
-    changes = {k: v for k, v in (("motions", tuple(args.motion or ()) or None), ("train_steps", args.steps),
+    changes = {k: v for k, v in (("motions", tuple(args.motion or ()) or None), ("train_steps", args.steps), ("learning_rate", args.lr),
                                   ("variants", tuple(args.variant or ()) or None), ("model", args.model)) if v is not None}
     settings = replace(settings, **changes)
     r = run_leakage_bench(args.out, settings, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, command=_command_line("bench", args.bench_command))
@@ -322,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--motion", action="append", help="held-out motion (repeatable; default all four)")
     p.add_argument("--variant", action="append", help="run only this variant (repeatable; the floor always runs)")
     p.add_argument("--steps", type=int, help="training steps per LoRA (default 300; --quick 20)")
+    p.add_argument("--lr", type=float, help="learning rate of every LoRA (default 1e-3)")
     p.add_argument("--model", help="base model (default: the embedded shapes-world model)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out, reusing its finished pieces")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")

@@ -130,6 +130,8 @@ class LeakageSettings:
                 raise MotionsepError(f"unknown variant '{name}'{closest(name, names)}")
         if not 1 <= self.prompts <= len(BENCH_LOOKS):
             raise MotionsepError(f"prompts must be 1-{len(BENCH_LOOKS)}, got {self.prompts}")
+        if not self.learning_rate > 0:
+            raise MotionsepError(f"the learning rate must be above 0, got {self.learning_rate}")
         if self.train_steps < 1 or self.sampling_steps < 1 or not self.seeds:
             raise MotionsepError("train_steps and sampling_steps must be at least 1, and seeds not empty")
 
