@@ -173,7 +173,7 @@ def train_vae(config: PretrainConfig, vae, out: Path, state: dict) -> None:
         x, _ = clip_batch(config.seed + 7, step, max(1, config.vae_batch // FRAMES))
         frames = x.permute(0, 2, 1, 3, 4).reshape(-1, 3, SIZE, SIZE)
         posterior = vae.encode(frames).latent_dist
-        recon = vae.decode(posterior.sample(generator=torch.Generator().manual_seed(config.seed * 7_000_003 + step))).sample
+        recon = vae.decode(posterior.sample(generator=_step_generator(config.seed, step))).sample
         # L1 on top of MSE keeps edges sharp: shapes must survive the 4x latent (corners, cross arms)
         loss = F.mse_loss(recon, frames) + F.l1_loss(recon, frames) + 1e-6 * posterior.kl().mean()
         loss.backward()
@@ -194,6 +194,11 @@ def set_latent_scale(vae, seed: int) -> None:
         x, _ = clip_batch(seed + 99, 0, 32)
         z = vae.encode(x.permute(0, 2, 1, 3, 4).reshape(-1, 3, SIZE, SIZE)).latent_dist.mode()
     vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    """The torch draws of one training step (posterior samples, noise, timesteps): a function of (seed, step)."""
+    return torch.Generator().manual_seed(seed * 7_000_003 + step)
 
 
 def _encode(vae, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -252,7 +257,7 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
     losses = []
     for step in bar:
         x, captions = clip_batch(config.seed, step, config.unet_batch, NARROW_LOOK if step <= config.narrow_steps else None)
-        g = torch.Generator().manual_seed(config.seed * 7_000_003 + step)
+        g = _step_generator(config.seed, step)
         captions = ["" if torch.rand((1,), generator=g).item() < config.caption_dropout else c for c in captions]
         latents = _encode(vae, x, g)  # every draw from g: a resumed run sees what an uninterrupted one would
         noise = torch.randn(latents.shape, generator=g)

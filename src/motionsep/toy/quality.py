@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from ..generate import MotionPipeline, SamplingSettings
 from .evaluate import evaluate_video
-from .metrics import share
+from .metrics import NAMED, share
 from .world import PRETRAIN_MOTIONS, caption, random_scene
 
 # Sampling settings used for every shapes-world measurement (chosen on the base model, see README).
@@ -27,13 +27,13 @@ def base_model_quality(model: str = "toy", n: int = 200, seed: int = 0, batch: i
     rates = defaultdict(list)
     # What the misses are: drawn value per asked value, and shape accuracy per unnamed size
     # (small objects are the ones a 4x VAE blurs).
-    confusion = {key: defaultdict(Counter) for key in ("shape", "colour", "background")}
+    confusion = {key: defaultdict(Counter) for key in NAMED}
     shape_by_size = defaultdict(list)
     for i in tqdm(range(0, n, batch), desc="base-model quality", disable=not progress):
         videos = pipeline.videos(prompts[i : i + batch], list(range(i, min(n, i + batch))), TOY_SAMPLING)
         for scene, video in zip(scenes[i : i + batch], videos):
             predicted = evaluate_video(video)
-            for key in ("shape", "colour", "background", "motion"):
+            for key in (*NAMED, "motion"):
                 hits[key].append(predicted[key] == getattr(scene, key))
             for key, table in confusion.items():
                 table[getattr(scene, key)][predicted[key]] += 1
