@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from motionsep.toy.pretrain import PretrainConfig, _across_frames, pretrain
+from motionsep.losses import across_frames
+from motionsep.toy.pretrain import PretrainConfig, pretrain
 
 
 def _tiny(out, vae_steps, unet_steps):
@@ -58,8 +59,8 @@ def test_export_ships_the_moving_average_of_the_weights(tmp_path):
     assert card["weights"].startswith("exponential moving average")
 
 
-def test_motion_loss_sees_only_what_changes_across_frames():
+def test_motion_loss_sees_only_what_changesacross_frames():
     static = torch.randn(2, 4, 1, 3, 3).expand(2, 4, 8, 3, 3)
-    assert torch.allclose(_across_frames(static), torch.zeros_like(static), atol=1e-6)
+    assert torch.allclose(across_frames(static), torch.zeros_like(static), atol=1e-6)
     moving = torch.randn(2, 4, 8, 3, 3)
-    assert torch.allclose(_across_frames(moving + static), _across_frames(moving), atol=1e-6)
+    assert torch.allclose(across_frames(moving + static), across_frames(moving), atol=1e-6)

@@ -10,7 +10,8 @@ from accelerate.utils import set_seed
 
 from motionsep.adapters import MOTION, SPATIAL
 from motionsep.errors import MotionsepError
-from motionsep.train import debiased_loss, prepare, sample_batch, step_losses, train
+from motionsep.losses import debiased_loss
+from motionsep.train import prepare, sample_batch, step_losses, train
 
 
 @pytest.mark.parametrize("family,method", [("modelscope", "tap"), ("animatediff", "tap"), ("modelscope", "motiondirector")])

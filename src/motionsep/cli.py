@@ -126,17 +126,34 @@ def cmd_toy_validate(args) -> None:
 
 
 def cmd_toy_pretrain(args) -> None:
-    from .toy.pretrain import PretrainConfig, pretrain
+    if args.family == "animatediff":
+        from .toy.pretrain_animatediff import AnimateDiffPretrainConfig, pretrain_animatediff
 
-    folder = pretrain(PretrainConfig(out=args.out, vae_steps=args.vae_steps, unet_steps=args.steps, seed=args.seed))
+        config = AnimateDiffPretrainConfig(out=args.out or AnimateDiffPretrainConfig.out, seed=args.seed)
+        if args.steps is not None:
+            config.unet_steps = args.steps
+        folder = pretrain_animatediff(config)
+    else:
+        from .toy.pretrain import PretrainConfig, pretrain
+
+        config = PretrainConfig(out=args.out or "toy-pretrain", vae_steps=args.vae_steps, seed=args.seed)
+        if args.steps is not None:
+            config.unet_steps = args.steps
+        folder = pretrain(config)
     print(f"pipeline: {folder}")
 
 
 def cmd_toy_export(args) -> None:
     from .toy.pretrain import export_from_run
+    from .toy.pretrain_animatediff import export_animatediff, is_animatediff_run
 
     quality = json.loads(Path(args.quality).read_text()) if args.quality else None
-    print(f"exported: {export_from_run(args.run, args.to, quality, ema=not args.raw_weights)}")
+    probe = json.loads(Path(args.probe).read_text()) if args.probe else None
+    if is_animatediff_run(args.run):
+        folder = export_animatediff(args.run, args.to, quality, probe, ema=not args.raw_weights)
+    else:
+        folder = export_from_run(args.run, args.to, quality, ema=not args.raw_weights, probe=probe)
+    print(f"exported: {folder}")
 
 
 def cmd_toy_quality(args) -> None:
@@ -212,6 +229,31 @@ def cmd_evaluate(args) -> None:
     print(f"results: {json_path} and {csv_path}")
 
 
+def cmd_probe(args) -> None:
+    from .models import EMBEDDED_MODELS, load_unet_config, resolve_model
+    from .probe import ProbeSettings, format_probe, probe_model, probe_unet_config
+
+    settings = ProbeSettings(generations=args.generations, clips=args.clips_count, progress=not args.no_progress)
+    is_config = args.model.endswith(".json") or resolve_model(args.model).endswith(".json")
+    if args.model in EMBEDDED_MODELS or args.shapes_world:
+        if args.clips:
+            raise MotionsepError("--clips is for models of your own; on a shapes-world model the probe renders its clips")
+        from .toy.probing import probe_world_model
+
+        report = probe_world_model(args.model, settings)
+    elif is_config:
+        report = probe_unet_config(load_unet_config(args.model), settings=ProbeSettings(timesteps=(500,), clips=1, progress=settings.progress))
+    else:
+        size = tuple(args.size) if args.size else None
+        report = probe_model(args.model, args.clips, args.caption, args.frames, size, settings)
+    if args.out:
+        from .errors import refuse_existing
+
+        refuse_existing([Path(args.out)], args.overwrite)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(report, indent=2) if args.json else format_probe(report))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionsep",
@@ -277,9 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=20, help="renders per motion (default 20)")
     p.add_argument("--seed", type=int, default=12345)
     p.set_defaults(func=cmd_toy_validate)
-    p = toy.add_parser("pretrain", help="train the shapes-world base model from scratch (resumes from --out)")
-    p.add_argument("--out", default="toy-pretrain", help="run folder; an existing one is resumed")
-    p.add_argument("--steps", type=int, default=16000, help="UNet steps (default 16000)")
+    p = toy.add_parser("pretrain", help="train a shapes-world base model (resumes from --out)",
+                       description="modelscope: VAE, UNet3D and text encoder from scratch. animatediff: motion modules "
+                       "on the embedded model's spatial weights, then both (toy/pretrain_animatediff.py).")
+    p.add_argument("--family", choices=("modelscope", "animatediff"), default="modelscope", help="which embedded model (default modelscope)")
+    p.add_argument("--out", help="run folder; an existing one is resumed (default toy-pretrain or toy-pretrain-animatediff)")
+    p.add_argument("--steps", type=int, help="UNet steps in all (default 16000; animatediff 2500)")
     p.add_argument("--vae-steps", type=int, default=6000)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_toy_pretrain)
@@ -288,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default="toy-pretrain", help="pretraining run folder")
     p.add_argument("--to", required=True, help="destination pipeline folder")
     p.add_argument("--quality", help="a `toy quality --out` report to record in the model card")
+    p.add_argument("--probe", help="a `probe --json` report to record in the model card")
     p.add_argument("--raw-weights", action="store_true", help="the last optimizer step's weights instead of their moving average")
     p.set_defaults(func=cmd_toy_export)
     p = toy.add_parser("quality", help="base-model quality: attribute accuracy on generations from random prompts")
@@ -344,6 +390,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_bench_cost)
+
+    p = sub.add_parser("probe", help="where does this model's motion live? each temporal pathway switched off, measured",
+                       description="Switch off each temporal pathway of the model (forward hooks) and measure how much of its "
+                       "motion remains: by the model's own cross-frame prediction skill on clips (any model), and on "
+                       "shapes-world models also by the evaluator's motion accuracy. TAP has a lever where switching "
+                       "temporal attention off loses most of the motion.")
+    p.add_argument("--model", required=True, help="pipeline folder, hub id, 'toy', 'toy-animatediff', or a UNet config (random weights)")
+    p.add_argument("--clips", help="a video or a folder of clips of your own (default: the model generates its own)")
+    p.add_argument("--caption", help="caption for every clip (default: a same-name .txt beside each clip, else none)")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="clip size (default the model's native size)")
+    p.add_argument("--clips-count", type=int, default=8, help="clips for the model measure (default 8)")
+    p.add_argument("--generations", type=int, default=24, help="shapes world: generations per setting (default 24)")
+    p.add_argument("--shapes-world", action="store_true", help="the model is a shapes-world model of your own: use the evaluator")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.add_argument("--out", help="also write the JSON report here")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("inspect", help="list LoRA targets and highway hook points (reads configs only)", description="List every LoRA layer and Appearance Highway hook point a method would use, from the UNet config alone.")
     p.add_argument("--model", required=True, help="pipeline folder, UNet folder, UNet config.json, hub id, or 'toy'")

@@ -24,6 +24,34 @@ from .errors import MotionsepError
 
 
 @dataclass(frozen=True)
+class Pathway:
+    """One temporal pathway of a family, for `motionsep probe`: the UNet modules whose names fully match
+    `pattern`, switched off by `action` ("zero": the module's output becomes zeros, which removes a residual
+    branch such as an attention; "identity": the module returns its input)."""
+
+    name: str
+    pattern: str
+    action: str
+    summary: str
+    adapted_by_tap: bool = False  # the pathway TAP's LoRA reshapes: TAP has a lever where motion needs it
+
+
+_TEMPORAL_ATTENTION = r"(transformer_in|.*\.temp_attentions\.\d+)\.transformer_blocks\.\d+\.attn[12]"
+_MOTION_MODULE = r".*\.motion_modules\.\d+\.transformer_blocks\.\d+"
+MODELSCOPE_PATHWAYS = (
+    Pathway("temporal attention", _TEMPORAL_ATTENTION, "zero",
+            "attn1 and attn2 of every temporal transformer (transformer_in included)", adapted_by_tap=True),
+    Pathway("temporal convolutions", r".*\.temp_convs\.\d+", "identity", "every TemporalConvLayer"),
+    Pathway("transformer_in", r"transformer_in", "identity", "the temporal transformer after conv_in"),
+)
+ANIMATEDIFF_PATHWAYS = (
+    Pathway("motion-module attention", _MOTION_MODULE + r"\.attn[12]", "zero",
+            "attn1 and attn2 of every motion module", adapted_by_tap=True),
+    Pathway("motion-module feed-forward", _MOTION_MODULE + r"\.ff", "zero", "the feed-forward of every motion module"),
+)
+
+
+@dataclass(frozen=True)
 class Family:
     name: str
     unet_class: str
@@ -31,14 +59,15 @@ class Family:
     attention_down_block: str  # the down block whose layer skips the Appearance Highway reroutes
     temporal_in_block: str  # attribute of a down block holding its temporal layers
     text_per_frame: bool  # the UNet wants encoder_hidden_states repeated per frame (AnimateDiff)
+    pathways: tuple[Pathway, ...]  # its temporal pathways, each of which the probe switches off
 
     def unet_text(self, text: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Text embeddings shaped as this family's UNet expects them for `num_frames` frames."""
         return text.repeat_interleave(num_frames, dim=0) if self.text_per_frame else text
 
 
-MODELSCOPE = Family("modelscope", "UNet3DConditionModel", "TextToVideoSDPipeline", "CrossAttnDownBlock3D", "temp_attentions", False)
-ANIMATEDIFF = Family("animatediff", "UNetMotionModel", "AnimateDiffPipeline", "CrossAttnDownBlockMotion", "motion_modules", True)
+MODELSCOPE = Family("modelscope", "UNet3DConditionModel", "TextToVideoSDPipeline", "CrossAttnDownBlock3D", "temp_attentions", False, MODELSCOPE_PATHWAYS)
+ANIMATEDIFF = Family("animatediff", "UNetMotionModel", "AnimateDiffPipeline", "CrossAttnDownBlockMotion", "motion_modules", True, ANIMATEDIFF_PATHWAYS)
 FAMILIES = {f.name: f for f in (MODELSCOPE, ANIMATEDIFF)}
 _BY_UNET_CLASS = {f.unet_class: f for f in FAMILIES.values()}
 
@@ -65,12 +94,16 @@ def family_of(unet: torch.nn.Module) -> Family:
 ZEROSCOPE_UNET_CONFIG = Path(__file__).parent / "configs" / "zeroscope_unet_config.json"
 
 
+# The shapes-world models shipped in the package, by the name --model takes.
+EMBEDDED_MODELS = {"toy": "modelscope", "toy-animatediff": "animatediff"}
+
+
 def resolve_model(model: str) -> str:
-    """Map the names motionsep knows ('toy', 'zeroscope-config') to paths; anything else is returned as given."""
-    if model == "toy":
+    """Map the names motionsep knows ('toy', 'toy-animatediff', 'zeroscope-config') to paths; others as given."""
+    if model in EMBEDDED_MODELS:
         from .toy import embedded_model_path
 
-        return str(embedded_model_path())
+        return str(embedded_model_path(model))
     if model == "zeroscope-config":
         return str(ZEROSCOPE_UNET_CONFIG)
     return model

@@ -44,6 +44,7 @@ from .config import LoraConfig, TrainConfig
 from .data import Clip, load_clips
 from .errors import MotionsepError, refuse_nonempty
 from .highway import AppearanceHighway, HighwaySettings
+from .losses import debiased_loss, diffusion_target
 from .methods import Method, lora_targets, resolve_method
 from .models import Family, load_pipeline, temporal_layers_bypassed
 
@@ -84,23 +85,6 @@ def encode_clips(pipe, clips: list[Clip], device) -> torch.Tensor:
 def encode_text(pipe, captions: list[str], device) -> torch.Tensor:
     embeds, _ = pipe.encode_prompt(captions, device, 1, False)
     return embeds.float()
-
-
-# --- losses ------------------------------------------------------------------------------------
-
-
-def debiased_loss(pred: torch.Tensor, target: torch.Tensor, anchor: int, beta: float = 1.0) -> torch.Tensor:
-    """MotionDirector's appearance-debiased loss: compare each frame's offset from an anchor frame."""
-    alpha = math.sqrt(beta**2 + 1)
-    pred_d = alpha * pred - beta * pred[:, :, anchor : anchor + 1]
-    target_d = alpha * target - beta * target[:, :, anchor : anchor + 1]
-    return F.mse_loss(pred_d.float(), target_d.float())
-
-
-def diffusion_target(scheduler, latents, noise, timesteps) -> torch.Tensor:
-    if scheduler.config.prediction_type == "v_prediction":
-        return scheduler.get_velocity(latents, noise, timesteps)
-    return noise
 
 
 # --- setup -------------------------------------------------------------------------------------

@@ -11,12 +11,15 @@ from pathlib import Path
 from ..errors import MotionsepError
 
 MODEL_DIR = Path(__file__).parent / "model"
+MODEL_DIRS = {"toy": MODEL_DIR, "toy-animatediff": Path(__file__).parent / "model_animatediff"}
 
 
-def embedded_model_path() -> Path:
-    """The shipped shapes-world pipeline folder (`--model toy`)."""
-    if not (MODEL_DIR / "model_index.json").is_file():
+def embedded_model_path(name: str = "toy") -> Path:
+    """The shipped shapes-world pipeline folder (`--model toy` or `--model toy-animatediff`)."""
+    folder = MODEL_DIRS[name]
+    if not (folder / "model_index.json").is_file():
+        family = "animatediff" if name == "toy-animatediff" else "modelscope"
         raise MotionsepError(
-            "the embedded shapes-world model is not in this installation yet: build it with `motionsep toy pretrain`"
+            f"the embedded model '{name}' is not in this installation yet: build it with `motionsep toy pretrain --family {family}`"
         )
-    return MODEL_DIR
+    return folder

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_write_text, load_optimizer, save_optimizer
+from ..losses import across_frames, diffusion_target
 from ..tiny import build_tokenizer
-from ..train import diffusion_target
 from .world import FRAMES, PRETRAIN_MOTIONS, SIZE, caption, random_scene, render, vocabulary
 
 WINDOW_RATE = 0.3  # unnamed attribute priors of the training data
@@ -201,16 +201,11 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 7_000_003 + step)
 
 
-def _encode(vae, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def encode_clips(vae, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     b, c, f, h, w = x.shape
     with torch.no_grad():
         z = vae.encode(x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)).latent_dist.sample(generator) * vae.config.scaling_factor
     return z.reshape(b, f, *z.shape[1:]).permute(0, 2, 1, 3, 4)
-
-
-def _across_frames(x: torch.Tensor) -> torch.Tensor:
-    """What changes from frame to frame: x (batch, channels, frames, h, w) minus its mean over frames."""
-    return x - x.mean(dim=2, keepdim=True)
 
 
 def _start_ema(config: PretrainConfig, unet, text_encoder, out: Path, state: dict):
@@ -259,14 +254,14 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
         x, captions = clip_batch(config.seed, step, config.unet_batch, NARROW_LOOK if step <= config.narrow_steps else None)
         g = _step_generator(config.seed, step)
         captions = ["" if torch.rand((1,), generator=g).item() < config.caption_dropout else c for c in captions]
-        latents = _encode(vae, x, g)  # every draw from g: a resumed run sees what an uninterrupted one would
+        latents = encode_clips(vae, x, g)  # every draw from g: a resumed run sees what an uninterrupted one would
         noise = torch.randn(latents.shape, generator=g)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=g)
         ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
         text = text_encoder(ids)[0]
         pred = unet(noise_scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=text).sample
         target = diffusion_target(noise_scheduler, latents, noise, t)
-        loss = F.mse_loss(pred, target) + config.motion_loss_weight * F.mse_loss(_across_frames(pred), _across_frames(target))
+        loss = F.mse_loss(pred, target) + config.motion_loss_weight * F.mse_loss(across_frames(pred), across_frames(target))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         lr = config.lr * min(1.0, (step - warmup_from) / 200)  # short warm-up
@@ -320,7 +315,8 @@ def pretrain(config: PretrainConfig) -> Path:
     return export_from_run(out, out / "pipeline")
 
 
-def export_from_run(run: str | Path, dest: str | Path, quality: dict | None = None, ema: bool = True) -> Path:
+def export_from_run(run: str | Path, dest: str | Path, quality: dict | None = None, ema: bool = True,
+                    probe: dict | None = None) -> Path:
     """Ship the newest checkpoint of a pretraining run as a pipeline folder with a model card.
 
     The EMA weights when the run has them (and `ema`), the raw weights otherwise.
@@ -357,6 +353,7 @@ def export_from_run(run: str | Path, dest: str | Path, quality: dict | None = No
         },
         "changes_during_training": [r for r in log if "event" in r],
         "quality": quality,
+        "probe": probe,
     }
     (dest / "model_card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return dest

@@ -1,0 +1,262 @@
+"""Where does a model's motion live? Switch off each temporal pathway and measure what remains.
+
+A family names its temporal pathways (``Family.pathways``: ModelScope's temporal attention, temporal
+convolutions and ``transformer_in``; AnimateDiff's motion-module attention and feed-forward). The probe
+switches each off with forward hooks on the unmodified diffusers modules and measures:
+
+* **cross-frame skill kept** (any model): clips are noised at a few timesteps and the model predicts
+  the diffusion target; only the part of the prediction that changes across frames is scored
+  (prediction and target minus their mean over frames). The per-frame model, every pathway off,
+  sets the floor. ``kept = (E_floor - E_off) / (E_floor - E_full)``: 100% means the pathway is not
+  needed for what the model knows about how frames differ, 0% means all of it went through it.
+  A few forward passes per pathway; no sampling.
+* **motion kept** (shapes-world models): videos are generated for prompts with pretraining motions
+  and read back by the world's evaluator; ``kept = motion accuracy off / motion accuracy on``.
+
+TAP trains LoRA on temporal attention's query and key only, so it has a lever on a model where
+switching temporal attention off loses most of the motion (``kept`` well below 50%) and none on a
+model that keeps its motion without it.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .losses import across_frames, diffusion_target
+from .models import Family, Pathway, _Bypass, temporal_layers_bypassed
+
+ALL_OFF = "every temporal layer"  # the per-frame image model: the floor of every measure
+NOTHING_OFF = "nothing"
+
+
+def pathway_modules(unet: torch.nn.Module, pathway: Pathway) -> list[str]:
+    """Names of the UNet modules `pathway` switches off (full matches of its pattern)."""
+    pattern = re.compile(pathway.pattern)
+    return [name for name, _ in unet.named_modules() if name and pattern.fullmatch(name)]
+
+
+def _zero_output(module, args, kwargs, output):
+    if isinstance(output, tuple):
+        return (torch.zeros_like(output[0]),) + tuple(output[1:])
+    return torch.zeros_like(output)
+
+
+class pathways_off:
+    """Context manager: the named pathways of `family` switched off on `unet` by forward hooks.
+
+    ALL_OFF makes every temporal layer an identity (MotionDirector's spatial path): attention and
+    feed-forward alone would leave the temporal transformers' GroupNorm, whose statistics span frames.
+    """
+
+    def __init__(self, unet: torch.nn.Module, family: Family, names: list[str]):
+        if names == [ALL_OFF]:
+            self.zero, self.identity = [], temporal_layers_bypassed(unet).modules
+            return
+        by_name = {p.name: p for p in family.pathways}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ValueError(f"{family.name} has no pathway {unknown}; it has {list(by_name)}")
+        modules = dict(unet.named_modules())
+        self.zero = [modules[m] for n in names if by_name[n].action == "zero" for m in pathway_modules(unet, by_name[n])]
+        self.identity = [modules[m] for n in names if by_name[n].action == "identity" for m in pathway_modules(unet, by_name[n])]
+
+    def __enter__(self):
+        self._handles = [m.register_forward_hook(_zero_output, with_kwargs=True) for m in self.zero]
+        self._bypass = _Bypass(self.identity)
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._bypass.remove()
+
+
+def settings_to_probe(family: Family) -> dict[str, list[str]]:
+    """Every setting the probe measures: nothing off, each pathway alone, every temporal layer."""
+    return {NOTHING_OFF: [], **{p.name: [p.name] for p in family.pathways}, ALL_OFF: [ALL_OFF]}
+
+
+# --- the model's own measure -------------------------------------------------------------------
+
+
+@dataclass
+class ProbeBatch:
+    """Clean latents (batch, channels, frames, h, w) and the UNet's text conditioning for them."""
+
+    latents: torch.Tensor
+    text: torch.Tensor
+
+
+@torch.no_grad()
+def cross_frame_errors(unet, scheduler, family: Family, batch: ProbeBatch, timesteps: tuple[int, ...], seed: int = 0) -> list[float]:
+    """Per timestep, the mean squared error of the across-frame part of the prediction (fixed noise)."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(batch.latents.shape, generator=g)
+    text = family.unet_text(batch.text, batch.latents.shape[2])
+    errors = []
+    for step in timesteps:
+        t = torch.full((batch.latents.shape[0],), step, dtype=torch.long)
+        noisy = scheduler.add_noise(batch.latents, noise, t)
+        pred = unet(noisy, t, encoder_hidden_states=text).sample
+        target = diffusion_target(scheduler, batch.latents, noise, t)
+        errors.append(torch.mean((across_frames(pred) - across_frames(target)) ** 2).item())
+    return errors
+
+
+def skill_kept(errors: dict[str, float]) -> dict[str, float | None]:
+    """Per setting, the share of the full model's cross-frame skill left (None where the model has none)."""
+    floor, full = errors[ALL_OFF], errors[NOTHING_OFF]
+    if floor - full <= 1e-12 * max(1.0, abs(floor)):
+        return {k: None for k in errors}
+    return {k: round((floor - e) / (floor - full), 4) for k, e in errors.items()}
+
+
+# --- probing a pipeline ------------------------------------------------------------------------
+
+
+@dataclass
+class ProbeSettings:
+    timesteps: tuple[int, ...] = (100, 300, 500, 700, 900)
+    clips: int = 8  # rendered or generated clips for the model measure
+    generations: int = 24  # shapes world: prompts (seeds 0..n-1) for the evaluator measure
+    seed: int = 0
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def probe_batch_from_videos(pipe, videos: np.ndarray, captions: list[str]) -> ProbeBatch:
+    """Videos uint8 (batch, frames, h, w, 3) encoded by the pipeline's VAE, captions by its text encoder."""
+    from .data import Clip
+    from .train import encode_clips, encode_text
+
+    clips = [Clip(path=None, frames=v, caption=c) for v, c in zip(videos, captions)]  # type: ignore[arg-type]
+    return ProbeBatch(encode_clips(pipe, clips, "cpu"), encode_text(pipe, captions, "cpu"))
+
+
+def model_measure(pipe, family: Family, batch: ProbeBatch, settings: ProbeSettings) -> dict[str, Any]:
+    """Cross-frame error and skill kept for every setting of `family`."""
+    from diffusers import DDPMScheduler
+
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    per_step = {}
+    for name, off in tqdm(settings_to_probe(family).items(), desc="probe: model measure", disable=not settings.progress):
+        with pathways_off(pipe.unet, family, off):
+            per_step[name] = cross_frame_errors(pipe.unet, scheduler, family, batch, settings.timesteps, settings.seed)
+    errors = {name: float(np.mean(e)) for name, e in per_step.items()}
+    return {"cross_frame_error": errors, "kept": skill_kept(errors),
+            "kept_per_timestep": {str(t): skill_kept({n: e[i] for n, e in per_step.items()}) for i, t in enumerate(settings.timesteps)}}
+
+
+# Prompts for a model that came with no clips: the model makes its own, with motion in them.
+GENERIC_PROMPTS = (
+    "a car driving along a coastal road", "a person walking through a park", "waves rolling onto a beach",
+    "a dog running across a field", "a flag waving in the wind", "a train passing through the countryside",
+    "a bird flying over a lake", "clouds drifting over mountains",
+)
+# Why the numbers on random weights mean nothing, printed with them.
+RANDOM_WEIGHTS_NOTE = "random weights: the architecture runs, the numbers carry no meaning"
+
+
+def probe_pipeline(pipe, family: Family, batch: ProbeBatch, settings: ProbeSettings, source: str) -> dict[str, Any]:
+    result = model_measure(pipe, family, batch, settings)
+    return {
+        "family": family.name,
+        "pathways": {p.name: {"summary": p.summary, "action": p.action, "modules": len(pathway_modules(pipe.unet, p))}
+                     for p in family.pathways},
+        "tap_pathway": next(p.name for p in family.pathways if p.adapted_by_tap),
+        "clips": {"source": source, "count": int(batch.latents.shape[0]), "frames": int(batch.latents.shape[2])},
+        "timesteps": list(settings.timesteps),
+        "model_measure": result,
+    }
+
+
+def probe_model(model: str, clips: str | None = None, caption: str | None = None, frames: int = 16,
+                size: tuple[int, int] | None = None, settings: ProbeSettings | None = None) -> dict[str, Any]:
+    """Probe any model: its own clips from `clips` (a video or folder) or, without them, generated by it."""
+    from .data import find_clips
+    from .generate import MotionPipeline, SamplingSettings
+    from .video import read_video
+
+    settings = settings or ProbeSettings()
+    pipeline = MotionPipeline.from_pretrained(model)
+    pipe, family = pipeline.pipe, pipeline.family
+    native = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    height, width = size or (native, native)
+    if clips is not None:
+        from .data import caption_for
+
+        paths = find_clips(clips)[: settings.clips]
+        videos = np.stack([read_video(p, num_frames=frames, size=(height, width)) for p in paths])
+        captions = [caption_for(p, caption) if caption is not None or p.with_suffix(".txt").is_file() else "" for p in paths]
+        source = f"{len(paths)} clip(s) from {clips}"
+    else:
+        rng = random.Random(settings.seed)
+        captions = [GENERIC_PROMPTS[i % len(GENERIC_PROMPTS)] for i in range(settings.clips)]
+        rng.shuffle(captions)
+        sampling = SamplingSettings(num_frames=frames, height=height, width=width, steps=20, guidance=7.5)
+        videos = pipeline.videos(captions, list(range(len(captions))), sampling)
+        source = "generated by the model itself from generic prompts (no --clips given)"
+    batch = probe_batch_from_videos(pipe, videos, captions)
+    return probe_pipeline(pipe, family, batch, settings, source)
+
+
+def probe_unet_config(config: dict[str, Any], frames: int = 8, latent_size: int = 8, settings: ProbeSettings | None = None) -> dict[str, Any]:
+    """The probe on an architecture alone (a UNet config): random weights, random latents and text."""
+    from types import SimpleNamespace
+
+    from diffusers import DDPMScheduler
+
+    from .models import build_unet_from_config, family_of
+
+    settings = settings or ProbeSettings(timesteps=(500,), clips=1)
+    torch.manual_seed(settings.seed)
+    unet = build_unet_from_config(config, device="cpu").eval()
+    family = family_of(unet)
+    g = torch.Generator().manual_seed(settings.seed)
+    latents = torch.randn((settings.clips, unet.config.in_channels, frames, latent_size, latent_size), generator=g)
+    text = torch.randn((settings.clips, 16, unet.config.cross_attention_dim), generator=g)
+    pipe = SimpleNamespace(unet=unet, scheduler=DDPMScheduler())
+    report = probe_pipeline(pipe, family, ProbeBatch(latents, text), settings, "random latents")
+    report["note"] = RANDOM_WEIGHTS_NOTE
+    return report
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def _pct(value) -> str:
+    return "  -  " if value is None else f"{value:5.0%}"
+
+
+def format_probe(report: dict[str, Any]) -> str:
+    """The probe's table for the terminal: one row per setting, each measure's share of motion kept."""
+    model_kept = report["model_measure"]["kept"]
+    world = report.get("evaluator_measure")
+    header = f"{'switched off':<30} {'cross-frame skill kept':>22}"
+    if world:
+        header += f" {'motion kept':>12} {'motion acc.':>12} {'colour acc.':>12}"
+    lines = [f"probe: {report['family']} model; clips: {report['clips']['source']}", header, "-" * len(header)]
+    for name in model_kept:
+        row = f"{name:<30} {_pct(model_kept[name]):>22}"
+        if world:
+            acc = world["accuracy"][name]
+            row += f" {_pct(world['kept'][name]):>12} {acc['motion']['value']:>12.0%} {acc['colour']['value']:>12.0%}"
+        lines.append(row)
+    if world:
+        lines.append(f"(evaluator: {world['generations']} generations per row, pretraining motions other than 'still'; "
+                     f"the two measures rank the pathways {'the same' if report['same_ranking'] else 'differently'})")
+    attention = report["tap_pathway"]
+    kept = (world or report["model_measure"])["kept"].get(attention)
+    if "note" in report:
+        lines.append(f"note: {report['note']}")
+    elif kept is not None:
+        verdict = "has a lever" if kept <= 0.5 else "has little to work with"
+        lines.append(f"TAP adapts {attention}; with it off {kept:.0%} of the motion remains, so TAP {verdict} on this model.")
+    return "\n".join(lines)

@@ -1,0 +1,216 @@
+"""Pretraining the AnimateDiff-family shapes-world model: motion modules on the embedded model's image weights.
+
+AnimateDiff was made by taking a pretrained image model (SD1.5), adding motion modules (attention
+across frames with sinusoidal frame positions, ``MotionAdapter``) and training only those on video.
+The shapes world does the same: the embedded ModelScope-family model's spatial weights go unchanged
+into a ``UNet2DConditionModel`` of the same shape (its temporal layers are dropped), a fresh
+``MotionAdapter`` is added with ``UNetMotionModel.from_unet2d``, and
+
+1. for ``motion_steps`` steps only the motion modules train, spatial weights frozen (AnimateDiff's recipe);
+2. then the spatial weights train too, at ``spatial_lr``: they had leaned on the temporal convolutions
+   that are gone (measured on a prototype: motion-module training alone left colour at 67%, shape 83%).
+
+The text encoder, tokenizer, VAE and scheduler are the embedded model's, frozen. With no temporal
+convolution left, the model's only path across frames is the motion modules' attention, which is
+the property this world exists for (``motionsep probe`` measures it). The result is an ordinary
+``AnimateDiffPipeline`` folder. Data and noise of step N depend only on (seed, N), so a resumed run
+sees what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..checkpoint import atomic_write_text
+from ..losses import across_frames, diffusion_target
+from .pretrain import _log, _maybe_load_optimizer, _save_stage, _state, _step_generator, clip_batch, encode_clips
+
+MOTION_MODULES = "motion_modules"
+
+
+@dataclass
+class AnimateDiffPretrainConfig:
+    out: str = "toy-pretrain-animatediff"
+    base: str = "toy"  # the model whose spatial weights, VAE, text encoder and scheduler are reused
+    seed: int = 0
+    motion_steps: int = 1250  # motion modules only, spatial weights frozen
+    unet_steps: int = 2500  # in all; after motion_steps the spatial weights train too
+    unet_batch: int = 16
+    lr: float = 3e-4  # motion modules
+    spatial_lr: float = 5e-5  # spatial weights, once they train: a nudge, not a relearning
+    motion_heads: int = 4
+    checkpoint_every: int = 250
+    caption_dropout: float = 0.1
+    motion_loss_weight: float = 3.0  # as the ModelScope-family pretraining (toy/pretrain.py says why)
+    ema_decay: float = 0.999
+
+
+def build_motion_unet(base_unet, motion_heads: int = 4):
+    """A UNetMotionModel holding `base_unet`'s (a UNet3DConditionModel's) spatial weights and fresh motion modules."""
+    from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+
+    c = base_unet.config
+    image_unet = UNet2DConditionModel(
+        sample_size=c.sample_size, in_channels=c.in_channels, out_channels=c.out_channels,
+        layers_per_block=c.layers_per_block, norm_num_groups=c.norm_num_groups,
+        down_block_types=tuple(b.replace("3D", "2D") for b in c.down_block_types),
+        up_block_types=tuple(b.replace("3D", "2D") for b in c.up_block_types),
+        block_out_channels=tuple(c.block_out_channels), attention_head_dim=c.attention_head_dim,
+        cross_attention_dim=c.cross_attention_dim,
+        use_linear_projection=True,  # UNet3D's spatial transformers project with Linear layers
+    )
+    result = image_unet.load_state_dict(base_unet.state_dict(), strict=False)
+    if result.missing_keys:  # every image weight must come from the base model; only temporal ones are left out
+        raise RuntimeError(f"spatial weights missing from the base UNet: {result.missing_keys[:5]}")
+    adapter = MotionAdapter(
+        block_out_channels=tuple(c.block_out_channels), motion_layers_per_block=c.layers_per_block,
+        motion_norm_num_groups=c.norm_num_groups, motion_num_attention_heads=motion_heads, motion_max_seq_length=32,
+    )
+    return UNetMotionModel.from_unet2d(image_unet, adapter)
+
+
+def _base_models(base: str):
+    from ..models import load_pipeline
+
+    pipe, family = load_pipeline(base)
+    if family.name != "modelscope":
+        raise ValueError(f"the base of the AnimateDiff shapes world must be a ModelScope-family model, got {family.name}")
+    return pipe
+
+
+def _split_params(unet) -> tuple[list, list]:
+    motion = [p for n, p in unet.named_parameters() if MOTION_MODULES in n]
+    spatial = [p for n, p in unet.named_parameters() if MOTION_MODULES not in n]
+    return motion, spatial
+
+
+def _start_ema(config: AnimateDiffPretrainConfig, unet, stage: Path, step: int):
+    import copy
+
+    from diffusers import UNetMotionModel
+    from diffusers.training_utils import EMAModel
+
+    ema_unet = UNetMotionModel.from_pretrained(str(stage / "ema_unet")) if (stage / "ema_unet").is_dir() else copy.deepcopy(unet)
+    ema = EMAModel(list(ema_unet.parameters()), decay=config.ema_decay)
+    ema.optimization_step = step  # warm-up counted from the training step (toy/pretrain.py says why)
+    return ema, ema_unet
+
+
+def pretrain_animatediff(config: AnimateDiffPretrainConfig) -> Path:
+    """Run (or resume) the motion-module pretraining in `config.out`; returns the exported pipeline folder."""
+    from diffusers import DDPMScheduler, UNetMotionModel
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2))
+    state = _state(out)
+    base = _base_models(config.base)
+    torch.manual_seed(config.seed)
+    unet = build_motion_unet(base.unet, config.motion_heads)
+    stage = out / "unet_stage"
+    if state["unet_step"] > 0:
+        unet.load_state_dict(UNetMotionModel.from_pretrained(str(stage / "unet")).state_dict())
+    motion_params, spatial_params = _split_params(unet)
+    optimizer = torch.optim.AdamW(
+        [{"params": motion_params, "lr": config.lr}, {"params": spatial_params, "lr": config.spatial_lr}], weight_decay=1e-2
+    )
+    warmup_from = 0
+    if state["unet_step"] > 0 and not _maybe_load_optimizer(optimizer, stage / "optimizer.safetensors"):
+        warmup_from = state["unet_step"]
+    ema, ema_unet = _start_ema(config, unet, stage, state["unet_step"]) if config.ema_decay else (None, None)
+    noise_scheduler = DDPMScheduler.from_config(base.scheduler.config)
+    tokenizer, text_encoder, vae = base.tokenizer, base.text_encoder.requires_grad_(False), base.vae.requires_grad_(False)
+    unet.train()
+    started = time.time() - state["seconds"]
+    bar = tqdm(range(state["unet_step"] + 1, config.unet_steps + 1), desc="pretrain motion modules",
+               initial=state["unet_step"], total=config.unet_steps)
+    losses: list[float] = []
+    for step in bar:
+        spatial_trains = step > config.motion_steps
+        for p in spatial_params:
+            p.requires_grad_(spatial_trains)  # frozen params get no grad, and AdamW skips them
+        x, captions = clip_batch(config.seed, step, config.unet_batch)
+        g = _step_generator(config.seed, step)
+        captions = ["" if torch.rand((1,), generator=g).item() < config.caption_dropout else c for c in captions]
+        latents = encode_clips(vae, x, g)
+        noise = torch.randn(latents.shape, generator=g)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=g)
+        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+        with torch.no_grad():
+            text = text_encoder(ids)[0].repeat_interleave(latents.shape[2], dim=0)  # UNetMotionModel: text per frame
+        pred = unet(noise_scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=text).sample
+        target = diffusion_target(noise_scheduler, latents, noise, t)
+        loss = F.mse_loss(pred, target) + config.motion_loss_weight * F.mse_loss(across_frames(pred), across_frames(target))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in unet.parameters() if p.grad is not None], 1.0)
+        ramp = min(1.0, (step - warmup_from) / 200)  # short warm-up, and again when the spatial weights join
+        optimizer.param_groups[0]["lr"] = config.lr * ramp
+        optimizer.param_groups[1]["lr"] = config.spatial_lr * min(ramp, max(0.0, (step - config.motion_steps) / 200))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.step(unet.parameters())
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", spatial="on" if spatial_trains else "frozen")
+        if step % config.checkpoint_every == 0 or step == config.unet_steps:
+            state.update(unet_step=step, seconds=time.time() - started)
+            _log(out, {"stage": "motion" if not spatial_trains else "motion+spatial", "step": step,
+                       "loss": float(np.mean(losses[-config.checkpoint_every:])), "seconds": state["seconds"]})
+            modules = {"unet": unet}
+            if ema is not None:
+                ema.copy_to(ema_unet.parameters())
+                modules["ema_unet"] = ema_unet
+            _save_stage(out, "unet_stage", modules, optimizer, state)
+    return export_animatediff(out, out / "pipeline")
+
+
+def is_animatediff_run(run: str | Path) -> bool:
+    config = Path(run) / "config.json"
+    return config.is_file() and "motion_steps" in json.loads(config.read_text())
+
+
+def export_animatediff(run: str | Path, dest: str | Path, quality: dict | None = None, probe: dict | None = None,
+                       ema: bool = True) -> Path:
+    """Ship the newest checkpoint of a run as an AnimateDiffPipeline folder (fp16) with a model card."""
+    import platform
+    import shutil
+
+    from diffusers import AnimateDiffPipeline, UNetMotionModel
+
+    run, dest = Path(run), Path(dest)
+    state = _state(run)
+    config = json.loads((run / "config.json").read_text())
+    base = _base_models(config["base"])
+    prefix = "ema_" if ema and (run / "unet_stage" / "ema_unet").is_dir() else ""
+    unet = UNetMotionModel.from_pretrained(str(run / "unet_stage" / f"{prefix}unet"))
+    pipe = AnimateDiffPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=unet,
+                               motion_adapter=None, scheduler=base.scheduler)
+    pipe.to(dtype=torch.float16)
+    shutil.rmtree(dest, ignore_errors=True)
+    pipe.save_pretrained(str(dest))
+    motion, spatial = _split_params(unet)
+    card = {
+        "what": "shapes-world text-to-video model of the AnimateDiff family (AnimateDiffPipeline, UNetMotionModel): "
+        "the embedded ModelScope-family model's spatial weights, VAE and text encoder, with motion modules trained for this world",
+        "command": f"motionsep toy pretrain --family animatediff --out {run} --steps {config['unet_steps']}",
+        "recipe": {k: config[k] for k in ("motion_steps", "unet_steps", "unet_batch", "lr", "spatial_lr", "motion_heads",
+                                          "motion_loss_weight", "caption_dropout")},
+        "unet_steps": state["unet_step"],
+        "weights": f"exponential moving average, decay {config.get('ema_decay')}" if prefix else "raw (last optimizer step)",
+        "wall_time_hours": {"unet": round(state["seconds"] / 3600, 2)},
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}",
+        "parameters_millions": {"motion_modules": round(sum(p.numel() for p in motion) / 1e6, 2),
+                                "spatial": round(sum(p.numel() for p in spatial) / 1e6, 2)},
+        "quality": quality,
+        "probe": probe,
+    }
+    (dest / "model_card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return dest
