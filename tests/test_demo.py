@@ -23,25 +23,53 @@ def test_demo_prompts_differ_from_reference_in_every_attribute():
         assert shape != REFERENCE_LOOK["shape"] and colour != REFERENCE_LOOK["colour"] and background != REFERENCE_LOOK["background"]
 
 
-def test_short_demo_writes_every_artefact(toy_like_model, tmp_path):
+@pytest.fixture(scope="module")
+def toy_like_animatediff(toy_like_model, tmp_path_factory):
+    """The AnimateDiff shapes-world architecture, built the way `toy pretrain --family animatediff` starts it."""
+    from diffusers import AnimateDiffPipeline
+
+    from motionsep.models import load_pipeline
+    from motionsep.toy.pretrain_animatediff import build_motion_unet
+
+    base, _ = load_pipeline(toy_like_model)
+    pipe = AnimateDiffPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
+                               unet=build_motion_unet(base.unet), motion_adapter=None, scheduler=base.scheduler)
+    folder = tmp_path_factory.mktemp("toy-animatediff") / "pipeline"
+    pipe.save_pretrained(str(folder))
+    return str(folder)
+
+
+@pytest.mark.parametrize("family", ["modelscope", "animatediff"])
+def test_short_demo_writes_every_artefact(toy_like_model, toy_like_animatediff, tmp_path, family):
+    from motionsep.demo import DEMO_METHODS, format_demo
+
+    model = toy_like_model if family == "modelscope" else toy_like_animatediff
     out = tmp_path / "demo"
-    result = run_demo(out, motion="orbit", model=toy_like_model, steps=4, seeds=(0,), progress=False, sampling_steps=2)
-    assert (out / "lora" / "pytorch_lora_weights.safetensors").is_file()
+    result = run_demo(out, motion="orbit", model=model, steps=4, seeds=(0,), progress=False, sampling_steps=2)
+    assert tuple(result["methods"]) == DEMO_METHODS == ("tap", "motiondirector")
     assert (out / "reference" / "config.yaml").is_file()
     assert len(list((out / "reference" / "clips").glob("*.mp4"))) == 4
-    mp4s = sorted((out / "videos").glob("*.mp4"))
-    assert len(mp4s) == len(DEMO_LOOKS) and len(list((out / "videos").glob("*.gif"))) == len(DEMO_LOOKS)
-    assert read_video(mp4s[0]).shape == (8, 32, 32, 3)
-    assert (out / "contact_sheet.png").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == {k: v for k, v in result.items() if k in metrics}
-    for key in ("motion_accuracy", "trajectory_error_px", "appearance_accuracy", "leakage", "generations", "seconds"):
-        assert key in metrics
-    for attribute in ("shape", "colour", "background"):
-        assert {"value", "ci95", "n"} <= set(metrics["leakage"][attribute])
-    for attribute in ("size", "window"):
-        assert {"share", "base_share", "rise"} <= set(metrics["leakage"][attribute])
-    assert metrics["generations"] == len(DEMO_LOOKS)
+    for method in DEMO_METHODS:
+        assert (out / f"lora-{method}" / "pytorch_lora_weights.safetensors").is_file()
+        mp4s = sorted((out / "videos" / method).glob("*.mp4"))
+        assert len(mp4s) == len(DEMO_LOOKS) and len(list((out / "videos" / method).glob("*.gif"))) == len(DEMO_LOOKS)
+        assert read_video(mp4s[0]).shape == (8, 32, 32, 3)
+        scored = metrics["methods"][method]
+        for key in ("motion_accuracy", "trajectory_error_px", "appearance_accuracy", "leakage", "generations"):
+            assert key in scored
+        for attribute in ("shape", "colour", "background"):
+            assert {"value", "ci95", "n"} <= set(scored["leakage"][attribute])
+        for attribute in ("size", "window"):
+            assert {"share", "base_share", "rise"} <= set(scored["leakage"][attribute])
+        assert scored["generations"] == len(DEMO_LOOKS)
+    from PIL import Image
+
+    sheet = Image.open(out / "contact_sheet.png")  # the reference row, then one row per method and prompt
+    assert sheet.height >= (1 + len(DEMO_METHODS) * len(DEMO_LOOKS)) * 96
+    summary = format_demo(result)
+    assert "motion accuracy" in summary and all(m in summary for m in DEMO_METHODS)
 
 
 def test_shipped_model_loads_through_the_normal_loader_and_denoises():

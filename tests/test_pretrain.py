@@ -64,3 +64,44 @@ def test_motion_loss_sees_only_what_changesacross_frames():
     assert torch.allclose(across_frames(static), torch.zeros_like(static), atol=1e-6)
     moving = torch.randn(2, 4, 8, 3, 3)
     assert torch.allclose(across_frames(moving + static), across_frames(moving), atol=1e-6)
+
+
+def _tiny_animatediff(out, base, steps):
+    from motionsep.toy.pretrain_animatediff import AnimateDiffPretrainConfig
+
+    return AnimateDiffPretrainConfig(out=str(out), base=base, motion_steps=2, unet_steps=steps, unet_batch=2, lr=0.3,
+                                     spatial_lr=0.3, motion_heads=2, checkpoint_every=1)
+
+
+def test_animatediff_pretraining_resumes_to_the_uninterrupted_run(pipeline_dirs, tmp_path):
+    from motionsep.models import load_pipeline
+    from motionsep.toy.pretrain_animatediff import pretrain_animatediff
+
+    base = pipeline_dirs["modelscope"]
+    pretrain_animatediff(_tiny_animatediff(tmp_path / "straight", base, 4))
+    pretrain_animatediff(_tiny_animatediff(tmp_path / "resumed", base, 1))  # interrupted in the motion-only phase,
+    pretrain_animatediff(_tiny_animatediff(tmp_path / "resumed", base, 3))  # and in the phase where both train
+    pretrain_animatediff(_tiny_animatediff(tmp_path / "resumed", base, 4))
+    straight, resumed = _losses(tmp_path / "straight"), _losses(tmp_path / "resumed")
+    phases = [("motion", 1), ("motion", 2), ("motion+spatial", 3), ("motion+spatial", 4)]
+    assert [r[:2] for r in straight] == [r[:2] for r in resumed] == phases
+    assert [r[2] for r in resumed] == pytest.approx([r[2] for r in straight], rel=1e-3)
+    pipe, family = load_pipeline(str(tmp_path / "resumed" / "pipeline"))
+    assert family.name == "animatediff" and type(pipe.unet).__name__ == "UNetMotionModel"
+    assert pipe.unet.config.motion_num_attention_heads == 2
+
+
+def test_animatediff_pretraining_keeps_the_spatial_weights_in_the_motion_phase(pipeline_dirs, tmp_path):
+    from diffusers import UNetMotionModel
+
+    from motionsep.models import load_pipeline
+    from motionsep.toy.pretrain_animatediff import build_motion_unet, pretrain_animatediff
+
+    base = pipeline_dirs["modelscope"]
+    pretrain_animatediff(_tiny_animatediff(tmp_path / "run", base, 2))
+    trained = UNetMotionModel.from_pretrained(str(tmp_path / "run" / "unet_stage" / "unet")).state_dict()
+    start = build_motion_unet(load_pipeline(base)[0].unet, motion_heads=2).state_dict()
+    spatial = [k for k in start if "motion_modules" not in k]
+    motion = [k for k in start if "motion_modules" in k]
+    assert spatial and all(torch.equal(trained[k], start[k]) for k in spatial)  # the base model's, untouched
+    assert any(not torch.equal(trained[k], start[k]) for k in motion)

@@ -94,19 +94,13 @@ def cmd_inspect(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from .demo import run_demo
+    from .demo import DEMO_METHODS, format_demo, run_demo
 
-    r = run_demo(args.out, args.motion, args.method, args.model, args.steps, tuple(args.seed or (0, 1)), args.overwrite, not args.no_progress)
-    leak = r["leakage"]
-    print(f"\ndemo: learned '{r['motion']}' with {r['method']} in {r['seconds']} s")
-    print(f"  motion accuracy      {r['motion_accuracy']['value']:.0%} of {r['generations']} generations (trajectory error {r['trajectory_error_px']} px)")
-    print(f"  appearance accuracy  {r['appearance_accuracy']['all']['value']:.0%} (shape, colour and background as prompted)")
-    print("  leakage (named)      " + ", ".join(f"{a} {leak[a]['value']:.0%}" for a in ("shape", "colour", "background")))
-    print("  leakage (unnamed)    " + ", ".join(f"{a} {leak[a]['rise']['value']:+.0%} over the base model" for a in ("size", "window")))
-    print(f"  motion LoRA          {r['lora']}")
-    print(f"  videos (MP4 + GIF)   {r['videos_dir']}")
-    print(f"  contact sheet        {r['contact_sheet']}")
-    print(f"  metrics              {r['metrics']}")
+    from .demo import DEMO_MODEL
+
+    r = run_demo(args.out, args.motion, tuple(args.method or DEMO_METHODS), args.model or DEMO_MODEL, args.steps,
+                 tuple(args.seed or (0, 1)), args.overwrite, not args.no_progress)
+    print(format_demo(r))
 
 
 def cmd_toy_render(args) -> None:
@@ -298,8 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job on the embedded shapes-world model, scored", description="Render reference clips of a held-out motion, train a motion LoRA on the embedded model, generate it with new appearances, and measure motion, appearance and leakage.")
     p.add_argument("--out", default="motionsep-demo", help="output folder (default ./motionsep-demo)")
     p.add_argument("--motion", default="zigzag", help="held-out motion: zigzag (default), orbit, bounce or spiral")
-    p.add_argument("--method", default="tap", help="method preset (default tap, with the Appearance Highway)")
-    p.add_argument("--model", default="toy", help="base model (default: the embedded shapes-world model)")
+    p.add_argument("--method", action="append", help="method preset, repeatable (default: tap, with the Appearance Highway, and motiondirector)")
+    p.add_argument("--model", help="base model: toy or toy-animatediff (default: the one where the leakage benchmark says TAP has a lever)")
     p.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     p.add_argument("--seed", action="append", type=int, help="generation seed (repeatable; default 0 and 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
