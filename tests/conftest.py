@@ -12,9 +12,9 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore", category=FutureWarning)
 
-from motionsep.config import config_from_dict  # noqa: E402
-from motionsep.tiny import save_tiny_pipeline  # noqa: E402
-from motionsep.video import write_mp4  # noqa: E402
+from motionsep.config import config_from_dict
+from motionsep.tiny import save_tiny_pipeline
+from motionsep.video import write_mp4
 
 FAMILIES = ("modelscope", "animatediff")
 

@@ -7,9 +7,8 @@ import sys
 
 import yaml
 
-from motionsep.cli import main
-
 from conftest import moving_square
+from motionsep.cli import main
 
 
 def write_config(tmp_path, pipeline_dirs, clip_path, **extra):
@@ -103,7 +102,9 @@ def test_no_traceback_from_the_real_command(tmp_path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == [f"motionsep: error: model '{tmp_path / 'missing'}' not found: give a diffusers pipeline folder, a hub id, or 'toy'"]
+    assert result.stderr.strip().splitlines() == [
+        f"motionsep: error: model '{tmp_path / 'missing'}' not found: give a diffusers pipeline folder, a hub id, or 'toy'"
+    ]
 
 
 def test_bench_refuses_a_learning_rate_of_zero(tmp_path, capsys):

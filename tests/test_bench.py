@@ -25,11 +25,17 @@ def toy_like_model(tmp_path_factory):
 def test_bench_prompts_differ_from_reference_in_every_attribute():
     assert len(BENCH_LOOKS) >= 8 and len(set(BENCH_LOOKS)) == len(BENCH_LOOKS)
     for shape, colour, background in BENCH_LOOKS:
-        assert shape != REFERENCE_LOOK["shape"] and colour != REFERENCE_LOOK["colour"] and background != REFERENCE_LOOK["background"]
+        assert (
+            shape != REFERENCE_LOOK["shape"]
+            and colour != REFERENCE_LOOK["colour"]
+            and background != REFERENCE_LOOK["background"]
+        )
 
 
 def test_leakage_bench_reports_every_variant_and_resumes(toy_like_model, tmp_path):
-    settings = LeakageSettings(motions=("bounce",), prompts=2, seeds=(0,), train_steps=1, sampling_steps=2, model=toy_like_model)
+    settings = LeakageSettings(
+        motions=("bounce",), prompts=2, seeds=(0,), train_steps=1, sampling_steps=2, model=toy_like_model
+    )
     result = run_leakage_bench(tmp_path, settings, progress=False)
     names = [v.name for v in VARIANTS]
     assert list(result["pooled"]) == names
@@ -56,10 +62,22 @@ def test_leakage_bench_reports_every_variant_and_resumes(toy_like_model, tmp_pat
     assert lora.stat().st_mtime_ns == stamp
     assert again["pooled"] == result["pooled"]
     # a resume may ask for fewer (or more) variants: each is scored on its own
-    fewer = run_leakage_bench(tmp_path, LeakageSettings(**{**settings.__dict__, "variants": ("tap",)}), resume=True, overwrite=True, progress=False)
+    fewer = run_leakage_bench(
+        tmp_path,
+        LeakageSettings(**{**settings.__dict__, "variants": ("tap",)}),
+        resume=True,
+        overwrite=True,
+        progress=False,
+    )
     assert list(fewer["pooled"]) == ["no LoRA (floor)", "tap"] and fewer["pooled"]["tap"] == result["pooled"]["tap"]
     with pytest.raises(MotionsepError, match="other settings"):
-        run_leakage_bench(tmp_path, LeakageSettings(**{**settings.__dict__, "train_steps": 2}), resume=True, overwrite=True, progress=False)
+        run_leakage_bench(
+            tmp_path,
+            LeakageSettings(**{**settings.__dict__, "train_steps": 2}),
+            resume=True,
+            overwrite=True,
+            progress=False,
+        )
 
 
 def test_leakage_bench_rejects_unknown_names(tmp_path):
@@ -74,8 +92,14 @@ def test_cost_bench_counts_what_is_trained_and_saved(tmp_path):
 
     from motionsep.models import resolve_model
 
-    settings = CostSettings(models=("toy",), methods=("motiondirector", "tap"), warmup_steps=1, toy_steps=1,
-                            generation_videos=1, generation_repeats=1)
+    settings = CostSettings(
+        models=("toy",),
+        methods=("motiondirector", "tap"),
+        warmup_steps=1,
+        toy_steps=1,
+        generation_videos=1,
+        generation_repeats=1,
+    )
     result = run_cost_bench(tmp_path, settings, progress=False)
     rows = {r["method"]: r for r in result["training"]}
     unet = UNet3DConditionModel.from_pretrained(resolve_model("toy"), subfolder="unet")
@@ -87,7 +111,8 @@ def test_cost_bench_counts_what_is_trained_and_saved(tmp_path):
         assert row["motion_lora_bytes"] >= 4 * row["motion_lora_parameters"]  # fp32 tensors, plus the header
         assert row["seconds_per_step"] > 0 and row["peak_memory_bytes"] > 0
     assert rows["tap"]["ratio_to_motiondirector"]["trainable_parameters"] == round(
-        rows["tap"]["trainable_parameters"] / rows["motiondirector"]["trainable_parameters"], 3)
+        rows["tap"]["trainable_parameters"] / rows["motiondirector"]["trainable_parameters"], 3
+    )
     assert rows["motiondirector"]["saved_bytes"] > rows["motiondirector"]["motion_lora_bytes"]  # the spatial LoRA too
     generation = result["generation"]["toy"]["ratio_to_base"]
     assert generation["base"] == 1.0 and set(generation) > {"base"}

@@ -20,7 +20,11 @@ def toy_like_model(tmp_path_factory):
 
 def test_demo_prompts_differ_from_reference_in_every_attribute():
     for shape, colour, background in DEMO_LOOKS:
-        assert shape != REFERENCE_LOOK["shape"] and colour != REFERENCE_LOOK["colour"] and background != REFERENCE_LOOK["background"]
+        assert (
+            shape != REFERENCE_LOOK["shape"]
+            and colour != REFERENCE_LOOK["colour"]
+            and background != REFERENCE_LOOK["background"]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +36,14 @@ def toy_like_animatediff(toy_like_model, tmp_path_factory):
     from motionsep.toy.pretrain_animatediff import build_motion_unet
 
     base, _ = load_pipeline(toy_like_model)
-    pipe = AnimateDiffPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
-                               unet=build_motion_unet(base.unet), motion_adapter=None, scheduler=base.scheduler)
+    pipe = AnimateDiffPipeline(
+        vae=base.vae,
+        text_encoder=base.text_encoder,
+        tokenizer=base.tokenizer,
+        unet=build_motion_unet(base.unet),
+        motion_adapter=None,
+        scheduler=base.scheduler,
+    )
     folder = tmp_path_factory.mktemp("toy-animatediff") / "pipeline"
     pipe.save_pretrained(str(folder))
     return str(folder)
@@ -83,7 +93,9 @@ def test_shipped_model_loads_through_the_normal_loader_and_denoises():
     assert load_unet_config("toy")["_class_name"] == "UNet3DConditionModel"
     pipeline = MotionPipeline.from_pretrained("toy")
     assert pipeline.family.name == "modelscope"
-    frames = pipeline("a red circle moving left quickly on a plain background", 0, SamplingSettings(num_frames=8, steps=1))
+    frames = pipeline(
+        "a red circle moving left quickly on a plain background", 0, SamplingSettings(num_frames=8, steps=1)
+    )
     assert frames.shape == (8, 32, 32, 3) and frames.dtype == np.uint8
     size = sum(p.stat().st_size for p in embedded_model_path().rglob("*") if p.is_file())
     assert size <= 25 * 2**20

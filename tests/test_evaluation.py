@@ -33,10 +33,25 @@ def tiny_clip(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clip")
     tokenizer = build_tokenizer(vocabulary(), max_length=32)
     config = CLIPConfig(
-        text_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2,
-                     "vocab_size": len(tokenizer), "max_position_embeddings": 32, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2,
-                       "image_size": 32, "patch_size": 8},
+        text_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 2,
+            "vocab_size": len(tokenizer),
+            "max_position_embeddings": 32,
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "pad_token_id": 1,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
         projection_dim=16,
     )
     CLIPModel(config).save_pretrained(str(folder))
@@ -80,7 +95,9 @@ def test_motion_fidelity_tells_same_from_opposite_motion():
 
 def test_evaluate_scores_every_video(tiny_clip, videos, tmp_path, capsys):
     folder, reference = videos
-    result = evaluate_videos(folder, folder / "prompts.csv", tiny_clip, reference=reference, base_videos=folder, progress=False)
+    result = evaluate_videos(
+        folder, folder / "prompts.csv", tiny_clip, reference=reference, base_videos=folder, progress=False
+    )
     rows = {r["video"]: r for r in result["videos"]}
     assert set(rows) == set(SCENES)
     for row in rows.values():
@@ -89,21 +106,50 @@ def test_evaluate_scores_every_video(tiny_clip, videos, tmp_path, capsys):
     assert rows["still.mp4"]["clip_temporal_consistency"] == pytest.approx(1.0, abs=1e-5)  # identical frames
     assert rows["right.mp4"]["motion_fidelity"] > rows["left.mp4"]["motion_fidelity"]
     assert result["summary"]["motion_fidelity"]["n"] == 3
-    code = main(["evaluate", "--videos", str(folder), "--prompts", str(folder / "prompts.csv"), "--clip", str(tiny_clip),
-                 "--reference", str(reference), "--out", str(tmp_path / "scores"), "--no-progress"])
+    code = main(
+        [
+            "evaluate",
+            "--videos",
+            str(folder),
+            "--prompts",
+            str(folder / "prompts.csv"),
+            "--clip",
+            str(tiny_clip),
+            "--reference",
+            str(reference),
+            "--out",
+            str(tmp_path / "scores"),
+            "--no-progress",
+        ]
+    )
     assert code == 0 and "motion fid." in capsys.readouterr().out
     saved = json.loads((tmp_path / "scores.json").read_text())
     assert [r["video"] for r in saved["videos"]] == sorted(SCENES)
     with (tmp_path / "scores.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 3
-    assert main(["evaluate", "--videos", str(folder), "--prompts", str(folder / "prompts.csv"), "--clip", str(tiny_clip),
-                 "--out", str(tmp_path / "scores"), "--no-progress"]) == 2  # results exist: refused
+    assert (
+        main(
+            [
+                "evaluate",
+                "--videos",
+                str(folder),
+                "--prompts",
+                str(folder / "prompts.csv"),
+                "--clip",
+                str(tiny_clip),
+                "--out",
+                str(tmp_path / "scores"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )  # results exist: refused
 
 
 def test_evaluate_bad_input_names_the_problem(tiny_clip, videos, tmp_path):
     folder, _ = videos
     (tmp_path / "few.csv").write_text("video,prompt\nright.mp4,a blue circle\n")
-    with pytest.raises(MotionsepError, match="no prompt for 'left.mp4'"):
+    with pytest.raises(MotionsepError, match=r"no prompt for 'left\.mp4'"):
         evaluate_videos(folder, tmp_path / "few.csv", tiny_clip, progress=False)
     with pytest.raises(MotionsepError, match="not a CLIP model folder"):
         evaluate_videos(folder, folder / "prompts.csv", tmp_path, progress=False)

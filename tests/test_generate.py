@@ -35,8 +35,26 @@ def lora_dirs(pipeline_dirs, clip_dir, tmp_path_factory):
 @pytest.mark.parametrize("family", ["modelscope", "animatediff"])
 def test_generate_cli_writes_decodable_mp4(pipeline_dirs, lora_dirs, tmp_path, family, capsys):
     out = tmp_path / "videos"
-    args = ["generate", "--model", pipeline_dirs[family], "--lora", str(lora_dirs[family]), "--prompt", "a blue circle",
-            "--prompt", "a green cross", "--seed", "3", "--frames", "6", "--steps", "3", "--out", str(out), "--no-progress"]
+    args = [
+        "generate",
+        "--model",
+        pipeline_dirs[family],
+        "--lora",
+        str(lora_dirs[family]),
+        "--prompt",
+        "a blue circle",
+        "--prompt",
+        "a green cross",
+        "--seed",
+        "3",
+        "--frames",
+        "6",
+        "--steps",
+        "3",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     mp4s = sorted(out.glob("*.mp4"))
@@ -56,11 +74,15 @@ def test_pli_switches_lora_by_timestep_without_extra_calls(pipeline_dirs, lora_d
     base = MotionPipeline.from_pretrained(pipeline_dirs["modelscope"], highway=False)("a red square", 0, settings)
     full = MotionPipeline.from_pretrained(pipeline_dirs["modelscope"], lora=str(lora_dirs["modelscope"]), highway=False)
     with_lora = full("a red square", 0, settings)
-    phased = MotionPipeline.from_pretrained(pipeline_dirs["modelscope"], lora=str(lora_dirs["modelscope"]), highway=False, pli_tau=500)
+    phased = MotionPipeline.from_pretrained(
+        pipeline_dirs["modelscope"], lora=str(lora_dirs["modelscope"]), highway=False, pli_tau=500
+    )
     mixed = phased("a red square", 0, settings)
     assert [on for _, on in phased.pli.calls] == [t > 500 for t, _ in phased.pli.calls]
     assert len(phased.pli.calls) == 4  # one UNet call per step, as without PLI
-    never = MotionPipeline.from_pretrained(pipeline_dirs["modelscope"], lora=str(lora_dirs["modelscope"]), highway=False, pli_tau=1000)
+    never = MotionPipeline.from_pretrained(
+        pipeline_dirs["modelscope"], lora=str(lora_dirs["modelscope"]), highway=False, pli_tau=1000
+    )
     assert np.array_equal(never("a red square", 0, settings), base)  # LoRA never on: the base model exactly
     assert not np.array_equal(with_lora, base)
     assert not np.array_equal(mixed, with_lora)
@@ -74,7 +96,9 @@ def test_fused_lora_matches_unfused_and_switches_exactly(pipeline_dirs, lora_dir
     for tau in (-1, 500):
         plain = MotionPipeline.from_pretrained(model, lora=lora, highway=True, pli_tau=tau)("a red square", 0, settings)
         fused = MotionPipeline.from_pretrained(model, lora=lora, highway=True, pli_tau=tau, fuse_lora=True)
-        assert np.abs(fused("a red square", 0, settings).astype(int) - plain.astype(int)).max() <= 1  # uint8 rounding only
+        assert (
+            np.abs(fused("a red square", 0, settings).astype(int) - plain.astype(int)).max() <= 1
+        )  # uint8 rounding only
     unet = fused.pipe.unet
     base = dict(MotionPipeline.from_pretrained(model, highway=False).pipe.unet.named_modules())
     wrapped = {n: m for n, m in unet.named_modules() if hasattr(m, "base_layer")}

@@ -6,12 +6,11 @@ import pytest
 import torch
 from diffusers import DiffusionPipeline
 
+from conftest import run_unet, unet_inputs
 from motionsep.errors import MotionsepError
 from motionsep.highway import AppearanceHighway, HighwaySettings
 from motionsep.models import load_pipeline
 from motionsep.train import enable_gradient_checkpointing
-
-from conftest import run_unet, unet_inputs
 
 FAMILIES = ["modelscope", "animatediff"]
 
@@ -43,7 +42,9 @@ def record_down_blocks(unet):
     for i, block in enumerate(unet.down_blocks):
         handles.append(block.register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(("block", i), out)))
         for j, attn in enumerate(getattr(block, "attentions", [])):
-            handles.append(attn.register_forward_hook(lambda m, a, out, i=i, j=j: seen.__setitem__(("attn", i, j), out[0])))
+            handles.append(
+                attn.register_forward_hook(lambda m, a, out, i=i, j=j: seen.__setitem__(("attn", i, j), out[0]))
+            )
     return seen, handles
 
 

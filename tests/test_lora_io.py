@@ -11,13 +11,12 @@ from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from conftest import run_unet
 from motionsep.adapters import MOTION, add_lora, load_motion_lora, lora_layers, make_lora_config, save_lora_folder
 from motionsep.errors import MotionsepError
 from motionsep.methods import lora_targets, resolve_method
 from motionsep.models import load_pipeline
 from motionsep.train import lora_metadata, prepare
-
-from conftest import run_unet
 
 
 @pytest.mark.parametrize("family", ["modelscope", "animatediff"])

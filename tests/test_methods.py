@@ -33,7 +33,11 @@ EXPECTED = {  # temporal, spatial path, spatial layers inside the motion LoRA
 
 def expected_modules(names, family, temporal, spatial, joint=frozenset()):
     patterns = []
-    for targets, prefix, attns in ((temporal, TEMPORAL[family], "attn[12]"), (spatial, SPATIAL_T, "attn1"), (joint, SPATIAL_T, "attn[12]")):
+    for targets, prefix, attns in (
+        (temporal, TEMPORAL[family], "attn[12]"),
+        (spatial, SPATIAL_T, "attn1"),
+        (joint, SPATIAL_T, "attn[12]"),
+    ):
         for t in targets:
             if t == "ff":
                 patterns.append(rf"{prefix}\.transformer_blocks\.\d+\.ff\.net\.(0\.proj|2)")
@@ -78,7 +82,10 @@ def test_inspect_zeroscope_counts_match_reference():
     assert tap["paths"]["temporal"]["transformers"] == 17
     assert len(tap["paths"]["temporal"]["layers"]) == 68
     assert tap["paths"]["temporal"]["parameters"] == pytest.approx(3.33e6, rel=0.005)
-    assert [p["from"] for p in tap["appearance_highway"]["hook_points"]] == ["down_blocks.2.attentions.0", "down_blocks.2.attentions.1"]
+    assert [p["from"] for p in tap["appearance_highway"]["hook_points"]] == [
+        "down_blocks.2.attentions.0",
+        "down_blocks.2.attentions.1",
+    ]
     md = inspect_model(ZEROSCOPE, "motiondirector")
     assert len(md["paths"]["temporal"]["layers"]) == 170
     assert md["paths"]["temporal"]["parameters"] == pytest.approx(12.47e6, rel=0.005)

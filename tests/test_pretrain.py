@@ -14,7 +14,9 @@ from motionsep.toy.pretrain import PretrainConfig, pretrain
 def _tiny(out, vae_steps, unet_steps):
     # A large learning rate so that two runs that diverge (weights or optimizer moments not restored)
     # show it in their losses within three steps.
-    return PretrainConfig(out=str(out), vae_steps=vae_steps, vae_batch=8, unet_steps=unet_steps, unet_batch=2, lr=0.3, checkpoint_every=1)
+    return PretrainConfig(
+        out=str(out), vae_steps=vae_steps, vae_batch=8, unet_steps=unet_steps, unet_batch=2, lr=0.3, checkpoint_every=1
+    )
 
 
 def _losses(run) -> list[tuple[str, int, float]]:
@@ -28,7 +30,11 @@ def test_resumed_pretraining_follows_the_uninterrupted_run(tmp_path):
     pretrain(_tiny(tmp_path / "resumed", 2, 1))  # then after the UNet's first
     pretrain(_tiny(tmp_path / "resumed", 2, 3))
     straight, resumed = _losses(tmp_path / "straight"), _losses(tmp_path / "resumed")
-    assert [r[:2] for r in straight] == [r[:2] for r in resumed] == [("vae", 1), ("vae", 2), ("unet", 1), ("unet", 2), ("unet", 3)]
+    assert (
+        [r[:2] for r in straight]
+        == [r[:2] for r in resumed]
+        == [("vae", 1), ("vae", 2), ("unet", 1), ("unet", 2), ("unet", 3)]
+    )
     # Equal up to float rounding: CPU kernels do not promise bitwise-equal sums from one call to the next,
     # and Adam turns that into +-lr steps on weights whose gradient is about zero (measured: 2e-4 relative).
     assert [r[2] for r in resumed] == pytest.approx([r[2] for r in straight], rel=1e-3)
@@ -69,8 +75,17 @@ def test_motion_loss_sees_only_what_changesacross_frames():
 def _tiny_animatediff(out, base, steps):
     from motionsep.toy.pretrain_animatediff import AnimateDiffPretrainConfig
 
-    return AnimateDiffPretrainConfig(out=str(out), base=base, motion_steps=2, unet_steps=steps, unet_batch=2, lr=0.3,
-                                     spatial_lr=0.3, motion_heads=2, checkpoint_every=1)
+    return AnimateDiffPretrainConfig(
+        out=str(out),
+        base=base,
+        motion_steps=2,
+        unet_steps=steps,
+        unet_batch=2,
+        lr=0.3,
+        spatial_lr=0.3,
+        motion_heads=2,
+        checkpoint_every=1,
+    )
 
 
 def test_animatediff_pretraining_resumes_to_the_uninterrupted_run(pipeline_dirs, tmp_path):

@@ -61,8 +61,10 @@ def perturbed(pipeline_dirs):
 def test_each_pathway_off_equals_its_weight_surgery(perturbed, family):
     unet, fam = perturbed[family]
     full = run_unet(unet, family)
-    expected_names = {"modelscope": ["temporal attention", "temporal convolutions", "transformer_in"],
-                      "animatediff": ["motion-module attention", "motion-module feed-forward"]}[family]
+    expected_names = {
+        "modelscope": ["temporal attention", "temporal convolutions", "transformer_in"],
+        "animatediff": ["motion-module attention", "motion-module feed-forward"],
+    }[family]
     assert [p.name for p in fam.pathways] == expected_names
     for pathway in fam.pathways:
         assert pathway_modules(unet, pathway)
@@ -89,8 +91,11 @@ def test_every_pathway_off_makes_frames_independent(perturbed, family):
         b = unet(changed, t, encoder_hidden_states=text).sample[:, :, 0]
     assert torch.allclose(a, b, atol=1e-5)
     with torch.no_grad():
-        assert not torch.allclose(unet(sample, t, encoder_hidden_states=text).sample[:, :, 0],
-                                  unet(changed, t, encoder_hidden_states=text).sample[:, :, 0], atol=1e-4)
+        assert not torch.allclose(
+            unet(sample, t, encoder_hidden_states=text).sample[:, :, 0],
+            unet(changed, t, encoder_hidden_states=text).sample[:, :, 0],
+            atol=1e-4,
+        )
 
 
 def test_skill_kept_scales_between_floor_and_full():
@@ -103,18 +108,41 @@ def test_probe_runs_on_an_architecture_alone(pipeline_dirs):
     config = json.loads((__import__("pathlib").Path(pipeline_dirs["modelscope"]) / "unet" / "config.json").read_text())
     report = probe_unet_config(config, frames=4, latent_size=8)
     assert report["family"] == "modelscope" and "random weights" in report["note"]
-    assert set(report["model_measure"]["kept"]) == {NOTHING_OFF, "temporal attention", "temporal convolutions", "transformer_in", ALL_OFF}
+    assert set(report["model_measure"]["kept"]) == {
+        NOTHING_OFF,
+        "temporal attention",
+        "temporal convolutions",
+        "transformer_in",
+        ALL_OFF,
+    }
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_probe_command_on_a_pipeline_with_clips(pipeline_dirs, clip_dir, tmp_path, capsys, family):
     out = tmp_path / "probe.json"
-    code = main(["probe", "--model", pipeline_dirs[family], "--clips", str(clip_dir), "--frames", "4", "--size", "16", "16",
-                 "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "probe",
+            "--model",
+            pipeline_dirs[family],
+            "--clips",
+            str(clip_dir),
+            "--frames",
+            "4",
+            "--size",
+            "16",
+            "16",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     table = capsys.readouterr().out
     assert "switched off" in table and ALL_OFF in table
     report = json.loads(out.read_text())
     assert report["clips"]["count"] == 1 and report["clips"]["frames"] == 4
     assert report["model_measure"]["kept"][NOTHING_OFF] in (1.0, None)
-    assert main(["probe", "--model", pipeline_dirs[family], "--clips", str(clip_dir), "--out", str(out)]) == 2  # never overwritten
+    assert (
+        main(["probe", "--model", pipeline_dirs[family], "--clips", str(clip_dir), "--out", str(out)]) == 2
+    )  # never overwritten

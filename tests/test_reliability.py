@@ -33,8 +33,11 @@ def test_killed_run_resumes_to_the_uninterrupted_lora(make_config, tmp_path):
     config = make_config("modelscope", output_dir=str(tmp_path / "killed"), **sections)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config.to_dict()))
-    process = subprocess.Popen([sys.executable, "-m", "motionsep", "train", str(path), "--no-progress"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "motionsep", "train", str(path), "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     marker = tmp_path / "killed" / "checkpoints" / "step-000003" / "training_state" / "state.json"
     deadline = time.time() + 120
     while not marker.exists() and process.poll() is None and time.time() < deadline:
@@ -73,7 +76,21 @@ def test_pickled_lora_is_refused_and_never_unpickled(pipeline_dirs, make_config,
 
 
 def test_empty_and_overlong_prompts(pipeline_dirs, tmp_path, capsys):
-    assert main(["generate", "--model", pipeline_dirs["modelscope"], "--prompt", "  ", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                pipeline_dirs["modelscope"],
+                "--prompt",
+                "  ",
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "empty prompt" in capsys.readouterr().err
     pipe = MotionPipeline.from_pretrained(pipeline_dirs["modelscope"])
     with pytest.warns(UserWarning, match="the rest is cut off"):
@@ -82,10 +99,17 @@ def test_empty_and_overlong_prompts(pipeline_dirs, tmp_path, capsys):
 
 
 def test_same_config_and_seed_give_identical_lora_and_frames(make_config, tmp_path):
-    first = train(make_config("animatediff", output_dir=str(tmp_path / "a"), lora={"rank": 4, "dropout": 0.1}), progress=False)
-    second = train(make_config("animatediff", output_dir=str(tmp_path / "b"), lora={"rank": 4, "dropout": 0.1}), progress=False)
+    first = train(
+        make_config("animatediff", output_dir=str(tmp_path / "a"), lora={"rank": 4, "dropout": 0.1}), progress=False
+    )
+    second = train(
+        make_config("animatediff", output_dir=str(tmp_path / "b"), lora={"rank": 4, "dropout": 0.1}), progress=False
+    )
     assert same_lora(first, second)
     settings = SamplingSettings(num_frames=4, steps=3)
     model = make_config("animatediff").model
-    video = [MotionPipeline.from_pretrained(model, lora=str(folder))("a blue circle", 7, settings) for folder in (first, second)]
+    video = [
+        MotionPipeline.from_pretrained(model, lora=str(folder))("a blue circle", 7, settings)
+        for folder in (first, second)
+    ]
     assert (video[0] == video[1]).all()

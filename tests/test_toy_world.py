@@ -80,7 +80,7 @@ def test_timeline_bar_fills_in_frame_order_the_same_in_every_clip():
         filled = (row == TIMELINE_COLOUR).all(-1)
         assert [int(np.flatnonzero(~f)[0]) if (~f).any() else 32 for f in filled] == [4, 8, 12, 16, 20, 24, 28, 32]
     four = render(random_scene(rng), frames=4)[:, TIMELINE_ROW]
-    assert [int((f == TIMELINE_COLOUR).all(-1)[: n].all()) for f, n in zip(four, (8, 16, 24, 32))] == [1, 1, 1, 1]
+    assert [int((f == TIMELINE_COLOUR).all(-1)[:n].all()) for f, n in zip(four, (8, 16, 24, 32))] == [1, 1, 1, 1]
 
 
 def test_evaluator_reads_fresh_renders():

@@ -14,7 +14,9 @@ from motionsep.losses import debiased_loss
 from motionsep.train import prepare, sample_batch, step_losses, train
 
 
-@pytest.mark.parametrize("family,method", [("modelscope", "tap"), ("animatediff", "tap"), ("modelscope", "motiondirector")])
+@pytest.mark.parametrize(
+    "family,method", [("modelscope", "tap"), ("animatediff", "tap"), ("modelscope", "motiondirector")]
+)
 def test_steps_lower_the_loss_on_a_fixed_batch(make_config, family, method):
     set_seed(0)
     state = prepare(make_config(family, method, train={"spatial_skip_probability": 0.0}))
@@ -57,7 +59,10 @@ def test_debiased_loss_matches_motiondirector_formula():
     pred, target = torch.randn(2, 4, 6, 3, 3), torch.randn(2, 4, 6, 3, 3)
     a, beta = 2, 1.0
     alpha = (beta**2 + 1) ** 0.5
-    frames = [((alpha * pred[:, :, f] - beta * pred[:, :, a]) - (alpha * target[:, :, f] - beta * target[:, :, a])) ** 2 for f in range(6)]
+    frames = [
+        ((alpha * pred[:, :, f] - beta * pred[:, :, a]) - (alpha * target[:, :, f] - beta * target[:, :, a])) ** 2
+        for f in range(6)
+    ]
     reference = torch.stack(frames).mean()
     assert debiased_loss(pred, target, a).item() == pytest.approx(reference.item(), rel=1e-6)
 
@@ -68,7 +73,7 @@ def test_train_writes_lora_log_and_checkpoints(make_config):
     assert (out / "pytorch_lora_weights.safetensors").is_file()
     assert (out / "spatial" / "pytorch_lora_weights.safetensors").is_file()
     assert (out / "checkpoints" / "step-000002" / "motionsep.json").is_file()
-    rows = list(csv.DictReader(open(out / "train_log.csv")))
+    rows = list(csv.DictReader((out / "train_log.csv").read_text().splitlines()))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
     assert all(float(r["spatial"]) > 0 and float(r["temporal"]) > 0 for r in rows)
     with pytest.raises(MotionsepError, match="already holds files"):
@@ -79,20 +84,28 @@ def test_resume_ends_with_the_uninterrupted_lora(make_config, tmp_path):
     from safetensors.torch import load_file
 
     sections = {"method": "motiondirector", "lora": {"rank": 4, "dropout": 0.1}}
-    whole = make_config("modelscope", train={"steps": 6, "checkpoint_every": 2}, output_dir=str(tmp_path / "whole"), **sections)
+    whole = make_config(
+        "modelscope", train={"steps": 6, "checkpoint_every": 2}, output_dir=str(tmp_path / "whole"), **sections
+    )
     train(whole, progress=False)
     # a run stopped after step 3, then resumed with the full budget
-    part = make_config("modelscope", train={"steps": 3, "checkpoint_every": 2}, output_dir=str(tmp_path / "part"), **sections)
+    part = make_config(
+        "modelscope", train={"steps": 3, "checkpoint_every": 2}, output_dir=str(tmp_path / "part"), **sections
+    )
     train(part, progress=False)
-    resumed = make_config("modelscope", train={"steps": 6, "checkpoint_every": 2}, output_dir=str(tmp_path / "part"), **sections)
+    resumed = make_config(
+        "modelscope", train={"steps": 6, "checkpoint_every": 2}, output_dir=str(tmp_path / "part"), **sections
+    )
     train(resumed, progress=False, resume=True)
     for name in ("pytorch_lora_weights.safetensors", "spatial/pytorch_lora_weights.safetensors"):
         a, b = load_file(tmp_path / "whole" / name), load_file(tmp_path / "part" / name)
         assert a.keys() == b.keys()
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
-    rows = list(csv.DictReader(open(tmp_path / "part" / "train_log.csv")))
+    rows = list(csv.DictReader((tmp_path / "part" / "train_log.csv").read_text().splitlines()))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
-    changed = make_config("modelscope", train={"steps": 8}, output_dir=str(tmp_path / "part"), method="motiondirector", lora={"rank": 8})
+    changed = make_config(
+        "modelscope", train={"steps": 8}, output_dir=str(tmp_path / "part"), method="motiondirector", lora={"rank": 8}
+    )
     with pytest.raises(MotionsepError, match="config differs"):
         train(changed, progress=False, resume=True)

@@ -6,6 +6,6 @@ Appearance Highway and Phased LoRA Integration, on diffusers + peft + accelerate
 
 __version__ = "0.1.0"
 
-from .errors import MotionsepError  # noqa: E402
+from .errors import MotionsepError
 
 __all__ = ["MotionsepError", "__version__"]

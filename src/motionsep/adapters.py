@@ -18,8 +18,9 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
@@ -212,7 +213,9 @@ def read_lora_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise MotionsepError(f"LoRA weights '{path}' are corrupt or not safetensors ({exc}): retrain or restore them") from None
+        raise MotionsepError(
+            f"LoRA weights '{path}' are corrupt or not safetensors ({exc}): retrain or restore them"
+        ) from None
 
 
 def set_lora_weights(unet: torch.nn.Module, weights: dict[str, torch.Tensor], adapter_name: str, source: Path) -> None:

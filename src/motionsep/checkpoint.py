@@ -38,7 +38,9 @@ def save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
             else:
                 scalars[f"{index}.{key}"] = float(value)
     atomic_save_file(tensors, path)
-    atomic_write_text(path.with_suffix(".json"), json.dumps({"scalars": scalars, "param_groups": state["param_groups"]}))
+    atomic_write_text(
+        path.with_suffix(".json"), json.dumps({"scalars": scalars, "param_groups": state["param_groups"]})
+    )
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:

@@ -37,7 +37,9 @@ def _highway_blocks(value: str | None):
     try:
         return [int(v) for v in value.split(",")]
     except ValueError:
-        raise MotionsepError(f"--highway-blocks must be 'deepest', 'all' or comma-separated indices, got '{value}'") from None
+        raise MotionsepError(
+            f"--highway-blocks must be 'deepest', 'all' or comma-separated indices, got '{value}'"
+        ) from None
 
 
 def cmd_train(args) -> None:
@@ -50,7 +52,7 @@ def cmd_train(args) -> None:
     print(f"  weights  {out / 'pytorch_lora_weights.safetensors'}")
     print(f"  metadata {out / 'motionsep.json'}")
     print(f"  loss log {out / 'train_log.csv'}")
-    print(f"next: motionsep generate --model {config.model} --lora {out} --prompt \"...\"")
+    print(f'next: motionsep generate --model {config.model} --lora {out} --prompt "..."')
 
 
 def cmd_generate(args) -> None:
@@ -78,7 +80,9 @@ def cmd_generate(args) -> None:
         negative_prompt=args.negative_prompt,
         fps=args.fps,
     )
-    records = generate_videos(pipeline, args.prompt, args.seed or [0], args.out, settings, args.overwrite, not args.no_progress)
+    records = generate_videos(
+        pipeline, args.prompt, args.seed or [0], args.out, settings, args.overwrite, not args.no_progress
+    )
     for record in records:
         print(record["mp4"])
         print(record["gif"])
@@ -89,17 +93,25 @@ def cmd_inspect(args) -> None:
     from .inspection import format_report, inspect_model
 
     targets = args.targets.split(",") if args.targets else None
-    report = inspect_model(args.model, args.method, targets, args.rank, _highway_blocks(args.highway_blocks) or "deepest")
+    report = inspect_model(
+        args.model, args.method, targets, args.rank, _highway_blocks(args.highway_blocks) or "deepest"
+    )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
 
 
 def cmd_demo(args) -> None:
-    from .demo import DEMO_METHODS, format_demo, run_demo
+    from .demo import DEMO_METHODS, DEMO_MODEL, format_demo, run_demo
 
-    from .demo import DEMO_MODEL
-
-    r = run_demo(args.out, args.motion, tuple(args.method or DEMO_METHODS), args.model or DEMO_MODEL, args.steps,
-                 tuple(args.seed or (0, 1)), args.overwrite, not args.no_progress)
+    r = run_demo(
+        args.out,
+        args.motion,
+        tuple(args.method or DEMO_METHODS),
+        args.model or DEMO_MODEL,
+        args.steps,
+        tuple(args.seed or (0, 1)),
+        args.overwrite,
+        not args.no_progress,
+    )
     print(format_demo(r))
 
 
@@ -171,12 +183,30 @@ def cmd_bench_leakage(args) -> None:
     from .bench.leakage import LeakageSettings, run_leakage_bench
 
     settings = LeakageSettings.quick() if args.quick else LeakageSettings()
-    changes = {k: v for k, v in (("motions", tuple(args.motion or ()) or None), ("train_steps", args.steps), ("learning_rate", args.lr),
-                                  ("variants", tuple(args.variant or ()) or None), ("model", args.model)) if v is not None}
+    changes = {
+        k: v
+        for k, v in (
+            ("motions", tuple(args.motion or ()) or None),
+            ("train_steps", args.steps),
+            ("learning_rate", args.lr),
+            ("variants", tuple(args.variant or ()) or None),
+            ("model", args.model),
+        )
+        if v is not None
+    }
     settings = replace(settings, **changes)
-    r = run_leakage_bench(args.out, settings, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, command=_command_line("bench", args.bench_command))
+    r = run_leakage_bench(
+        args.out,
+        settings,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        command=_command_line("bench", args.bench_command),
+    )
     out = Path(args.out)
-    print(f"\nleakage benchmark: {len(r['pooled'])} variants x {len(settings.motions)} motions in {r['wall_seconds'] / 60:.1f} min")
+    print(
+        f"\nleakage benchmark: {len(r['pooled'])} variants x {len(settings.motions)} motions in {r['wall_seconds'] / 60:.1f} min"
+    )
     print(f"  report  {out / 'leakage.md'}\n  plot    {out / 'leakage.png'}\n  data    {out / 'leakage.json'}")
     print("  sheets  " + ", ".join(r["sheets"]))
 
@@ -199,13 +229,21 @@ def cmd_bench_cost(args) -> None:
         settings = replace(settings, frames=args.frames)
     if args.gradient_checkpointing:
         settings = replace(settings, gradient_checkpointing=True)
-    r = run_cost_bench(args.out, settings, overwrite=args.overwrite, progress=not args.no_progress, command=_command_line("bench", args.bench_command))
+    r = run_cost_bench(
+        args.out,
+        settings,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        command=_command_line("bench", args.bench_command),
+    )
     out = Path(args.out)
     print(f"\ncost benchmark in {r['wall_seconds'] / 60:.1f} min")
     for row in r["training"]:
         ratio = row.get("ratio_to_motiondirector", {})
-        print(f"  {row['model']:9s} {row['method']:15s} {row['trainable_parameters'] / 1e6:8.3f} M params  {row['seconds_per_step']:.3f} s/step "
-              f"({ratio.get('seconds_per_step', 0):.2f}x MD)  peak {row['peak_memory_bytes'] / 2**20:.0f} MB ({ratio.get('peak_memory_bytes', 0):.2f}x MD)")
+        print(
+            f"  {row['model']:9s} {row['method']:15s} {row['trainable_parameters'] / 1e6:8.3f} M params  {row['seconds_per_step']:.3f} s/step "
+            f"({ratio.get('seconds_per_step', 0):.2f}x MD)  peak {row['peak_memory_bytes'] / 2**20:.0f} MB ({ratio.get('peak_memory_bytes', 0):.2f}x MD)"
+        )
     for model, g in r["generation"].items():
         print(f"  generation ({model}): " + ", ".join(f"{k} {v:.3f}x" for k, v in g["ratio_to_base"].items()))
     print(f"  report  {out / 'cost.md'}\n  data    {out / 'cost.json'}")
@@ -217,7 +255,9 @@ def cmd_evaluate(args) -> None:
 
     out = Path(args.out)
     refuse_existing([out.with_suffix(".json"), out.with_suffix(".csv")], args.overwrite)
-    result = evaluate_videos(args.videos, args.prompts, args.clip, args.reference, args.base_videos, progress=not args.no_progress)
+    result = evaluate_videos(
+        args.videos, args.prompts, args.clip, args.reference, args.base_videos, progress=not args.no_progress
+    )
     print(format_table(result))
     json_path, csv_path = write_results(result, out)
     print(f"results: {json_path} and {csv_path}")
@@ -231,12 +271,16 @@ def cmd_probe(args) -> None:
     is_config = args.model.endswith(".json") or resolve_model(args.model).endswith(".json")
     if args.model in EMBEDDED_MODELS or args.shapes_world:
         if args.clips:
-            raise MotionsepError("--clips is for models of your own; on a shapes-world model the probe renders its clips")
+            raise MotionsepError(
+                "--clips is for models of your own; on a shapes-world model the probe renders its clips"
+            )
         from .toy.probing import probe_world_model
 
         report = probe_world_model(args.model, settings)
     elif is_config:
-        report = probe_unet_config(load_unet_config(args.model), settings=ProbeSettings(timesteps=(500,), clips=1, progress=settings.progress))
+        report = probe_unet_config(
+            load_unet_config(args.model), settings=ProbeSettings(timesteps=(500,), clips=1, progress=settings.progress)
+        )
     else:
         size = tuple(args.size) if args.size else None
         report = probe_model(args.model, args.clips, args.caption, args.frames, size, settings)
@@ -256,15 +300,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a motion LoRA from a YAML config", description="Train a motion LoRA. See the README's config reference.")
+    p = sub.add_parser(
+        "train",
+        help="train a motion LoRA from a YAML config",
+        description="Train a motion LoRA. See the README's config reference.",
+    )
     p.add_argument("config", help="YAML training config")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. --set train.steps=200 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.steps=200 (repeatable)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace results already in output_dir")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("generate", help="generate videos, with or without a motion LoRA", description="Generate an MP4 and a GIF per prompt and seed, plus a contact sheet.")
+    p = sub.add_parser(
+        "generate",
+        help="generate videos, with or without a motion LoRA",
+        description="Generate an MP4 and a GIF per prompt and seed, plus a contact sheet.",
+    )
     p.add_argument("--model", required=True, help="diffusers pipeline folder, hub id, or 'toy'")
     p.add_argument("--lora", help="motion LoRA folder written by `motionsep train` (omit for the plain base model)")
     p.add_argument("--motion-adapter", help="AnimateDiff: MotionAdapter folder when --model is an SD1.5 pipeline")
@@ -276,12 +333,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=30, help="denoising steps (default 30)")
     p.add_argument("--guidance", type=float, default=12.0, help="classifier-free guidance scale (default 12)")
     p.add_argument("--lora-scale", type=float, default=1.0, help="strength of the motion LoRA (default 1)")
-    p.add_argument("--fuse-lora", action="store_true", help="fold the LoRA into the weights: no LoRA matmuls at sampling (PLI swaps weights, exactly)")
+    p.add_argument(
+        "--fuse-lora",
+        action="store_true",
+        help="fold the LoRA into the weights: no LoRA matmuls at sampling (PLI swaps weights, exactly)",
+    )
     p.add_argument("--negative-prompt", help="negative prompt")
-    p.add_argument("--highway", choices=["on", "off"], help="Appearance Highway (default: as the LoRA was saved; off without a LoRA)")
+    p.add_argument(
+        "--highway",
+        choices=["on", "off"],
+        help="Appearance Highway (default: as the LoRA was saved; off without a LoRA)",
+    )
     p.add_argument("--highway-blocks", help="'deepest', 'all' or comma-separated down-block indices")
     p.add_argument("--highway-scale", type=float, help="scale beta on the highway skips (release: 1.1)")
-    p.add_argument("--pli-tau", type=int, help="Phased LoRA Integration: LoRA only for timesteps t > tau (release: 333; -1 turns it off)")
+    p.add_argument(
+        "--pli-tau",
+        type=int,
+        help="Phased LoRA Integration: LoRA only for timesteps t > tau (release: 333; -1 turns it off)",
+    )
     p.add_argument("--fps", type=int, default=8, help="frames per second of the MP4/GIF (default 8)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="torch device (default: cuda if available)")
     p.add_argument("--out", default="outputs", help="output folder (default ./outputs)")
@@ -289,18 +358,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("demo", help="the main job on the embedded shapes-world model, scored", description="Render reference clips of a held-out motion, train a motion LoRA on the embedded model, generate it with new appearances, and measure motion, appearance and leakage.")
+    p = sub.add_parser(
+        "demo",
+        help="the main job on the embedded shapes-world model, scored",
+        description="Render reference clips of a held-out motion, train a motion LoRA on the embedded model, generate it with new appearances, and measure motion, appearance and leakage.",
+    )
     p.add_argument("--out", default="motionsep-demo", help="output folder (default ./motionsep-demo)")
     p.add_argument("--motion", default="zigzag", help="held-out motion: zigzag (default), orbit, bounce or spiral")
-    p.add_argument("--method", action="append", help="method preset, repeatable (default: tap, with the Appearance Highway, and motiondirector)")
-    p.add_argument("--model", help="base model: toy or toy-animatediff (default: the one where the leakage benchmark says TAP has a lever)")
+    p.add_argument(
+        "--method",
+        action="append",
+        help="method preset, repeatable (default: tap, with the Appearance Highway, and motiondirector)",
+    )
+    p.add_argument(
+        "--model",
+        help="base model: toy or toy-animatediff (default: the one where the leakage benchmark says TAP has a lever)",
+    )
     p.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     p.add_argument("--seed", action="append", type=int, help="generation seed (repeatable; default 0 and 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
-    toy = sub.add_parser("toy", help="the shapes world: reference clips, evaluator check, pretraining").add_subparsers(dest="toy_command", required=True)
+    toy = sub.add_parser("toy", help="the shapes world: reference clips, evaluator check, pretraining").add_subparsers(
+        dest="toy_command", required=True
+    )
     p = toy.add_parser("render", help="reference clips of one motion with one appearance, and a ready config")
     p.add_argument("--motion", default="zigzag", help="motion to render (default zigzag, a held-out motion)")
     p.add_argument("--clips", type=int, default=4, help="number of clips (default 4)")
@@ -313,11 +395,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=20, help="renders per motion (default 20)")
     p.add_argument("--seed", type=int, default=12345)
     p.set_defaults(func=cmd_toy_validate)
-    p = toy.add_parser("pretrain", help="train a shapes-world base model (resumes from --out)",
-                       description="modelscope: VAE, UNet3D and text encoder from scratch. animatediff: motion modules "
-                       "on the embedded model's spatial weights, then both (toy/pretrain_animatediff.py).")
-    p.add_argument("--family", choices=("modelscope", "animatediff"), default="modelscope", help="which embedded model (default modelscope)")
-    p.add_argument("--out", help="run folder; an existing one is resumed (default toy-pretrain or toy-pretrain-animatediff)")
+    p = toy.add_parser(
+        "pretrain",
+        help="train a shapes-world base model (resumes from --out)",
+        description="modelscope: VAE, UNet3D and text encoder from scratch. animatediff: motion modules "
+        "on the embedded model's spatial weights, then both (toy/pretrain_animatediff.py).",
+    )
+    p.add_argument(
+        "--family",
+        choices=("modelscope", "animatediff"),
+        default="modelscope",
+        help="which embedded model (default modelscope)",
+    )
+    p.add_argument(
+        "--out", help="run folder; an existing one is resumed (default toy-pretrain or toy-pretrain-animatediff)"
+    )
     p.add_argument("--steps", type=int, help="UNet steps in all (default 16000; animatediff 2500)")
     p.add_argument("--vae-steps", type=int, default=6000)
     p.add_argument("--seed", type=int, default=0)
@@ -328,7 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, help="destination pipeline folder")
     p.add_argument("--quality", help="a `toy quality --out` report to record in the model card")
     p.add_argument("--probe", help="a `probe --json` report to record in the model card")
-    p.add_argument("--raw-weights", action="store_true", help="the last optimizer step's weights instead of their moving average")
+    p.add_argument(
+        "--raw-weights", action="store_true", help="the last optimizer step's weights instead of their moving average"
+    )
     p.set_defaults(func=cmd_toy_export)
     p = toy.add_parser("quality", help="base-model quality: attribute accuracy on generations from random prompts")
     p.add_argument("--model", default="toy")
@@ -338,13 +432,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_toy_quality)
 
-    p = sub.add_parser("evaluate", help="CLIP text alignment, temporal consistency, leakage and motion fidelity of any videos",
-                       description="Score generated videos: CLIP text alignment and temporal consistency; with --reference, similarity "
-                       "to the reference clips and DMT-style motion fidelity from OpenCV point tracks; with --base-videos (same prompts "
-                       "and seeds, same file names), appearance leakage = reference similarity minus the base model's.")
+    p = sub.add_parser(
+        "evaluate",
+        help="CLIP text alignment, temporal consistency, leakage and motion fidelity of any videos",
+        description="Score generated videos: CLIP text alignment and temporal consistency; with --reference, similarity "
+        "to the reference clips and DMT-style motion fidelity from OpenCV point tracks; with --base-videos (same prompts "
+        "and seeds, same file names), appearance leakage = reference similarity minus the base model's.",
+    )
     p.add_argument("--videos", required=True, help="folder of generated videos")
-    p.add_argument("--prompts", required=True, help="generation.json from `motionsep generate`, or a CSV with columns video,prompt")
-    p.add_argument("--clip", required=True, help="local transformers CLIP folder (e.g. a downloaded openai/clip-vit-large-patch14)")
+    p.add_argument(
+        "--prompts", required=True, help="generation.json from `motionsep generate`, or a CSV with columns video,prompt"
+    )
+    p.add_argument(
+        "--clip", required=True, help="local transformers CLIP folder (e.g. a downloaded openai/clip-vit-large-patch14)"
+    )
     p.add_argument("--reference", help="folder of reference clips (enables reference similarity and motion fidelity)")
     p.add_argument("--base-videos", help="base-model videos of the same prompts and seeds (enables appearance leakage)")
     p.add_argument("--out", default="evaluation", help="writes OUT.json and OUT.csv (default ./evaluation)")
@@ -352,59 +453,90 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    bench = sub.add_parser("bench", help="benchmarks: leakage and cost of every method").add_subparsers(dest="bench_command", required=True)
-    p = bench.add_parser("leakage", help="every method on the shapes world: motion, appearance and leakage with 95%% CIs",
-                         description="Train every method on reference clips of each held-out motion (same steps and seeds), generate prompts "
-                         "that differ from the references in every attribute, and report motion accuracy, trajectory error, appearance "
-                         "accuracy and leakage per attribute, plus sweeps of AH blocks, AH scale, PLI tau and TAP targets.")
-    p.add_argument("--out", default="bench-results", help="writes leakage.md, leakage.png, leakage.json; work in OUT/leakage-work")
+    bench = sub.add_parser("bench", help="benchmarks: leakage and cost of every method").add_subparsers(
+        dest="bench_command", required=True
+    )
+    p = bench.add_parser(
+        "leakage",
+        help="every method on the shapes world: motion, appearance and leakage with 95%% CIs",
+        description="Train every method on reference clips of each held-out motion (same steps and seeds), generate prompts "
+        "that differ from the references in every attribute, and report motion accuracy, trajectory error, appearance "
+        "accuracy and leakage per attribute, plus sweeps of AH blocks, AH scale, PLI tau and TAP targets.",
+    )
+    p.add_argument(
+        "--out", default="bench-results", help="writes leakage.md, leakage.png, leakage.json; work in OUT/leakage-work"
+    )
     p.add_argument("--quick", action="store_true", help="a few minutes: checks the machinery, not the conclusions")
     p.add_argument("--motion", action="append", help="held-out motion (repeatable; default all four)")
     p.add_argument("--variant", action="append", help="run only this variant (repeatable; the floor always runs)")
     p.add_argument("--steps", type=int, help="training steps per LoRA (default 300; --quick 20)")
     p.add_argument("--lr", type=float, help="learning rate of every LoRA (default 1e-3)")
     p.add_argument("--model", help="base model (default: the embedded shapes-world model)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out, reusing its finished pieces")
+    p.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run in --out, reusing its finished pieces"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_bench_leakage)
 
-    p = bench.add_parser("cost", help="trainable parameters, LoRA size, s/step, peak memory and generation time per method",
-                         description="Per method: trainable parameters, LoRA file size, training seconds per step and peak memory, each also "
-                         "as a ratio to motiondirector; on the embedded model and on the ZeroScope UNet architecture (random weights). "
-                         "Plus generation time with LoRA + Appearance Highway + PLI against the plain base pipeline.")
+    p = bench.add_parser(
+        "cost",
+        help="trainable parameters, LoRA size, s/step, peak memory and generation time per method",
+        description="Per method: trainable parameters, LoRA file size, training seconds per step and peak memory, each also "
+        "as a ratio to motiondirector; on the embedded model and on the ZeroScope UNet architecture (random weights). "
+        "Plus generation time with LoRA + Appearance Highway + PLI against the plain base pipeline.",
+    )
     p.add_argument("--out", default="bench-results", help="writes cost.md and cost.json")
     p.add_argument("--quick", action="store_true", help="embedded model only, few steps: checks the machinery")
     p.add_argument("--model", action="append", choices=("toy", "zeroscope"), help="repeatable (default both)")
     p.add_argument("--cuda", action="store_true", help="measure on the GPU (fp16 base weights, gradient checkpointing)")
-    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="base weights' dtype (default float32; --cuda float16)")
-    p.add_argument("--zeroscope-latent", type=int, help="latent side for the ZeroScope UNet (default 8 = 64x64 px; 48 = 384x384)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16"),
+        help="base weights' dtype (default float32; --cuda float16)",
+    )
+    p.add_argument(
+        "--zeroscope-latent", type=int, help="latent side for the ZeroScope UNet (default 8 = 64x64 px; 48 = 384x384)"
+    )
     p.add_argument("--frames", type=int, help="frames per clip (default 8)")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_bench_cost)
 
-    p = sub.add_parser("probe", help="where does this model's motion live? each temporal pathway switched off, measured",
-                       description="Switch off each temporal pathway of the model (forward hooks) and measure how much of its "
-                       "motion remains: by the model's own cross-frame prediction skill on clips (any model), and on "
-                       "shapes-world models also by the evaluator's motion accuracy. TAP has a lever where switching "
-                       "temporal attention off loses most of the motion.")
-    p.add_argument("--model", required=True, help="pipeline folder, hub id, 'toy', 'toy-animatediff', or a UNet config (random weights)")
+    p = sub.add_parser(
+        "probe",
+        help="where does this model's motion live? each temporal pathway switched off, measured",
+        description="Switch off each temporal pathway of the model (forward hooks) and measure how much of its "
+        "motion remains: by the model's own cross-frame prediction skill on clips (any model), and on "
+        "shapes-world models also by the evaluator's motion accuracy. TAP has a lever where switching "
+        "temporal attention off loses most of the motion.",
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="pipeline folder, hub id, 'toy', 'toy-animatediff', or a UNet config (random weights)",
+    )
     p.add_argument("--clips", help="a video or a folder of clips of your own (default: the model generates its own)")
     p.add_argument("--caption", help="caption for every clip (default: a same-name .txt beside each clip, else none)")
     p.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="clip size (default the model's native size)")
     p.add_argument("--clips-count", type=int, default=8, help="clips for the model measure (default 8)")
     p.add_argument("--generations", type=int, default=24, help="shapes world: generations per setting (default 24)")
-    p.add_argument("--shapes-world", action="store_true", help="the model is a shapes-world model of your own: use the evaluator")
+    p.add_argument(
+        "--shapes-world", action="store_true", help="the model is a shapes-world model of your own: use the evaluator"
+    )
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     p.add_argument("--out", help="also write the JSON report here")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("inspect", help="list LoRA targets and highway hook points (reads configs only)", description="List every LoRA layer and Appearance Highway hook point a method would use, from the UNet config alone.")
+    p = sub.add_parser(
+        "inspect",
+        help="list LoRA targets and highway hook points (reads configs only)",
+        description="List every LoRA layer and Appearance Highway hook point a method would use, from the UNet config alone.",
+    )
     p.add_argument("--model", required=True, help="pipeline folder, UNet folder, UNet config.json, hub id, or 'toy'")
     p.add_argument("--method", default="tap", help="tap, tap-official, motiondirector or temporal-lora (default tap)")
     p.add_argument("--targets", help="override temporal targets, e.g. q,k")

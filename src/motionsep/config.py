@@ -171,5 +171,7 @@ def validate(config: TrainConfig) -> None:
         raise MotionsepError("train.steps and train.batch_size must be at least 1")
     blocks = config.appearance_highway.blocks
     if isinstance(blocks, str) and blocks not in ("deepest", "all"):
-        raise MotionsepError(f"appearance_highway.blocks must be 'deepest', 'all' or a list of indices{closest(blocks, ['deepest', 'all'])}")
+        raise MotionsepError(
+            f"appearance_highway.blocks must be 'deepest', 'all' or a list of indices{closest(blocks, ['deepest', 'all'])}"
+        )
     resolve_method(config.method, config.lora.targets)

@@ -28,7 +28,9 @@ def find_clips(path: str | Path) -> list[Path]:
         raise MotionsepError(f"data path '{path}' does not exist: give a video file or a folder of clips")
     clips = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
     if not clips:
-        raise MotionsepError(f"folder '{path}' holds no videos ({', '.join(VIDEO_EXTENSIONS)}): add clips or fix data.path")
+        raise MotionsepError(
+            f"folder '{path}' holds no videos ({', '.join(VIDEO_EXTENSIONS)}): add clips or fix data.path"
+        )
     return clips
 
 

@@ -41,7 +41,9 @@ def demo_prompts(motion: str) -> list[Scene]:
     return [Scene(shape, colour, background, motion) for shape, colour, background in DEMO_LOOKS]
 
 
-def _generate(pipeline: MotionPipeline, prompts: list[str], seeds: list[int], desc: str, progress: bool, steps: int) -> np.ndarray:
+def _generate(
+    pipeline: MotionPipeline, prompts: list[str], seeds: list[int], desc: str, progress: bool, steps: int
+) -> np.ndarray:
     settings = replace(TOY_SAMPLING, steps=steps)
     videos = []
     for prompt in tqdm(prompts, desc=desc, disable=not progress):
@@ -73,22 +75,38 @@ def run_demo(
     scenes = demo_prompts(motion)
     prompts = [caption(s) for s in scenes]
     jobs = [(scene, prompt, seed) for scene, prompt in zip(scenes, prompts) for seed in seeds]
-    base = _generate(MotionPipeline.from_pretrained(model), prompts, list(seeds), "base model", progress, sampling_steps)
+    base = _generate(
+        MotionPipeline.from_pretrained(model), prompts, list(seeds), "base model", progress, sampling_steps
+    )
     base_predictions = [evaluate_video(v) for v in base]
     reference = {**REFERENCE_LOOK, "motion": motion}
     results, videos = {}, {}
     for method in methods:
-        config = toy_training_config(out / "reference" / "clips", out / f"lora-{method}", model=model, method=method, steps=steps)
+        config = toy_training_config(
+            out / "reference" / "clips", out / f"lora-{method}", model=model, method=method, steps=steps
+        )
         lora = train(config, overwrite=overwrite, progress=progress)
         method_started = time.time()
-        videos[method] = _generate(MotionPipeline.from_pretrained(model, lora=str(lora)), prompts, list(seeds), f"generate ({method})",
-                                   progress, sampling_steps)
-        results[method] = _write_method_videos(out / "videos" / method, method, jobs, videos[method], reference, base_predictions)
+        videos[method] = _generate(
+            MotionPipeline.from_pretrained(model, lora=str(lora)),
+            prompts,
+            list(seeds),
+            f"generate ({method})",
+            progress,
+            sampling_steps,
+        )
+        results[method] = _write_method_videos(
+            out / "videos" / method, method, jobs, videos[method], reference, base_predictions
+        )
         results[method]["lora"] = str(lora)
         results[method]["generation_seconds"] = round(time.time() - method_started, 1)
-    rows = [(f"reference ({motion}, {REFERENCE_LOOK['colour']} {REFERENCE_LOOK['shape']} on {REFERENCE_LOOK['background']})",
-             render(_reference_scene(config_path)))]
-    for i, (scene, prompt, seed) in enumerate(jobs):  # the methods side by side for each prompt and seed
+    rows = [
+        (
+            f"reference ({motion}, {REFERENCE_LOOK['colour']} {REFERENCE_LOOK['shape']} on {REFERENCE_LOOK['background']})",
+            render(_reference_scene(config_path)),
+        )
+    ]
+    for i, (_, prompt, seed) in enumerate(jobs):  # the methods side by side for each prompt and seed
         rows += [(f"{method}: {prompt} (seed {seed})", videos[method][i]) for method in methods]
     sheet = contact_sheet(rows, out / "contact_sheet.png", cell=96)
     metrics = {
@@ -99,10 +117,17 @@ def run_demo(
         "seconds": round(time.time() - started, 1),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    return {**metrics, "contact_sheet": str(sheet), "metrics": str(out / "metrics.json"), "videos_dir": str(out / "videos")}
+    return {
+        **metrics,
+        "contact_sheet": str(sheet),
+        "metrics": str(out / "metrics.json"),
+        "videos_dir": str(out / "videos"),
+    }
 
 
-def _write_method_videos(folder: Path, method: str, jobs, videos: np.ndarray, reference: dict, base_predictions: list) -> dict:
+def _write_method_videos(
+    folder: Path, method: str, jobs, videos: np.ndarray, reference: dict, base_predictions: list
+) -> dict:
     """An MP4 and a GIF per generation, and the evaluator's scores of them."""
     folder.mkdir(parents=True, exist_ok=True)
     records, predictions = [], []
@@ -112,16 +137,25 @@ def _write_method_videos(folder: Path, method: str, jobs, videos: np.ndarray, re
         write_gif(videos[i], stem.with_suffix(".gif"))
         predicted = evaluate_video(videos[i])
         predictions.append(predicted)
-        records.append({"prompt": prompt, "seed": seed, "mp4": str(stem.with_suffix(".mp4")),
-                        "predicted": {k: v for k, v in predicted.items() if k != "trajectory"}})
-    return {"method": method, **score(predictions, [job[0] for job in jobs], reference, base_predictions), "videos": records}
+        records.append(
+            {
+                "prompt": prompt,
+                "seed": seed,
+                "mp4": str(stem.with_suffix(".mp4")),
+                "predicted": {k: v for k, v in predicted.items() if k != "trajectory"},
+            }
+        )
+    return {
+        "method": method,
+        **score(predictions, [job[0] for job in jobs], reference, base_predictions),
+        "videos": records,
+    }
 
 
 def _reference_scene(config_path: Path) -> Scene:
     first = json.loads((config_path.parent / "scenes.json").read_text())[0]
     first["start"] = tuple(first["start"])
     return Scene(**first)
-
 
 
 def format_demo(r: dict) -> str:
@@ -132,18 +166,22 @@ def format_demo(r: dict) -> str:
     def row(label: str, cell) -> str:
         return f"  {label:<24}" + "".join(f"{cell(r['methods'][m]):>18}" for m in methods)
 
-    lines = [f"\ndemo: learned '{r['motion']}' on {r['model']} in {r['seconds']} s "
-             f"({first['generations']} generations per method, prompts unlike the reference in every named attribute)",
-             f"  {'':<24}" + "".join(f"{m:>18}" for m in methods),
-             row("motion accuracy", lambda x: f"{x['motion_accuracy']['value']:.0%}"),
-             row("trajectory error", lambda x: f"{x['trajectory_error_px']} px"),
-             row("appearance accuracy", lambda x: f"{x['appearance_accuracy']['all']['value']:.0%}")]
+    lines = [
+        f"\ndemo: learned '{r['motion']}' on {r['model']} in {r['seconds']} s "
+        f"({first['generations']} generations per method, prompts unlike the reference in every named attribute)",
+        f"  {'':<24}" + "".join(f"{m:>18}" for m in methods),
+        row("motion accuracy", lambda x: f"{x['motion_accuracy']['value']:.0%}"),
+        row("trajectory error", lambda x: f"{x['trajectory_error_px']} px"),
+        row("appearance accuracy", lambda x: f"{x['appearance_accuracy']['all']['value']:.0%}"),
+    ]
     for a in ("shape", "colour", "background"):
         lines.append(row(f"leakage: {a}", lambda x, a=a: f"{x['leakage'][a]['value']:.0%}"))
     for a in ("size", "window"):
         lines.append(row(f"leakage: {a} (rise)", lambda x, a=a: f"{x['leakage'][a]['rise']['value']:+.0%}"))
-    lines += [f"  motion LoRAs           {', '.join(r['methods'][m]['lora'] for m in methods)}",
-              f"  videos (MP4 + GIF)     {r['videos_dir']}",
-              f"  contact sheet          {r['contact_sheet']}  (the reference, then the methods side by side per prompt)",
-              f"  metrics                {r['metrics']}"]
+    lines += [
+        f"  motion LoRAs           {', '.join(r['methods'][m]['lora'] for m in methods)}",
+        f"  videos (MP4 + GIF)     {r['videos_dir']}",
+        f"  contact sheet          {r['contact_sheet']}  (the reference, then the methods side by side per prompt)",
+        f"  metrics                {r['metrics']}",
+    ]
     return "\n".join(lines)

@@ -7,8 +7,8 @@ message on one line and exits with code 2, without a traceback. Everything else 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 
 class MotionsepError(Exception):

@@ -33,7 +33,9 @@ class ClipScorer:
 
         path = Path(path)
         if not (path / "config.json").is_file():
-            raise MotionsepError(f"'{path}' is not a CLIP model folder (no config.json): give a local transformers CLIP folder with --clip")
+            raise MotionsepError(
+                f"'{path}' is not a CLIP model folder (no config.json): give a local transformers CLIP folder with --clip"
+            )
         self.model = CLIPModel.from_pretrained(str(path)).to(device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.processor = AutoImageProcessor.from_pretrained(str(path))
@@ -46,8 +48,16 @@ class ClipScorer:
 
     @torch.no_grad()
     def text(self, prompt: str) -> torch.Tensor:
-        ids = self.tokenizer([prompt], padding="max_length", truncation=True, max_length=self.tokenizer.model_max_length, return_tensors="pt")
-        feats = self.model.get_text_features(input_ids=ids.input_ids.to(self.device), attention_mask=ids.attention_mask.to(self.device))
+        ids = self.tokenizer(
+            [prompt],
+            padding="max_length",
+            truncation=True,
+            max_length=self.tokenizer.model_max_length,
+            return_tensors="pt",
+        )
+        feats = self.model.get_text_features(
+            input_ids=ids.input_ids.to(self.device), attention_mask=ids.attention_mask.to(self.device)
+        )
         return torch.nn.functional.normalize(_features(feats), dim=-1)[0]
 
 
@@ -60,7 +70,9 @@ def read_prompts(path: str | Path) -> dict[str, str]:
     """Video file name -> prompt, from motionsep's generation.json or a CSV with columns video,prompt."""
     path = Path(path)
     if not path.is_file():
-        raise MotionsepError(f"prompts file '{path}' not found: give generation.json from `motionsep generate` or a CSV with columns video,prompt")
+        raise MotionsepError(
+            f"prompts file '{path}' not found: give generation.json from `motionsep generate` or a CSV with columns video,prompt"
+        )
     if path.suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -100,7 +112,9 @@ def evaluate_videos(
     base = _videos(base_videos, "--base-videos") if base_videos else {}
     unmatched = [n for n in generated if base and n not in base]
     if unmatched:
-        raise MotionsepError(f"no base-model video named '{unmatched[0]}' in {base_videos}: generate the base videos with the same prompts and seeds")
+        raise MotionsepError(
+            f"no base-model video named '{unmatched[0]}' in {base_videos}: generate the base videos with the same prompts and seeds"
+        )
     scorer = ClipScorer(clip)
     refs = [read_video(p) for p in _videos(reference, "--reference").values()] if reference else []
     ref_embedding = None
@@ -126,8 +140,13 @@ def evaluate_videos(
         rows.append(row)
     keys = [k for k in rows[0] if k not in ("video", "prompt")]
     summary = {k: mean_ci([r[k] for r in rows], digits=4) for k in keys}
-    return {"videos": rows, "summary": summary, "clip": str(clip), "reference": str(reference) if reference else None,
-            "base_videos": str(base_videos) if base_videos else None}
+    return {
+        "videos": rows,
+        "summary": summary,
+        "clip": str(clip),
+        "reference": str(reference) if reference else None,
+        "base_videos": str(base_videos) if base_videos else None,
+    }
 
 
 def write_results(result: dict, out: str | Path) -> tuple[Path, Path]:
@@ -145,8 +164,14 @@ def write_results(result: dict, out: str | Path) -> tuple[Path, Path]:
 
 def format_table(result: dict) -> str:
     keys = list(result["summary"])
-    short = {"clip_text_alignment": "text", "clip_temporal_consistency": "temporal", "reference_similarity": "ref.sim",
-             "base_reference_similarity": "base ref.sim", "appearance_leakage": "leakage", "motion_fidelity": "motion fid."}
+    short = {
+        "clip_text_alignment": "text",
+        "clip_temporal_consistency": "temporal",
+        "reference_similarity": "ref.sim",
+        "base_reference_similarity": "base ref.sim",
+        "appearance_leakage": "leakage",
+        "motion_fidelity": "motion fid.",
+    }
     head = f"{'video':40s} " + " ".join(f"{short.get(k, k):>12s}" for k in keys)
     lines = [head, "-" * len(head)]
     for r in result["videos"]:

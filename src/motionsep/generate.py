@@ -59,7 +59,7 @@ class MotionPipeline:
         fuse_lora: bool = False,
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
-    ) -> "MotionPipeline":
+    ) -> MotionPipeline:
         """Highway and PLI settings default to the LoRA's motionsep.json; explicit arguments win.
 
         `fuse_lora` folds the motion LoRA into the weights (no LoRA matmuls at sampling; PLI then
@@ -88,8 +88,12 @@ class MotionPipeline:
     def describe(self) -> dict[str, Any]:
         return {
             "family": self.family.name,
-            "lora": None if self.lora_meta is None else {"method": self.lora_meta.get("method"), "steps": self.lora_meta.get("steps")},
-            "appearance_highway": {"enabled": self.highway.enabled, **self.highway.settings.to_dict()} if self.highway else None,
+            "lora": None
+            if self.lora_meta is None
+            else {"method": self.lora_meta.get("method"), "steps": self.lora_meta.get("steps")},
+            "appearance_highway": {"enabled": self.highway.enabled, **self.highway.settings.to_dict()}
+            if self.highway
+            else None,
             "pli_tau": None if self.pli is None else self.pli.tau,
         }
 
@@ -105,7 +109,7 @@ class MotionPipeline:
 
     def check_prompt(self, prompt: str) -> None:
         if not prompt or not prompt.strip():
-            raise MotionsepError("empty prompt: describe the video you want, e.g. --prompt \"a monkey playing golf\"")
+            raise MotionsepError('empty prompt: describe the video you want, e.g. --prompt "a monkey playing golf"')
         tokenizer = self.pipe.tokenizer
         count = len(tokenizer(prompt).input_ids)
         if count > tokenizer.model_max_length:
@@ -172,9 +176,23 @@ def generate_videos(
         frames = pipeline(prompt, seed, settings)
         mp4 = write_mp4(frames, stem.with_suffix(".mp4"), settings.fps)
         gif = write_gif(frames, stem.with_suffix(".gif"), settings.fps)
-        records.append({"prompt": prompt, "seed": seed, "mp4": str(mp4), "gif": str(gif), "frames": int(frames.shape[0]), "size": list(frames.shape[1:3])})
+        records.append(
+            {
+                "prompt": prompt,
+                "seed": seed,
+                "mp4": str(mp4),
+                "gif": str(gif),
+                "frames": int(frames.shape[0]),
+                "size": list(frames.shape[1:3]),
+            }
+        )
         rows.append((f"{prompt} (seed {seed})", frames))
     sheet = contact_sheet(rows, out / "contact_sheet.png")
-    summary = {"settings": settings.__dict__, "pipeline": pipeline.describe(), "videos": records, "contact_sheet": str(sheet)}
+    summary = {
+        "settings": settings.__dict__,
+        "pipeline": pipeline.describe(),
+        "videos": records,
+        "contact_sheet": str(sheet),
+    }
     (out / "generation.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return records

@@ -65,7 +65,15 @@ def hook_points(unet: torch.nn.Module, settings: HighwaySettings) -> list[dict[s
                 }
             )
     if settings.first_skip_from_conv_in and family_of(unet).name == "modelscope":
-        points.append({"skip": "first skip", "from": "conv_in", "instead_of": "transformer_in", "channels": unet.conv_in.out_channels, "scale": 1.0})
+        points.append(
+            {
+                "skip": "first skip",
+                "from": "conv_in",
+                "instead_of": "transformer_in",
+                "channels": unet.conv_in.out_channels,
+                "scale": 1.0,
+            }
+        )
     return points
 
 
@@ -90,11 +98,11 @@ class AppearanceHighway:
             self._handles.append(unet.conv_in.register_forward_hook(self._capture("conv_in")))
             self._handles.append(unet.up_blocks[-1].register_forward_pre_hook(self._first_skip, with_kwargs=True))
 
-    def enable(self) -> "AppearanceHighway":
+    def enable(self) -> AppearanceHighway:
         self.enabled = True
         return self
 
-    def disable(self) -> "AppearanceHighway":
+    def disable(self) -> AppearanceHighway:
         self.enabled = False
         self._captured.clear()
         return self

@@ -78,6 +78,11 @@ def format_report(report: dict[str, Any]) -> str:
         lines += [f"    {layer}" for layer in path["layers"]]
     lines.append(f"\ntrainable parameters  {report['trainable_parameters'] / 1e6:.2f} M")
     ah = report["appearance_highway"]
-    lines.append(f"\nAppearance Highway (blocks={ah['blocks']}, on by default for this method: {'yes' if ah['on_by_default'] else 'no'}): {len(ah['hook_points'])} skips rerouted")
-    lines += [f"    {p['skip']}: from {p['from']} instead of {p['instead_of']} ({p['channels']} ch, x{p['scale']})" for p in ah["hook_points"]]
+    lines.append(
+        f"\nAppearance Highway (blocks={ah['blocks']}, on by default for this method: {'yes' if ah['on_by_default'] else 'no'}): {len(ah['hook_points'])} skips rerouted"
+    )
+    lines += [
+        f"    {p['skip']}: from {p['from']} instead of {p['instead_of']} ({p['channels']} ch, x{p['scale']})"
+        for p in ah["hook_points"]
+    ]
     return "\n".join(lines)

@@ -30,7 +30,9 @@ class Method:
     summary: str
     temporal_targets: tuple[str, ...]  # on both attentions of every temporal transformer block (ff: the block's FF)
     spatial_targets: tuple[str, ...] = ()  # on the self-attention of every spatial transformer; () = no spatial path
-    joint_spatial_targets: tuple[str, ...] = ()  # on both attentions of every spatial transformer, inside the motion LoRA
+    joint_spatial_targets: tuple[
+        str, ...
+    ] = ()  # on both attentions of every spatial transformer, inside the motion LoRA
     debiased_loss: bool = False  # MotionDirector's appearance-debiased temporal loss, added to the MSE
     highway: bool = False  # Appearance Highway on at inference by default
 
@@ -94,7 +96,9 @@ def resolve_method(name: str, targets: list[str] | None = None) -> Method:
     return method
 
 
-def _block_layers(unet: torch.nn.Module, transformer: str, targets: tuple[str, ...], attentions: tuple[str, ...]) -> list[str]:
+def _block_layers(
+    unet: torch.nn.Module, transformer: str, targets: tuple[str, ...], attentions: tuple[str, ...]
+) -> list[str]:
     modules = dict(unet.named_modules())
     names = []
     blocks = modules[transformer].transformer_blocks

@@ -39,14 +39,24 @@ class Pathway:
 _TEMPORAL_ATTENTION = r"(transformer_in|.*\.temp_attentions\.\d+)\.transformer_blocks\.\d+\.attn[12]"
 _MOTION_MODULE = r".*\.motion_modules\.\d+\.transformer_blocks\.\d+"
 MODELSCOPE_PATHWAYS = (
-    Pathway("temporal attention", _TEMPORAL_ATTENTION, "zero",
-            "attn1 and attn2 of every temporal transformer (transformer_in included)", adapted_by_tap=True),
+    Pathway(
+        "temporal attention",
+        _TEMPORAL_ATTENTION,
+        "zero",
+        "attn1 and attn2 of every temporal transformer (transformer_in included)",
+        adapted_by_tap=True,
+    ),
     Pathway("temporal convolutions", r".*\.temp_convs\.\d+", "identity", "every TemporalConvLayer"),
     Pathway("transformer_in", r"transformer_in", "identity", "the temporal transformer after conv_in"),
 )
 ANIMATEDIFF_PATHWAYS = (
-    Pathway("motion-module attention", _MOTION_MODULE + r"\.attn[12]", "zero",
-            "attn1 and attn2 of every motion module", adapted_by_tap=True),
+    Pathway(
+        "motion-module attention",
+        _MOTION_MODULE + r"\.attn[12]",
+        "zero",
+        "attn1 and attn2 of every motion module",
+        adapted_by_tap=True,
+    ),
     Pathway("motion-module feed-forward", _MOTION_MODULE + r"\.ff", "zero", "the feed-forward of every motion module"),
 )
 
@@ -66,8 +76,24 @@ class Family:
         return text.repeat_interleave(num_frames, dim=0) if self.text_per_frame else text
 
 
-MODELSCOPE = Family("modelscope", "UNet3DConditionModel", "TextToVideoSDPipeline", "CrossAttnDownBlock3D", "temp_attentions", False, MODELSCOPE_PATHWAYS)
-ANIMATEDIFF = Family("animatediff", "UNetMotionModel", "AnimateDiffPipeline", "CrossAttnDownBlockMotion", "motion_modules", True, ANIMATEDIFF_PATHWAYS)
+MODELSCOPE = Family(
+    "modelscope",
+    "UNet3DConditionModel",
+    "TextToVideoSDPipeline",
+    "CrossAttnDownBlock3D",
+    "temp_attentions",
+    False,
+    MODELSCOPE_PATHWAYS,
+)
+ANIMATEDIFF = Family(
+    "animatediff",
+    "UNetMotionModel",
+    "AnimateDiffPipeline",
+    "CrossAttnDownBlockMotion",
+    "motion_modules",
+    True,
+    ANIMATEDIFF_PATHWAYS,
+)
 FAMILIES = {f.name: f for f in (MODELSCOPE, ANIMATEDIFF)}
 _BY_UNET_CLASS = {f.unet_class: f for f in FAMILIES.values()}
 

@@ -26,7 +26,9 @@ def _channels(frames: np.ndarray) -> tuple[list[np.ndarray], float]:
     h, w = frames.shape[1:3]
     scale = max(1.0, MIN_SIDE / min(h, w))
     size = (round(w * scale), round(h * scale))
-    big = np.stack([cv2.resize(np.ascontiguousarray(f), size, interpolation=cv2.INTER_CUBIC) for f in frames]).astype(np.float32)
+    big = np.stack([cv2.resize(np.ascontiguousarray(f), size, interpolation=cv2.INTER_CUBIC) for f in frames]).astype(
+        np.float32
+    )
     out = []
     for c in range(3):
         lo, hi = float(big[..., c].min()), float(big[..., c].max())
@@ -42,7 +44,9 @@ def _track_clip(clip: np.ndarray, max_points: int) -> np.ndarray:
     track = [points.reshape(-1, 2)]
     alive = np.ones(len(points), bool)
     for prev, nxt in zip(clip, clip[1:]):
-        p1, status, _ = cv2.calcOpticalFlowPyrLK(prev, nxt, track[-1].reshape(-1, 1, 2).astype(np.float32), None, winSize=(21, 21), maxLevel=3)
+        p1, status, _ = cv2.calcOpticalFlowPyrLK(
+            prev, nxt, track[-1].reshape(-1, 1, 2).astype(np.float32), None, winSize=(21, 21), maxLevel=3
+        )
         alive &= status.reshape(-1).astype(bool)
         track.append(p1.reshape(-1, 2))
     return np.stack(track, axis=1)[alive]
@@ -62,7 +66,9 @@ def point_tracks(frames: np.ndarray, max_points: int = 200) -> np.ndarray:
 def _displacements(tracks: np.ndarray, steps: int) -> np.ndarray:
     """Per-step displacement vectors on a normalised time axis: (tracks, steps, 2)."""
     t = np.linspace(0, tracks.shape[1] - 1, steps + 1)
-    resampled = np.stack([np.stack([np.interp(t, np.arange(tracks.shape[1]), tr[:, k]) for k in (0, 1)], -1) for tr in tracks])
+    resampled = np.stack(
+        [np.stack([np.interp(t, np.arange(tracks.shape[1]), tr[:, k]) for k in (0, 1)], -1) for tr in tracks]
+    )
     return np.diff(resampled, axis=1)
 
 

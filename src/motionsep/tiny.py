@@ -29,8 +29,8 @@ def build_tokenizer(words: tuple[str, ...] = (), max_length: int = 77):
 
     Each word in `words` gets the BPE merges that assemble it, so it becomes one token.
     """
-    from transformers import CLIPTokenizer
     from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPTokenizer
 
     symbols = sorted(ByteLevel.alphabet())  # the 256 symbols byte-level BPE maps bytes to
     vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
@@ -100,7 +100,9 @@ def tiny_vae(seed: int = 0):
 def tiny_scheduler():
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=False)
+    return DDIMScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=False
+    )
 
 
 def tiny_modelscope_unet(seed: int = 0):

@@ -15,9 +15,10 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -261,7 +262,9 @@ def resume_from(out: Path, config: TrainConfig, state: TrainingState, optimizer,
     folder, step = found
     saved = json.loads((folder / METADATA_NAME).read_text(encoding="utf-8"))["train_config"]
     if _comparable(saved) != _comparable(config.to_dict()):
-        raise MotionsepError(f"cannot resume '{out}': its config differs from this one (only train.steps may change); use another output_dir")
+        raise MotionsepError(
+            f"cannot resume '{out}': its config differs from this one (only train.steps may change); use another output_dir"
+        )
     for name, sub in ((MOTION, folder), (SPATIAL, folder / "spatial")):
         if name in state.lora_configs:
             set_lora_weights(state.unet, read_lora_weights(sub / WEIGHTS_NAME), name, sub)
@@ -298,9 +301,18 @@ def train(
     unet, optimizer = accelerator.prepare(state.unet, optimizer)
     state.unet = unet
     out.mkdir(parents=True, exist_ok=True)
-    log = TrainingLog(out / "train_log.csv", ["step", "loss", *(["spatial"] if state.method.dual_path else []), "temporal"], keep_until=first - 1)
-    bar = tqdm(range(first, config.train.steps + 1), desc=f"train {state.method.name}", initial=first - 1, total=config.train.steps,
-               disable=not (progress and accelerator.is_main_process))
+    log = TrainingLog(
+        out / "train_log.csv",
+        ["step", "loss", *(["spatial"] if state.method.dual_path else []), "temporal"],
+        keep_until=first - 1,
+    )
+    bar = tqdm(
+        range(first, config.train.steps + 1),
+        desc=f"train {state.method.name}",
+        initial=first - 1,
+        total=config.train.steps,
+        disable=not (progress and accelerator.is_main_process),
+    )
     for step in bar:
         batch = sample_batch(state, generator, accelerator.device)
         with accelerator.autocast():
@@ -309,7 +321,9 @@ def train(
         if not math.isfinite(total):  # before the step: the weights a checkpoint would save stay good
             kept = latest_checkpoint(out / "checkpoints")
             where = f"the last good checkpoint is {kept[0]}" if kept else "no checkpoint was written yet"
-            raise MotionsepError(f"loss became {total} at step {step}; {where}: lower train.learning_rate or use mixed_precision: no")
+            raise MotionsepError(
+                f"loss became {total} at step {step}; {where}: lower train.learning_rate or use mixed_precision: no"
+            )
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         bar.set_postfix(loss=f"{total:.4f}")

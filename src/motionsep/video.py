@@ -73,7 +73,9 @@ def read_video(
         if not frames:  # a container with a video stream but not one frame in it
             raise MotionsepError(f"video '{path}' has no frames: re-encode it or remove it") from None
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise MotionsepError(f"cannot decode video '{path}': {exc.__class__.__name__}: {exc}; re-encode it or remove it") from None
+        raise MotionsepError(
+            f"cannot decode video '{path}': {exc.__class__.__name__}: {exc}; re-encode it or remove it"
+        ) from None
     if not frames:
         raise MotionsepError(f"video '{path}' has no frames: re-encode it or remove it")
     if num_frames is not None and len(frames) < num_frames:

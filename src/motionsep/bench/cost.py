@@ -52,7 +52,7 @@ class CostSettings:
     zeroscope_generation_calls: int = 4
 
     @classmethod
-    def quick(cls) -> "CostSettings":
+    def quick(cls) -> CostSettings:
         return cls(models=("toy",), toy_steps=3, warmup_steps=1, generation_videos=1, generation_repeats=1)
 
     def check(self) -> None:
@@ -103,7 +103,9 @@ def _latent_shape(model: str, unet, settings: CostSettings) -> tuple[int, ...]:
 
 def _text(unet, batch: int, device) -> torch.Tensor:
     tokens = 77 if unet.config.cross_attention_dim >= 768 else 32  # CLIP's 77 on real models, the toy encoder's 32
-    return torch.randn(batch, tokens, unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1)).to(device)
+    return torch.randn(batch, tokens, unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1)).to(
+        device
+    )
 
 
 def _rss_kb(field: str) -> int:
@@ -135,6 +137,7 @@ def _peak(device: str) -> int:
 
 def measure_training(model: str, method_name: str, settings: dict) -> dict:
     """One method's training cost; meant to run in a fresh process (see `training_costs`)."""
+    import diffusers.utils.logging
     from diffusers import DDPMScheduler
     from safetensors.torch import save_file
 
@@ -143,8 +146,6 @@ def measure_training(model: str, method_name: str, settings: dict) -> dict:
     from ..methods import resolve_method
     from ..models import family_of
     from ..train import TrainingState, attach_method_lora, enable_gradient_checkpointing, sample_batch, step_losses
-
-    import diffusers.utils.logging
 
     diffusers.utils.logging.set_verbosity_error()  # a fresh process: the CLI's quieting does not reach it
     s = CostSettings(**settings)
@@ -162,8 +163,16 @@ def measure_training(model: str, method_name: str, settings: dict) -> dict:
     g = torch.Generator().manual_seed(0)
     latents = torch.randn(_latent_shape(model, unet, s), generator=g)
     state = TrainingState(
-        config=TrainConfig(method=method_name), method=method, family=family_of(unet), pipe=SimpleNamespace(scheduler=DDPMScheduler()),
-        unet=unet, latents=latents, text=_text(unet, s.batch, "cpu"), lora_configs=lora_configs, targets=targets, params=params,
+        config=TrainConfig(method=method_name),
+        method=method,
+        family=family_of(unet),
+        pipe=SimpleNamespace(scheduler=DDPMScheduler()),
+        unet=unet,
+        latents=latents,
+        text=_text(unet, s.batch, "cpu"),
+        lora_configs=lora_configs,
+        targets=targets,
+        params=params,
     )
     state.config.train.batch_size = s.batch
     optimizer = torch.optim.AdamW([{"params": p} for p in params.values()], lr=1e-4)
@@ -189,8 +198,13 @@ def measure_training(model: str, method_name: str, settings: dict) -> dict:
         for name in (MOTION, SPATIAL):
             if name in lora_configs:
                 path = Path(tmp) / f"{name}.safetensors"
-                save_file({k: v.detach().to(torch.float16 if s.device.startswith("cuda") else torch.float32).contiguous()
-                           for k, v in lora_state_dict(unet, name).items()}, str(path))
+                save_file(
+                    {
+                        k: v.detach().to(torch.float16 if s.device.startswith("cuda") else torch.float32).contiguous()
+                        for k, v in lora_state_dict(unet, name).items()
+                    },
+                    str(path),
+                )
                 sizes[name] = path.stat().st_size
     return {
         "model": model,
@@ -220,7 +234,13 @@ def training_costs(settings: CostSettings, progress: bool = True) -> list[dict]:
         if ref:
             row["ratio_to_motiondirector"] = {
                 k: round(row[k] / ref[k], 3) if ref[k] else None
-                for k in ("trainable_parameters", "motion_lora_bytes", "saved_bytes", "seconds_per_step", "peak_memory_bytes")
+                for k in (
+                    "trainable_parameters",
+                    "motion_lora_bytes",
+                    "saved_bytes",
+                    "seconds_per_step",
+                    "peak_memory_bytes",
+                )
             }
     return rows
 
@@ -244,7 +264,9 @@ def toy_lora(folder: Path) -> Path:
     from ..train import train
 
     write_reference_clips(folder / "reference", "zigzag", count=2, overwrite=True)
-    config = toy_training_config(folder / "reference" / "clips", folder / "lora", steps=3, rank=32, batch_size=1, checkpoint_every=0)
+    config = toy_training_config(
+        folder / "reference" / "clips", folder / "lora", steps=3, rank=32, batch_size=1, checkpoint_every=0
+    )
     return train(config, overwrite=True, progress=False)
 
 
@@ -259,12 +281,19 @@ def toy_generation_cost(settings: CostSettings) -> dict:
         lora = toy_lora(Path(tmp))
         pipelines = {
             "base": MotionPipeline.from_pretrained("toy"),
-            FUSED_GENERATION: MotionPipeline.from_pretrained("toy", lora=str(lora), highway=True, pli_tau=333, fuse_lora=True),
-            "tap + AH + PLI, LoRA unfused": MotionPipeline.from_pretrained("toy", lora=str(lora), highway=True, pli_tau=333),
+            FUSED_GENERATION: MotionPipeline.from_pretrained(
+                "toy", lora=str(lora), highway=True, pli_tau=333, fuse_lora=True
+            ),
+            "tap + AH + PLI, LoRA unfused": MotionPipeline.from_pretrained(
+                "toy", lora=str(lora), highway=True, pli_tau=333
+            ),
             "tap, LoRA unfused": MotionPipeline.from_pretrained("toy", lora=str(lora), highway=False, pli_tau=-1),
         }
         pipelines[BASE_AGAIN] = pipelines["base"]
-        seconds = {name: _median_seconds(lambda p=p: p.videos(prompts, seeds, TOY_SAMPLING), settings.generation_repeats) for name, p in pipelines.items()}
+        seconds = {
+            name: _median_seconds(lambda p=p: p.videos(prompts, seeds, TOY_SAMPLING), settings.generation_repeats)
+            for name, p in pipelines.items()
+        }
     return {
         "what": f"{settings.generation_videos} videos, 8 frames 32x32, {TOY_SAMPLING.steps} DDIM steps, guidance {TOY_SAMPLING.guidance}; median of {settings.generation_repeats}",
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
@@ -284,7 +313,9 @@ def zeroscope_generation_cost(settings: CostSettings) -> dict:
     dtype = getattr(torch, settings.dtype)
     unet = build_unet("zeroscope", settings.device, dtype).eval()
     g = torch.Generator().manual_seed(0)
-    x = torch.randn((2, *_latent_shape("zeroscope", unet, settings)[1:]), generator=g).to(settings.device, dtype)  # CFG batch
+    x = torch.randn((2, *_latent_shape("zeroscope", unet, settings)[1:]), generator=g).to(
+        settings.device, dtype
+    )  # CFG batch
     text = _text(unet, 2, settings.device).to(dtype)
     n = settings.zeroscope_generation_calls
     timesteps = [999 - i * (1000 // n) for i in range(n)]  # half above tau = 500, half below
@@ -318,8 +349,13 @@ def zeroscope_generation_cost(settings: CostSettings) -> dict:
     }
 
 
-def run_cost_bench(out: str | Path, settings: CostSettings | None = None, overwrite: bool = False, progress: bool = True,
-                   command: str = "motionsep bench cost") -> dict:
+def run_cost_bench(
+    out: str | Path,
+    settings: CostSettings | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str = "motionsep bench cost",
+) -> dict:
     from .report import cost_report
 
     settings = settings or CostSettings()
@@ -327,7 +363,12 @@ def run_cost_bench(out: str | Path, settings: CostSettings | None = None, overwr
     out = Path(out)
     refuse_existing([out / "cost.json", out / "cost.md"], overwrite)
     started = time.time()
-    result = {"command": command, "settings": asdict(settings), "machine": machine_line(), "date": time.strftime("%Y-%m-%d")}
+    result = {
+        "command": command,
+        "settings": asdict(settings),
+        "machine": machine_line(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     result["training"] = training_costs(settings, progress)
     generation = {}
     if "toy" in settings.models:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import MotionsepError, closest, refuse_existing
 from ..demo import DEMO_LOOKS
+from ..errors import MotionsepError, closest, refuse_existing
 from ..generate import MotionPipeline, slug
 from ..toy.evaluate import evaluate_video
 from ..toy.metrics import NAMED, mean_ci, score
@@ -116,7 +116,7 @@ class LeakageSettings:
     variants: tuple[str, ...] = field(default_factory=lambda: tuple(v.name for v in VARIANTS))
 
     @classmethod
-    def quick(cls) -> "LeakageSettings":
+    def quick(cls) -> LeakageSettings:
         """Checks the machinery, not the conclusions: one motion, 2 prompts, 1 seed, 20 steps."""
         return cls(motions=("zigzag",), prompts=2, seeds=(0,), train_steps=20, sampling_steps=8)
 
@@ -148,8 +148,15 @@ def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, pr
     clips = work / motion / "reference" / "clips"
     data = clips if spec.clips >= 4 else clips / f"{motion}-0.mp4"
     config = toy_training_config(
-        data, out, model=settings.model, method=spec.method, steps=settings.train_steps, learning_rate=settings.learning_rate,
-        rank=settings.rank, batch_size=settings.batch_size, targets=list(spec.targets) if spec.targets else None,
+        data,
+        out,
+        model=settings.model,
+        method=spec.method,
+        steps=settings.train_steps,
+        learning_rate=settings.learning_rate,
+        rank=settings.rank,
+        batch_size=settings.batch_size,
+        targets=list(spec.targets) if spec.targets else None,
     )
     return train(config, resume=True, progress=progress)  # an interrupted training continues from its checkpoint
 
@@ -167,8 +174,11 @@ def _predictions(videos: np.ndarray) -> list[dict]:
 
 def _variant_pipeline(variant: Variant, lora: Path | None, model: str) -> MotionPipeline:
     return MotionPipeline.from_pretrained(
-        model, lora=None if lora is None else str(lora), highway=variant.highway,
-        highway_blocks=variant.highway_blocks, highway_scale=variant.highway_scale,
+        model,
+        lora=None if lora is None else str(lora),
+        highway=variant.highway,
+        highway_blocks=variant.highway_blocks,
+        highway_scale=variant.highway_scale,
         pli_tau=-1 if variant.pli_tau is None else variant.pli_tau,
     )
 
@@ -215,7 +225,11 @@ def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: boo
     ref_scene = json.loads((reference / "scenes.json").read_text())[0]
     ref_scene["start"] = tuple(ref_scene["start"])
     rows = [(f"reference ({motion})", render(Scene(**ref_scene)))] + [
-        (f"{v.name}: {caption(scenes[0])} (seed {settings.seeds[0]})", np.load(scored_dir / f"{slug(v.name)}-first.npy")) for v in chosen
+        (
+            f"{v.name}: {caption(scenes[0])} (seed {settings.seeds[0]})",
+            np.load(scored_dir / f"{slug(v.name)}-first.npy"),
+        )
+        for v in chosen
     ]
     contact_sheet(rows, work.parent / f"leakage-sheet-{motion}.png", cell=72)
     return results
@@ -260,7 +274,11 @@ def pool(per_motion: dict[str, dict[str, dict]], settings: LeakageSettings) -> d
         }
         for a in UNNAMED:
             flags = [p[a] == REFERENCE_LOOK[a] for p in preds]
-            entry["leakage"][a] = {"share": share(flags), "base_share": share(base_flags[a]), "rise": paired_rise(flags, base_flags[a])}
+            entry["leakage"][a] = {
+                "share": share(flags),
+                "base_share": share(base_flags[a]),
+                "rise": paired_rise(flags, base_flags[a]),
+            }
         pooled[name] = entry
     return pooled
 
@@ -272,7 +290,11 @@ def _per_motion_settings(settings: dict) -> dict:
 
 
 def run_leakage_bench(
-    out: str | Path, settings: LeakageSettings | None = None, resume: bool = False, overwrite: bool = False, progress: bool = True,
+    out: str | Path,
+    settings: LeakageSettings | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
     command: str = "motionsep bench leakage",
 ) -> dict:
     """Run (or resume) the benchmark; writes leakage.json, leakage.md, leakage.png and one contact sheet per motion."""
@@ -290,7 +312,9 @@ def run_leakage_bench(
     if stamp.is_file() and not resume:
         raise MotionsepError(f"'{work}' holds an earlier run: pass --resume to continue it or remove the folder")
     if stamp.is_file() and _per_motion_settings(json.loads(stamp.read_text())) != _per_motion_settings(wanted):
-        raise MotionsepError(f"cannot resume '{work}': it was run with other settings; remove the folder or choose another --out")
+        raise MotionsepError(
+            f"cannot resume '{work}': it was run with other settings; remove the folder or choose another --out"
+        )
     write_json(stamp, wanted)
     started = time.time()
     per_motion = {}
@@ -305,11 +329,17 @@ def run_leakage_bench(
         "date": time.strftime("%Y-%m-%d"),
         "wall_seconds": round(time.time() - started, 1),
         "compute_seconds": round(sum(r["seconds"] for results in per_motion.values() for r in results.values()), 1),
-        "variants": {v.name: {"group": v.group, "training": v.training, **asdict(v)} for v in VARIANTS if v.name in settings.variants},
+        "variants": {
+            v.name: {"group": v.group, "training": v.training, **asdict(v)}
+            for v in VARIANTS
+            if v.name in settings.variants
+        },
         "pooled": pooled,
         "sheets": [str(out / f"leakage-sheet-{m}.png") for m in settings.motions],
     }
     write_json(out / "leakage.json", result)
-    leakage_plot(pooled, out / "leakage.png", [v.name for v in VARIANTS if v.group == "methods" and v.name in settings.variants])
+    leakage_plot(
+        pooled, out / "leakage.png", [v.name for v in VARIANTS if v.group == "methods" and v.name in settings.variants]
+    )
     (out / "leakage.md").write_text(leakage_report(result, SWEEP_CENTRE), encoding="utf-8")
     return result

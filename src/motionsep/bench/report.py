@@ -62,11 +62,20 @@ def leakage_table(pooled: dict, names: list[str]) -> str:
     from ..toy.metrics import NAMED
     from ..toy.world import UNNAMED
 
-    head = ["variant", "motion acc. %", "traj. error px", "appearance acc. %"] + [f"{a} leak %" for a in NAMED] + [f"{a} rise %" for a in UNNAMED]
+    head = (
+        ["variant", "motion acc. %", "traj. error px", "appearance acc. %"]
+        + [f"{a} leak %" for a in NAMED]
+        + [f"{a} rise %" for a in UNNAMED]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in names:
         row = pooled[name]
-        cells = [name, _ci(row["motion_accuracy"]), _ci(row["trajectory_error"], percent=False), _ci(row["appearance_accuracy"])]
+        cells = [
+            name,
+            _ci(row["motion_accuracy"]),
+            _ci(row["trajectory_error"], percent=False),
+            _ci(row["appearance_accuracy"]),
+        ]
         cells += [_ci(row["leakage"][a]) for a in NAMED]
         cells += [_rise(row["leakage"][a]["rise"]) for a in UNNAMED]
         lines.append("| " + " | ".join(cells) + " |")
@@ -88,7 +97,16 @@ def leakage_plot(pooled: dict, path: Path, names: list[str] | None = None) -> Pa
         x = 100 * row["motion_accuracy"]["value"]
         xlo, xhi = (100 * v for v in row["motion_accuracy"]["ci95"])
         for ax, y in ((axes[0], 100 * unnamed_rise(row)), (axes[1], 100 * named_leakage(row))):
-            ax.errorbar([x], [y], xerr=[[x - xlo], [xhi - x]], fmt=markers[i % len(markers)], capsize=3, color=f"C{i}", label=name, alpha=0.85)
+            ax.errorbar(
+                [x],
+                [y],
+                xerr=[[x - xlo], [xhi - x]],
+                fmt=markers[i % len(markers)],
+                capsize=3,
+                color=f"C{i}",
+                label=name,
+                alpha=0.85,
+            )
     axes[0].axhline(0, color="grey", lw=0.8)
     axes[0].set_title("unnamed attributes (size, window):\nrise over the base model, mean, %", fontsize=10)
     axes[1].set_title("named attributes (shape, colour, background):\nreference's value shown, mean, %", fontsize=10)
@@ -114,10 +132,15 @@ def _positive_control_line(pooled: dict) -> str:
     detected = [a for a in UNNAMED if pooled[control]["leakage"][a]["rise"]["ci95"][0] > 0]
     named = [a for a, v in pooled[control]["leakage"].items() if "value" in v and v["ci95"][0] > 0.05]
     if detected or named:
-        what = ", ".join([f"{a} (rise {_rise(pooled[control]['leakage'][a]['rise'])})" for a in detected] + [f"{a} (shown {_ci(pooled[control]['leakage'][a])})" for a in named])
+        what = ", ".join(
+            [f"{a} (rise {_rise(pooled[control]['leakage'][a]['rise'])})" for a in detected]
+            + [f"{a} (shown {_ci(pooled[control]['leakage'][a])})" for a in named]
+        )
         return f"The positive control leaks measurably: {what}. The measure can detect leakage in this world."
-    return ("The positive control shows no leakage whose 95% interval excludes zero: in this world at this budget the measure "
-            "detects nothing, so equal leakage numbers below are not evidence that any method avoids leakage.")
+    return (
+        "The positive control shows no leakage whose 95% interval excludes zero: in this world at this budget the measure "
+        "detects nothing, so equal leakage numbers below are not evidence that any method avoids leakage."
+    )
 
 
 def _base_model_line(card: dict | None) -> str:
@@ -125,8 +148,10 @@ def _base_model_line(card: dict | None) -> str:
         return "Base model: no model card."
     quality = (card.get("quality") or {}).get("accuracy", {})
     figures = ", ".join(f"{k} {100 * v['value']:.0f}%" for k, v in quality.items())
-    return (f"Base model: {card.get('unet_steps')} UNet steps; its own accuracy on pretraining prompts: {figures or 'not measured'}. "
-            "Motion numbers below are bounded by how well the base model follows motion at all.")
+    return (
+        f"Base model: {card.get('unet_steps')} UNet steps; its own accuracy on pretraining prompts: {figures or 'not measured'}. "
+        "Motion numbers below are bounded by how well the base model follows motion at all."
+    )
 
 
 def _leakage_target_line(pooled: dict) -> str:
@@ -137,10 +162,12 @@ def _leakage_target_line(pooled: dict) -> str:
     motion = tap["motion_accuracy"]["value"] / max(md["motion_accuracy"]["value"], 1e-9)
     leak_tap, leak_md = unnamed_rise(tap), unnamed_rise(md)
     ok = motion >= 0.9 and (leak_md > 0 and leak_tap <= leak_md / 2)
-    return (f"Target (tap + AH leakage at most half of motiondirector's at >= 90% of its motion accuracy): {_verdict(ok)}. "
-            f"tap + AH: unnamed rise {100 * leak_tap:+.1f} points, motion {100 * tap['motion_accuracy']['value']:.0f}%; "
-            f"motiondirector: {100 * leak_md:+.1f} points, {100 * md['motion_accuracy']['value']:.0f}% "
-            f"(motion ratio {motion:.2f}). A target on leakage can only be met where motiondirector leaks at all.")
+    return (
+        f"Target (tap + AH leakage at most half of motiondirector's at >= 90% of its motion accuracy): {_verdict(ok)}. "
+        f"tap + AH: unnamed rise {100 * leak_tap:+.1f} points, motion {100 * tap['motion_accuracy']['value']:.0f}%; "
+        f"motiondirector: {100 * leak_md:+.1f} points, {100 * md['motion_accuracy']['value']:.0f}% "
+        f"(motion ratio {motion:.2f}). A target on leakage can only be met where motiondirector leaks at all."
+    )
 
 
 def _sweep_choice(pooled: dict, group: list[str]) -> str:
@@ -188,15 +215,31 @@ def leakage_report(result: dict, sweep_centre: dict[str, str]) -> str:
         "|---|" + "---|" * len(settings["motions"]),
     ]
     for name in methods:
-        lines.append(f"| {name} | " + " | ".join(f"{100 * pooled[name]['per_motion_accuracy'][m]:.0f}" for m in settings["motions"]) + " |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{100 * pooled[name]['per_motion_accuracy'][m]:.0f}" for m in settings["motions"])
+            + " |"
+        )
     groups = sorted({v["group"] for v in variants.values()} - {"methods"})
     if groups:
         lines += ["", "## Sweeps", ""]
     for group in groups:
-        members = [sweep_centre[group]] * (sweep_centre[group] in pooled) + [n for n, v in variants.items() if v["group"] == group]
-        lines += [f"### {group}", "", leakage_table(pooled, members), "",
-                  f"Lowest unnamed rise at >= 90% of the group's best motion accuracy: **{_sweep_choice(pooled, members)}**.", ""]
-    lines += ["Contact sheets (first prompt, first seed, one row per variant): " + ", ".join(f"`{Path(s).name}`" for s in result["sheets"]), ""]
+        members = [sweep_centre[group]] * (sweep_centre[group] in pooled) + [
+            n for n, v in variants.items() if v["group"] == group
+        ]
+        lines += [
+            f"### {group}",
+            "",
+            leakage_table(pooled, members),
+            "",
+            f"Lowest unnamed rise at >= 90% of the group's best motion accuracy: **{_sweep_choice(pooled, members)}**.",
+            "",
+        ]
+    lines += [
+        "Contact sheets (first prompt, first seed, one row per variant): "
+        + ", ".join(f"`{Path(s).name}`" for s in result["sheets"]),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -231,9 +274,12 @@ def cost_report(result: dict) -> str:
     for model in dict.fromkeys(r["model"] for r in result["training"]):
         rows = [r for r in result["training"] if r["model"] == model]
         lat = rows[0]["latents"]
-        lines += [f"## Training: {model} (UNet {rows[0]['unet_parameters'] / 1e6:.1f} M parameters, latents {lat})", "",
-                  "| method | LoRA layers (temporal + spatial) | trainable parameters | motion LoRA file | all saved | s / step | peak memory |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## Training: {model} (UNet {rows[0]['unet_parameters'] / 1e6:.1f} M parameters, latents {lat})",
+            "",
+            "| method | LoRA layers (temporal + spatial) | trainable parameters | motion LoRA file | all saved | s / step | peak memory |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
             layers = r["lora_layers"]
             lines.append(
@@ -243,14 +289,24 @@ def cost_report(result: dict) -> str:
             )
         lines.append("")
     for model, g in result.get("generation", {}).items():
-        lines += [f"## Generation: {model}", "", g["what"], "", "| pipeline | seconds | ratio to base |", "|---|---|---|"]
+        lines += [
+            f"## Generation: {model}",
+            "",
+            g["what"],
+            "",
+            "| pipeline | seconds | ratio to base |",
+            "|---|---|---|",
+        ]
         lines += [f"| {k} | {v:.3f} | {g['ratio_to_base'][k]:.3f} |" for k, v in g["seconds"].items()]
         lines.append("")
     lines += ["## Targets", ""] + cost_targets(result) + [""]
     if not settings["device"].startswith("cuda"):
-        lines += ["Not measured here: the ZeroScope architecture at 384x384 x 16 frames in fp16 with gradient checkpointing "
-                  "needs a GPU (`motionsep bench cost --cuda --model zeroscope --zeroscope-latent 48 --frames 16`), to compare "
-                  "with MotionDirector's published ~14 GB.", ""]
+        lines += [
+            "Not measured here: the ZeroScope architecture at 384x384 x 16 frames in fp16 with gradient checkpointing "
+            "needs a GPU (`motionsep bench cost --cuda --model zeroscope --zeroscope-latent 48 --frames 16`), to compare "
+            "with MotionDirector's published ~14 GB.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -265,13 +321,17 @@ def cost_targets(result: dict) -> list[str]:
     for row in result["training"]:
         ratio = row.get("ratio_to_motiondirector")
         if row["method"] == "tap" and ratio:
-            lines.append(f"- {row['model']}: tap step time {ratio['seconds_per_step']:.2f}x MotionDirector's (target <= 0.6x: "
-                         f"{_verdict(ratio['seconds_per_step'] <= 0.6)}), peak memory {ratio['peak_memory_bytes']:.2f}x "
-                         f"(target <= 0.85x: {_verdict(ratio['peak_memory_bytes'] <= 0.85)}).")
+            lines.append(
+                f"- {row['model']}: tap step time {ratio['seconds_per_step']:.2f}x MotionDirector's (target <= 0.6x: "
+                f"{_verdict(ratio['seconds_per_step'] <= 0.6)}), peak memory {ratio['peak_memory_bytes']:.2f}x "
+                f"(target <= 0.85x: {_verdict(ratio['peak_memory_bytes'] <= 0.85)})."
+            )
     for model, g in result.get("generation", {}).items():
         r = g["ratio_to_base"].get(FUSED_GENERATION)
         if r is not None:
             again = g["ratio_to_base"].get(BASE_AGAIN)
             noise = f"; the base timed again last: {again:.3f}x, the noise of this ratio" if again is not None else ""
-            lines.append(f"- {model}: generation with tap LoRA (fused) + AH + PLI {r:.3f}x the base pipeline (target <= 1.02x: {_verdict(r <= 1.02)}{noise}).")
+            lines.append(
+                f"- {model}: generation with tap LoRA (fused) + AH + PLI {r:.3f}x the base pipeline (target <= 1.02x: {_verdict(r <= 1.02)}{noise})."
+            )
     return lines

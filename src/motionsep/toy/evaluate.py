@@ -38,7 +38,9 @@ from .world import (
 )
 
 _WHITE = (245, 245, 245)
-_PALETTE_NAMES = [("object", c) for c in COLOURS] + [("background", b) for b in BACKGROUNDS for _ in (0, 1)] + [("window", "white")]
+_PALETTE_NAMES = (
+    [("object", c) for c in COLOURS] + [("background", b) for b in BACKGROUNDS for _ in (0, 1)] + [("window", "white")]
+)
 _PALETTE = np.array(list(COLOURS.values()) + [c for pair in BACKGROUNDS.values() for c in pair] + [_WHITE], np.float32)
 _N_OBJECT = len(COLOURS)
 

@@ -63,11 +63,15 @@ def score(
     result = {
         "generations": len(predictions),
         "motion_accuracy": share([p["motion"] == motion for p in predictions]),
-        "trajectory_error_px": round(float(np.mean([trajectory_error(p["trajectory"], target) for p in predictions])), 3),
+        "trajectory_error_px": round(
+            float(np.mean([trajectory_error(p["trajectory"], target) for p in predictions])), 3
+        ),
         "appearance_accuracy": {a: share([p[a] == getattr(s, a) for p, s in zip(predictions, prompts)]) for a in NAMED},
         "leakage": {a: share([p[a] == reference[a] for p in predictions]) for a in NAMED},
     }
-    result["appearance_accuracy"]["all"] = share([all(p[a] == getattr(s, a) for a in NAMED) for p, s in zip(predictions, prompts)])
+    result["appearance_accuracy"]["all"] = share(
+        [all(p[a] == getattr(s, a) for a in NAMED) for p, s in zip(predictions, prompts)]
+    )
     for attribute in UNNAMED:
         flags = [p[attribute] == reference[attribute] for p in predictions]
         entry = {"share": share(flags)}

@@ -94,27 +94,52 @@ def build_models(seed: int):
     tokenizer = build_tokenizer(vocabulary(), max_length=32)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
-            hidden_size=64, intermediate_size=128, num_attention_heads=4, num_hidden_layers=2,
-            vocab_size=len(tokenizer), max_position_embeddings=32, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+            hidden_size=64,
+            intermediate_size=128,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=32,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
         )
     )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=8, sample_size=SIZE, layers_per_block=1, norm_num_groups=16,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(32, 64, 64),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=8,
+        sample_size=SIZE,
+        layers_per_block=1,
+        norm_num_groups=16,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(32, 64, 64),
     )  # 4x down: 32x32 frames -> 8x8x8 latents
     unet = UNet3DConditionModel(
-        sample_size=SIZE // 4, in_channels=8, out_channels=8, layers_per_block=1, norm_num_groups=16,
+        sample_size=SIZE // 4,
+        in_channels=8,
+        out_channels=8,
+        layers_per_block=1,
+        norm_num_groups=16,
         down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
         up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
-        block_out_channels=(32, 64, 128), attention_head_dim=8, cross_attention_dim=64,
+        block_out_channels=(32, 64, 128),
+        attention_head_dim=8,
+        cross_attention_dim=64,
     )
     # v-prediction on a zero-terminal-SNR schedule (diffusers' rescale_betas_zero_snr), not SD's epsilon on
     # scaled_linear: with epsilon the loss weights a wrong layout at high noise by the SNR, almost nothing,
     # and at 8x8x8 latents scaled_linear leaves the object visible at t=999, so a model trained that way
     # took its motion from the seed and ignored the caption (measured: 4% motion accuracy at 3,500 steps).
     scheduler = DDIMScheduler(
-        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=False,
-        prediction_type="v_prediction", rescale_betas_zero_snr=True,
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
         timestep_spacing="trailing",  # sampling starts at t=999, the pure-noise end
     )
     return tokenizer, text_encoder, vae, unet, scheduler
@@ -168,7 +193,12 @@ def train_vae(config: PretrainConfig, vae, out: Path, state: dict) -> None:
         _maybe_load_optimizer(optimizer, out / "vae_stage" / "optimizer.safetensors")
     vae.train()
     started = time.time() - state["vae_seconds"]
-    bar = tqdm(range(state["vae_step"] + 1, config.vae_steps + 1), desc="pretrain vae", initial=state["vae_step"], total=config.vae_steps)
+    bar = tqdm(
+        range(state["vae_step"] + 1, config.vae_steps + 1),
+        desc="pretrain vae",
+        initial=state["vae_step"],
+        total=config.vae_steps,
+    )
     for step in bar:
         x, _ = clip_batch(config.seed + 7, step, max(1, config.vae_batch // FRAMES))
         frames = x.permute(0, 2, 1, 3, 4).reshape(-1, 3, SIZE, SIZE)
@@ -204,7 +234,10 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
 def encode_clips(vae, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     b, c, f, h, w = x.shape
     with torch.no_grad():
-        z = vae.encode(x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)).latent_dist.sample(generator) * vae.config.scaling_factor
+        z = (
+            vae.encode(x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)).latent_dist.sample(generator)
+            * vae.config.scaling_factor
+        )
     return z.reshape(b, f, *z.shape[1:]).permute(0, 2, 1, 3, 4)
 
 
@@ -216,11 +249,17 @@ def _start_ema(config: PretrainConfig, unet, text_encoder, out: Path, state: dic
 
     stage = out / "unet_stage"
     if (stage / "ema_unet").is_dir():
-        copies = (UNet3DConditionModel.from_pretrained(str(stage / "ema_unet")), CLIPTextModel.from_pretrained(str(stage / "ema_text_encoder")))
+        copies = (
+            UNet3DConditionModel.from_pretrained(str(stage / "ema_unet")),
+            CLIPTextModel.from_pretrained(str(stage / "ema_text_encoder")),
+        )
     else:
         copies = (copy.deepcopy(unet), copy.deepcopy(text_encoder))
         if state["unet_step"] > 0:
-            _log(out, {"event": f"EMA of the weights (decay {config.ema_decay}) starts at UNet step {state['unet_step']}"})
+            _log(
+                out,
+                {"event": f"EMA of the weights (decay {config.ema_decay}) starts at UNet step {state['unet_step']}"},
+            )
     ema = EMAModel([p for m in copies for p in m.parameters()], decay=config.ema_decay)
     # Count EMAModel's steps from the training step, not from when the average started: its warm-up,
     # decay = (1 + n) / (10 + n), is meant for the start of training, and its step count is not saved here.
@@ -248,20 +287,31 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
     unet.train()
     text_encoder.train()
     started = time.time() - state["seconds"]
-    bar = tqdm(range(state["unet_step"] + 1, config.unet_steps + 1), desc="pretrain unet", initial=state["unet_step"], total=config.unet_steps)
+    bar = tqdm(
+        range(state["unet_step"] + 1, config.unet_steps + 1),
+        desc="pretrain unet",
+        initial=state["unet_step"],
+        total=config.unet_steps,
+    )
     losses = []
     for step in bar:
-        x, captions = clip_batch(config.seed, step, config.unet_batch, NARROW_LOOK if step <= config.narrow_steps else None)
+        x, captions = clip_batch(
+            config.seed, step, config.unet_batch, NARROW_LOOK if step <= config.narrow_steps else None
+        )
         g = _step_generator(config.seed, step)
         captions = ["" if torch.rand((1,), generator=g).item() < config.caption_dropout else c for c in captions]
         latents = encode_clips(vae, x, g)  # every draw from g: a resumed run sees what an uninterrupted one would
         noise = torch.randn(latents.shape, generator=g)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=g)
-        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+        ids = tokenizer(
+            captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids
         text = text_encoder(ids)[0]
         pred = unet(noise_scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=text).sample
         target = diffusion_target(noise_scheduler, latents, noise, t)
-        loss = F.mse_loss(pred, target) + config.motion_loss_weight * F.mse_loss(across_frames(pred), across_frames(target))
+        loss = F.mse_loss(pred, target) + config.motion_loss_weight * F.mse_loss(
+            across_frames(pred), across_frames(target)
+        )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         lr = config.lr * min(1.0, (step - warmup_from) / 200)  # short warm-up
@@ -275,7 +325,15 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if step % config.checkpoint_every == 0 or step == config.unet_steps:
             state.update(unet_step=step, seconds=time.time() - started)
-            _log(out, {"stage": "unet", "step": step, "loss": float(np.mean(losses[-config.checkpoint_every:])), "seconds": state["seconds"]})
+            _log(
+                out,
+                {
+                    "stage": "unet",
+                    "step": step,
+                    "loss": float(np.mean(losses[-config.checkpoint_every :])),
+                    "seconds": state["seconds"],
+                },
+            )
             modules = {"unet": unet, "text_encoder": text_encoder}
             if ema is not None:
                 ema.copy_to([p for m in ema_copies for p in m.parameters()])
@@ -288,7 +346,9 @@ def export_pipeline(models, folder: Path, dtype=torch.float16) -> Path:
     from diffusers import TextToVideoSDPipeline
 
     tokenizer, text_encoder, vae, unet, scheduler = models
-    pipe = TextToVideoSDPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+    pipe = TextToVideoSDPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
+    )
     pipe.to(dtype=dtype)
     shutil.rmtree(folder, ignore_errors=True)
     pipe.save_pretrained(str(folder))
@@ -315,8 +375,9 @@ def pretrain(config: PretrainConfig) -> Path:
     return export_from_run(out, out / "pipeline")
 
 
-def export_from_run(run: str | Path, dest: str | Path, quality: dict | None = None, ema: bool = True,
-                    probe: dict | None = None) -> Path:
+def export_from_run(
+    run: str | Path, dest: str | Path, quality: dict | None = None, ema: bool = True, probe: dict | None = None
+) -> Path:
     """Ship the newest checkpoint of a pretraining run as a pipeline folder with a model card.
 
     The EMA weights when the run has them (and `ema`), the raw weights otherwise.
@@ -343,7 +404,9 @@ def export_from_run(run: str | Path, dest: str | Path, quality: dict | None = No
         "vae_steps": state["vae_step"],
         "unet_steps": state["unet_step"],
         "unet_batch": config["unet_batch"],
-        "weights": f"exponential moving average, decay {config.get('ema_decay')}" if prefix else "raw (last optimizer step)",
+        "weights": f"exponential moving average, decay {config.get('ema_decay')}"
+        if prefix
+        else "raw (last optimizer step)",
         "wall_time_hours": {"vae": round(vae_seconds / 3600, 2), "unet": round(state["seconds"] / 3600, 2)},
         "machine": f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}",
         "parameters_millions": {

@@ -59,11 +59,15 @@ def build_motion_unet(base_unet, motion_heads: int = 4):
 
     c = base_unet.config
     image_unet = UNet2DConditionModel(
-        sample_size=c.sample_size, in_channels=c.in_channels, out_channels=c.out_channels,
-        layers_per_block=c.layers_per_block, norm_num_groups=c.norm_num_groups,
+        sample_size=c.sample_size,
+        in_channels=c.in_channels,
+        out_channels=c.out_channels,
+        layers_per_block=c.layers_per_block,
+        norm_num_groups=c.norm_num_groups,
         down_block_types=tuple(b.replace("3D", "2D") for b in c.down_block_types),
         up_block_types=tuple(b.replace("3D", "2D") for b in c.up_block_types),
-        block_out_channels=tuple(c.block_out_channels), attention_head_dim=c.attention_head_dim,
+        block_out_channels=tuple(c.block_out_channels),
+        attention_head_dim=c.attention_head_dim,
         cross_attention_dim=c.cross_attention_dim,
         use_linear_projection=True,  # UNet3D's spatial transformers project with Linear layers
     )
@@ -71,8 +75,11 @@ def build_motion_unet(base_unet, motion_heads: int = 4):
     if result.missing_keys:  # every image weight must come from the base model; only temporal ones are left out
         raise RuntimeError(f"spatial weights missing from the base UNet: {result.missing_keys[:5]}")
     adapter = MotionAdapter(
-        block_out_channels=tuple(c.block_out_channels), motion_layers_per_block=c.layers_per_block,
-        motion_norm_num_groups=c.norm_num_groups, motion_num_attention_heads=motion_heads, motion_max_seq_length=32,
+        block_out_channels=tuple(c.block_out_channels),
+        motion_layers_per_block=c.layers_per_block,
+        motion_norm_num_groups=c.norm_num_groups,
+        motion_num_attention_heads=motion_heads,
+        motion_max_seq_length=32,
     )
     return UNetMotionModel.from_unet2d(image_unet, adapter)
 
@@ -82,7 +89,9 @@ def _base_models(base: str):
 
     pipe, family = load_pipeline(base)
     if family.name != "modelscope":
-        raise ValueError(f"the base of the AnimateDiff shapes world must be a ModelScope-family model, got {family.name}")
+        raise ValueError(
+            f"the base of the AnimateDiff shapes world must be a ModelScope-family model, got {family.name}"
+        )
     return pipe
 
 
@@ -98,7 +107,11 @@ def _start_ema(config: AnimateDiffPretrainConfig, unet, stage: Path, step: int):
     from diffusers import UNetMotionModel
     from diffusers.training_utils import EMAModel
 
-    ema_unet = UNetMotionModel.from_pretrained(str(stage / "ema_unet")) if (stage / "ema_unet").is_dir() else copy.deepcopy(unet)
+    ema_unet = (
+        UNetMotionModel.from_pretrained(str(stage / "ema_unet"))
+        if (stage / "ema_unet").is_dir()
+        else copy.deepcopy(unet)
+    )
     ema = EMAModel(list(ema_unet.parameters()), decay=config.ema_decay)
     ema.optimization_step = step  # warm-up counted from the training step (toy/pretrain.py says why)
     return ema, ema_unet
@@ -120,18 +133,27 @@ def pretrain_animatediff(config: AnimateDiffPretrainConfig) -> Path:
         unet.load_state_dict(UNetMotionModel.from_pretrained(str(stage / "unet")).state_dict())
     motion_params, spatial_params = _split_params(unet)
     optimizer = torch.optim.AdamW(
-        [{"params": motion_params, "lr": config.lr}, {"params": spatial_params, "lr": config.spatial_lr}], weight_decay=1e-2
+        [{"params": motion_params, "lr": config.lr}, {"params": spatial_params, "lr": config.spatial_lr}],
+        weight_decay=1e-2,
     )
     warmup_from = 0
     if state["unet_step"] > 0 and not _maybe_load_optimizer(optimizer, stage / "optimizer.safetensors"):
         warmup_from = state["unet_step"]
     ema, ema_unet = _start_ema(config, unet, stage, state["unet_step"]) if config.ema_decay else (None, None)
     noise_scheduler = DDPMScheduler.from_config(base.scheduler.config)
-    tokenizer, text_encoder, vae = base.tokenizer, base.text_encoder.requires_grad_(False), base.vae.requires_grad_(False)
+    tokenizer, text_encoder, vae = (
+        base.tokenizer,
+        base.text_encoder.requires_grad_(False),
+        base.vae.requires_grad_(False),
+    )
     unet.train()
     started = time.time() - state["seconds"]
-    bar = tqdm(range(state["unet_step"] + 1, config.unet_steps + 1), desc="pretrain motion modules",
-               initial=state["unet_step"], total=config.unet_steps)
+    bar = tqdm(
+        range(state["unet_step"] + 1, config.unet_steps + 1),
+        desc="pretrain motion modules",
+        initial=state["unet_step"],
+        total=config.unet_steps,
+    )
     losses: list[float] = []
     for step in bar:
         spatial_trains = step > config.motion_steps
@@ -143,12 +165,16 @@ def pretrain_animatediff(config: AnimateDiffPretrainConfig) -> Path:
         latents = encode_clips(vae, x, g)
         noise = torch.randn(latents.shape, generator=g)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=g)
-        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+        ids = tokenizer(
+            captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids
         with torch.no_grad():
             text = text_encoder(ids)[0].repeat_interleave(latents.shape[2], dim=0)  # UNetMotionModel: text per frame
         pred = unet(noise_scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=text).sample
         target = diffusion_target(noise_scheduler, latents, noise, t)
-        loss = F.mse_loss(pred, target) + config.motion_loss_weight * F.mse_loss(across_frames(pred), across_frames(target))
+        loss = F.mse_loss(pred, target) + config.motion_loss_weight * F.mse_loss(
+            across_frames(pred), across_frames(target)
+        )
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in unet.parameters() if p.grad is not None], 1.0)
         ramp = min(1.0, (step - warmup_from) / 200)  # short warm-up, and again when the spatial weights join
@@ -162,8 +188,15 @@ def pretrain_animatediff(config: AnimateDiffPretrainConfig) -> Path:
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", spatial="on" if spatial_trains else "frozen")
         if step % config.checkpoint_every == 0 or step == config.unet_steps:
             state.update(unet_step=step, seconds=time.time() - started)
-            _log(out, {"stage": "motion" if not spatial_trains else "motion+spatial", "step": step,
-                       "loss": float(np.mean(losses[-config.checkpoint_every:])), "seconds": state["seconds"]})
+            _log(
+                out,
+                {
+                    "stage": "motion" if not spatial_trains else "motion+spatial",
+                    "step": step,
+                    "loss": float(np.mean(losses[-config.checkpoint_every :])),
+                    "seconds": state["seconds"],
+                },
+            )
             modules = {"unet": unet}
             if ema is not None:
                 ema.copy_to(ema_unet.parameters())
@@ -177,8 +210,9 @@ def is_animatediff_run(run: str | Path) -> bool:
     return config.is_file() and "motion_steps" in json.loads(config.read_text())
 
 
-def export_animatediff(run: str | Path, dest: str | Path, quality: dict | None = None, probe: dict | None = None,
-                       ema: bool = True) -> Path:
+def export_animatediff(
+    run: str | Path, dest: str | Path, quality: dict | None = None, probe: dict | None = None, ema: bool = True
+) -> Path:
     """Ship the newest checkpoint of a run as an AnimateDiffPipeline folder (fp16) with a model card."""
     import platform
     import shutil
@@ -191,8 +225,14 @@ def export_animatediff(run: str | Path, dest: str | Path, quality: dict | None =
     base = _base_models(config["base"])
     prefix = "ema_" if ema and (run / "unet_stage" / "ema_unet").is_dir() else ""
     unet = UNetMotionModel.from_pretrained(str(run / "unet_stage" / f"{prefix}unet"))
-    pipe = AnimateDiffPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=unet,
-                               motion_adapter=None, scheduler=base.scheduler)
+    pipe = AnimateDiffPipeline(
+        vae=base.vae,
+        text_encoder=base.text_encoder,
+        tokenizer=base.tokenizer,
+        unet=unet,
+        motion_adapter=None,
+        scheduler=base.scheduler,
+    )
     pipe.to(dtype=torch.float16)
     shutil.rmtree(dest, ignore_errors=True)
     pipe.save_pretrained(str(dest))
@@ -201,14 +241,29 @@ def export_animatediff(run: str | Path, dest: str | Path, quality: dict | None =
         "what": "shapes-world text-to-video model of the AnimateDiff family (AnimateDiffPipeline, UNetMotionModel): "
         "the embedded ModelScope-family model's spatial weights, VAE and text encoder, with motion modules trained for this world",
         "command": f"motionsep toy pretrain --family animatediff --out {run} --steps {config['unet_steps']}",
-        "recipe": {k: config[k] for k in ("motion_steps", "unet_steps", "unet_batch", "lr", "spatial_lr", "motion_heads",
-                                          "motion_loss_weight", "caption_dropout")},
+        "recipe": {
+            k: config[k]
+            for k in (
+                "motion_steps",
+                "unet_steps",
+                "unet_batch",
+                "lr",
+                "spatial_lr",
+                "motion_heads",
+                "motion_loss_weight",
+                "caption_dropout",
+            )
+        },
         "unet_steps": state["unet_step"],
-        "weights": f"exponential moving average, decay {config.get('ema_decay')}" if prefix else "raw (last optimizer step)",
+        "weights": f"exponential moving average, decay {config.get('ema_decay')}"
+        if prefix
+        else "raw (last optimizer step)",
         "wall_time_hours": {"unet": round(state["seconds"] / 3600, 2)},
         "machine": f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}",
-        "parameters_millions": {"motion_modules": round(sum(p.numel() for p in motion) / 1e6, 2),
-                                "spatial": round(sum(p.numel() for p in spatial) / 1e6, 2)},
+        "parameters_millions": {
+            "motion_modules": round(sum(p.numel() for p in motion) / 1e6, 2),
+            "spatial": round(sum(p.numel() for p in spatial) / 1e6, 2),
+        },
         "quality": quality,
         "probe": probe,
     }

@@ -32,7 +32,9 @@ def evaluator_measure(pipeline: MotionPipeline, settings: ProbeSettings) -> dict
     prompts = [caption(s) for s in scenes]
     seeds = list(range(len(prompts)))
     accuracy: dict[str, dict[str, Any]] = {}
-    for name, off in tqdm(settings_to_probe(pipeline.family).items(), desc="probe: evaluator measure", disable=not settings.progress):
+    for name, off in tqdm(
+        settings_to_probe(pipeline.family).items(), desc="probe: evaluator measure", disable=not settings.progress
+    ):
         with pathways_off(pipeline.pipe.unet, pipeline.family, off):
             videos = pipeline.videos(prompts, seeds, TOY_SAMPLING)
         read = [evaluate_video(v) for v in videos]
@@ -52,11 +54,17 @@ def probe_world_model(model: str, settings: ProbeSettings | None = None) -> dict
     scenes = _scenes(settings.clips, settings.seed + 1)
     videos = np.stack([render(s) for s in scenes])
     batch = probe_batch_from_videos(pipeline.pipe, videos, [caption(s) for s in scenes])
-    report = probe_pipeline(pipeline.pipe, pipeline.family, batch, settings,
-                            f"{len(scenes)} rendered shapes-world clips (moving pretraining motions)")
+    report = probe_pipeline(
+        pipeline.pipe,
+        pipeline.family,
+        batch,
+        settings,
+        f"{len(scenes)} rendered shapes-world clips (moving pretraining motions)",
+    )
     report["evaluator_measure"] = evaluator_measure(pipeline, settings)
-    report["same_ranking"] = same_ranking(report["model_measure"]["kept"], report["evaluator_measure"]["kept"],
-                                          [p.name for p in pipeline.family.pathways])
+    report["same_ranking"] = same_ranking(
+        report["model_measure"]["kept"], report["evaluator_measure"]["kept"], [p.name for p in pipeline.family.pathways]
+    )
     return report
 
 

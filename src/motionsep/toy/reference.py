@@ -24,17 +24,34 @@ def reference_scenes(motion: str, count: int = 4, seed: int = 0, look: dict | No
     return [random_scene(rng, motion=motion, **(look or REFERENCE_LOOK)) for _ in range(count)]
 
 
-def toy_config_dict(data: str | Path, output_dir: str | Path, *, model: str = "toy", method: str = "tap",
-                    steps: int = 300, learning_rate: float = 1e-3, rank: int = 16, batch_size: int = 4,
-                    targets: list[str] | None = None, checkpoint_every: int = 100) -> dict:
+def toy_config_dict(
+    data: str | Path,
+    output_dir: str | Path,
+    *,
+    model: str = "toy",
+    method: str = "tap",
+    steps: int = 300,
+    learning_rate: float = 1e-3,
+    rank: int = 16,
+    batch_size: int = 4,
+    targets: list[str] | None = None,
+    checkpoint_every: int = 100,
+) -> dict:
     """The training config for shapes-world clips (8 frames, 32x32, no LoRA dropout) as plain data:
     the demo, the benchmarks and `toy render`'s config.yaml all train with it."""
     lora = {"rank": rank, "dropout": 0.0} | ({"targets": targets} if targets else {})
     return {
-        "model": model, "method": method, "output_dir": str(output_dir),
+        "model": model,
+        "method": method,
+        "output_dir": str(output_dir),
         "data": {"path": str(data), "frames": 8, "size": [32, 32]},
         "lora": lora,
-        "train": {"steps": steps, "learning_rate": learning_rate, "batch_size": batch_size, "checkpoint_every": checkpoint_every},
+        "train": {
+            "steps": steps,
+            "learning_rate": learning_rate,
+            "batch_size": batch_size,
+            "checkpoint_every": checkpoint_every,
+        },
     }
 
 
@@ -44,7 +61,9 @@ def toy_training_config(data: str | Path, output_dir: str | Path, **settings):
     return config_from_dict(toy_config_dict(data, output_dir, **settings))
 
 
-def write_reference_clips(out: str | Path, motion: str = "zigzag", count: int = 4, seed: int = 0, steps: int = 300, overwrite: bool = False) -> Path:
+def write_reference_clips(
+    out: str | Path, motion: str = "zigzag", count: int = 4, seed: int = 0, steps: int = 300, overwrite: bool = False
+) -> Path:
     """clips/*.mp4 + same-name .txt captions, scenes.json, and config.yaml for `motionsep train`."""
     out = Path(out)
     if not overwrite:
@@ -60,4 +79,3 @@ def write_reference_clips(out: str | Path, motion: str = "zigzag", count: int = 
     path = out / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
-

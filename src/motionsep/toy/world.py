@@ -197,8 +197,14 @@ def _article(word: str) -> str:
 
 def caption(scene: Scene, rng: random.Random | None = None) -> str:
     """A caption naming shape, colour, background and motion; phrasing varies when `rng` is given."""
-    motion = "standing still" if scene.motion == "still" else (
-        f"moving {scene.motion}" if scene.motion in PRETRAIN_MOTIONS else f"moving in {_article(scene.motion)} {scene.motion}"
+    motion = (
+        "standing still"
+        if scene.motion == "still"
+        else (
+            f"moving {scene.motion}"
+            if scene.motion in PRETRAIN_MOTIONS
+            else f"moving in {_article(scene.motion)} {scene.motion}"
+        )
     )
     subject = f"{_article(scene.colour)} {scene.colour} {scene.shape}"
     background = f"on a {scene.background} background"
