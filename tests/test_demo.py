@@ -101,6 +101,30 @@ def test_shipped_model_loads_through_the_normal_loader_and_denoises():
     assert size <= 25 * 2**20
 
 
+def test_shipped_animatediff_model_loads_through_the_normal_loader_and_denoises():
+    import numpy as np
+
+    from motionsep.generate import MotionPipeline, SamplingSettings
+    from motionsep.models import load_pipeline
+    from motionsep.toy import embedded_model_path
+
+    folder = embedded_model_path("toy-animatediff")
+    pipe, family = load_pipeline("toy-animatediff")
+    assert family.name == "animatediff" and type(pipe).__name__ == "AnimateDiffPipeline"
+    assert type(pipe.unet).__name__ == "UNetMotionModel"
+    # no temporal convolution anywhere: the motion modules' attention is the only path across frames
+    assert not [n for n, m in pipe.unet.named_modules() if type(m).__name__ == "TemporalConvLayer"]
+    pipeline = MotionPipeline.from_pretrained("toy-animatediff")
+    frames = pipeline(
+        "a red circle moving left quickly on a plain background", 0, SamplingSettings(num_frames=8, steps=2)
+    )
+    assert frames.shape == (8, 32, 32, 3) and frames.dtype == np.uint8 and frames.std() > 0
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size <= 15 * 2**20
+    card = json.loads((folder / "model_card.json").read_text())
+    assert card["probe"]["family"] == "animatediff" and card["quality"]["generations"] == 200
+
+
 def test_base_model_quality_confusion_agrees_with_accuracy(toy_like_model):
     from motionsep.toy.quality import base_model_quality
 

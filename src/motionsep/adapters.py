@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .errors import MotionsepError
-from .models import FAMILIES, family_of
+from .models import FAMILIES, UNet, family_of
 
 MOTION = "motion"  # adapter name of the motion (temporal) LoRA
 SPATIAL = "spatial"  # adapter name of the dual-path methods' spatial LoRA
@@ -42,14 +42,14 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 def make_lora_config(module_names: list[str], rank: int, alpha: float | None, dropout: float) -> LoraConfig:
     return LoraConfig(
         r=rank,
-        lora_alpha=rank if alpha is None else alpha,
+        lora_alpha=rank if alpha is None else alpha,  # type: ignore[arg-type]  # peft accepts floats
         lora_dropout=dropout,
         target_modules=list(module_names),
         init_lora_weights=True,  # B = 0: a fresh LoRA leaves the model unchanged
     )
 
 
-def add_lora(unet: torch.nn.Module, config: LoraConfig, adapter_name: str) -> None:
+def add_lora(unet: UNet, config: LoraConfig, adapter_name: str) -> None:
     """Inject one adapter with peft, keeping every adapter already there active.
 
     peft makes the newest adapter the only active one on *every* LoRA layer, which would silently
@@ -66,7 +66,8 @@ def add_lora(unet: torch.nn.Module, config: LoraConfig, adapter_name: str) -> No
         layer.set_adapter(names)
 
 
-def lora_layers(unet: torch.nn.Module, adapter_name: str | None = None) -> list[BaseTunerLayer]:
+def lora_layers(unet: UNet, adapter_name: str | None = None) -> list[Any]:
+    """peft's LoRA layers (typed Any: BaseTunerLayer declares none of the LoRA attributes they carry)."""
     return [
         m
         for m in unet.modules()
@@ -74,14 +75,14 @@ def lora_layers(unet: torch.nn.Module, adapter_name: str | None = None) -> list[
     ]
 
 
-def lora_parameters(unet: torch.nn.Module, adapter_name: str) -> list[torch.nn.Parameter]:
+def lora_parameters(unet: UNet, adapter_name: str) -> list[torch.nn.Parameter]:
     params = []
     for layer in lora_layers(unet, adapter_name):
         params += list(layer.lora_A[adapter_name].parameters()) + list(layer.lora_B[adapter_name].parameters())
     return params
 
 
-def set_lora_enabled(unet: torch.nn.Module, enabled: bool, adapter_name: str | None = None) -> None:
+def set_lora_enabled(unet: UNet, enabled: bool, adapter_name: str | None = None) -> None:
     """Switch LoRA layers on or off without touching which parameters are trainable."""
     for layer in lora_layers(unet, adapter_name):
         flags = [p.requires_grad for p in layer.parameters()]
@@ -98,7 +99,7 @@ class FusedLora:
     The peft layers stay in the model with the adapter switched off, so they add no LoRA matmuls.
     """
 
-    def __init__(self, unet: torch.nn.Module, adapter_name: str = MOTION):
+    def __init__(self, unet: UNet, adapter_name: str = MOTION):
         self.layers = []
         with torch.no_grad():
             for layer in lora_layers(unet, adapter_name):
@@ -114,7 +115,7 @@ class FusedLora:
 
 
 @contextlib.contextmanager
-def lora_disabled(unet: torch.nn.Module, adapter_name: str | None = None) -> Iterator[None]:
+def lora_disabled(unet: UNet, adapter_name: str | None = None) -> Iterator[None]:
     set_lora_enabled(unet, False, adapter_name)
     try:
         yield
@@ -122,13 +123,13 @@ def lora_disabled(unet: torch.nn.Module, adapter_name: str | None = None) -> Ite
         set_lora_enabled(unet, True, adapter_name)
 
 
-def set_lora_scale(unet: torch.nn.Module, scale: float, adapter_name: str = MOTION) -> None:
+def set_lora_scale(unet: UNet, scale: float, adapter_name: str = MOTION) -> None:
     """Multiply the adapter's alpha/r scaling by `scale` (the --lora-scale of generation)."""
     for layer in lora_layers(unet, adapter_name):
         layer.set_scale(adapter_name, scale)
 
 
-def lora_state_dict(unet: torch.nn.Module, adapter_name: str) -> dict[str, torch.Tensor]:
+def lora_state_dict(unet: UNet, adapter_name: str) -> dict[str, torch.Tensor]:
     """peft keys without the adapter name: '<module>.lora_A.weight', contiguous and on the CPU."""
     state = get_peft_model_state_dict(unet, adapter_name=adapter_name)
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
@@ -146,7 +147,7 @@ def _write_weights(folder: Path, state: dict[str, torch.Tensor], config: LoraCon
 
 
 def save_lora_folder(
-    unet: torch.nn.Module,
+    unet: UNet,
     folder: str | os.PathLike,
     metadata: dict[str, Any],
     configs: dict[str, LoraConfig],
@@ -167,7 +168,7 @@ def save_lora_folder(
             _write_weights(tmp / "spatial", lora_state_dict(unet, SPATIAL), configs[SPATIAL], family.pipeline_class)
         meta = {"format": FORMAT, "family": family.name, **metadata}
         meta["lora_config"] = {k: v for k, v in configs[MOTION].to_dict().items() if k in _LORA_CONFIG_KEYS}
-        meta["lora_config"]["target_modules"] = sorted(configs[MOTION].target_modules)
+        meta["lora_config"]["target_modules"] = sorted(configs[MOTION].target_modules or ())
         (tmp / METADATA_NAME).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
         for name in (f"spatial/{WEIGHTS_NAME}", WEIGHTS_NAME, METADATA_NAME):
             if (tmp / name).is_file():
@@ -218,7 +219,7 @@ def read_lora_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def set_lora_weights(unet: torch.nn.Module, weights: dict[str, torch.Tensor], adapter_name: str, source: Path) -> None:
+def set_lora_weights(unet: UNet, weights: dict[str, torch.Tensor], adapter_name: str, source: Path) -> None:
     """Put saved diffusers-format weights ('unet.'-prefixed peft keys) into an injected adapter."""
     prefix = "unet."
     state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
@@ -230,7 +231,7 @@ def set_lora_weights(unet: torch.nn.Module, weights: dict[str, torch.Tensor], ad
         raise MotionsepError(f"LoRA '{source}' does not fit this UNet: unexpected key '{unexpected[0]}'")
 
 
-def load_motion_lora(unet: torch.nn.Module, folder: str | os.PathLike, adapter_name: str = MOTION) -> dict[str, Any]:
+def load_motion_lora(unet: UNet, folder: str | os.PathLike, adapter_name: str = MOTION) -> dict[str, Any]:
     """Load a motionsep LoRA folder onto `unet` with peft; returns its metadata."""
     folder = Path(folder)
     meta = read_lora_metadata(folder)

@@ -12,6 +12,7 @@ import shlex
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from .errors import MotionsepError
 
@@ -135,10 +136,10 @@ def cmd_toy_pretrain(args) -> None:
     if args.family == "animatediff":
         from .toy.pretrain_animatediff import AnimateDiffPretrainConfig, pretrain_animatediff
 
-        config = AnimateDiffPretrainConfig(out=args.out or AnimateDiffPretrainConfig.out, seed=args.seed)
+        ad_config = AnimateDiffPretrainConfig(out=args.out or AnimateDiffPretrainConfig.out, seed=args.seed)
         if args.steps is not None:
-            config.unet_steps = args.steps
-        folder = pretrain_animatediff(config)
+            ad_config.unet_steps = args.steps
+        folder = pretrain_animatediff(ad_config)
     else:
         from .toy.pretrain import PretrainConfig, pretrain
 
@@ -183,7 +184,7 @@ def cmd_bench_leakage(args) -> None:
     from .bench.leakage import LeakageSettings, run_leakage_bench
 
     settings = LeakageSettings.quick() if args.quick else LeakageSettings()
-    changes = {
+    changes: dict[str, Any] = {
         k: v
         for k, v in (
             ("motions", tuple(args.motion or ()) or None),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         if key not in names:
             raise MotionsepError(f"unknown config key '{full}'{closest(str(key), names)}")
         hint = hints[key]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value, full)
         elif not _type_ok(value, hint):
             want = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
@@ -127,7 +128,7 @@ def set_dotted(data: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
-def config_from_dict(data: dict, overrides: list[str] = ()) -> TrainConfig:
+def config_from_dict(data: dict, overrides: Sequence[str] = ()) -> TrainConfig:
     data = dict(data or {})
     for assignment in overrides:
         set_dotted(data, assignment)
@@ -136,7 +137,7 @@ def config_from_dict(data: dict, overrides: list[str] = ()) -> TrainConfig:
     return config
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     path = Path(path)
     if not path.is_file():
         raise MotionsepError(f"config file '{path}' does not exist")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +37,8 @@ class ClipScorer:
             raise MotionsepError(
                 f"'{path}' is not a CLIP model folder (no config.json): give a local transformers CLIP folder with --clip"
             )
-        self.model = CLIPModel.from_pretrained(str(path)).to(device).eval()
+        model: Any = CLIPModel.from_pretrained(str(path))
+        self.model = model.to(device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.processor = AutoImageProcessor.from_pretrained(str(path))
         self.device = device

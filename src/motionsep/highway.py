@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from .errors import MotionsepError
-from .models import attention_down_blocks, family_of
+from .models import UNet, attention_down_blocks, family_of
 
 
 @dataclass
@@ -34,7 +34,7 @@ class HighwaySettings:
         return asdict(self)
 
 
-def select_blocks(unet: torch.nn.Module, blocks: str | list[int]) -> list[int]:
+def select_blocks(unet: UNet, blocks: str | list[int]) -> list[int]:
     candidates = attention_down_blocks(unet)
     if blocks == "deepest":
         return candidates[-1:]
@@ -48,7 +48,7 @@ def select_blocks(unet: torch.nn.Module, blocks: str | list[int]) -> list[int]:
     return sorted(set(blocks))
 
 
-def hook_points(unet: torch.nn.Module, settings: HighwaySettings) -> list[dict[str, Any]]:
+def hook_points(unet: UNet, settings: HighwaySettings) -> list[dict[str, Any]]:
     """Where the highway acts: one entry per rerouted skip (what `inspect` lists)."""
     points = []
     for i in select_blocks(unet, settings.blocks):
@@ -80,7 +80,7 @@ def hook_points(unet: torch.nn.Module, settings: HighwaySettings) -> list[dict[s
 class AppearanceHighway:
     """Attach once to a UNet; switch with :meth:`enable` / :meth:`disable`; :meth:`remove` detaches."""
 
-    def __init__(self, unet: torch.nn.Module, settings: HighwaySettings | None = None, enabled: bool = True):
+    def __init__(self, unet: UNet, settings: HighwaySettings | None = None, enabled: bool = True):
         self.unet = unet
         self.settings = settings or HighwaySettings()
         self.blocks = select_blocks(unet, self.settings.blocks)

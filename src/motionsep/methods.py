@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import torch
-
 from .errors import MotionsepError, closest
-from .models import spatial_transformers, temporal_transformers
+from .models import UNet, spatial_transformers, temporal_transformers
 
 # Short target names -> linear layers inside a diffusers BasicTransformerBlock attention / feed-forward.
 TARGET_LAYERS: dict[str, tuple[str, ...]] = {
@@ -96,9 +94,7 @@ def resolve_method(name: str, targets: list[str] | None = None) -> Method:
     return method
 
 
-def _block_layers(
-    unet: torch.nn.Module, transformer: str, targets: tuple[str, ...], attentions: tuple[str, ...]
-) -> list[str]:
+def _block_layers(unet: UNet, transformer: str, targets: tuple[str, ...], attentions: tuple[str, ...]) -> list[str]:
     modules = dict(unet.named_modules())
     names = []
     blocks = modules[transformer].transformer_blocks
@@ -118,7 +114,7 @@ def _block_layers(
     return names
 
 
-def lora_targets(unet: torch.nn.Module, method: Method) -> dict[str, list[str]]:
+def lora_targets(unet: UNet, method: Method) -> dict[str, list[str]]:
     """Exact module names per path: {'temporal': [...], 'spatial': [...]} (spatial empty for one-path methods).
 
     Temporal: both attentions (attn1, attn2; in ModelScope and AnimateDiff temporal blocks both are
@@ -139,7 +135,7 @@ def lora_targets(unet: torch.nn.Module, method: Method) -> dict[str, list[str]]:
     return {"temporal": temporal, "spatial": spatial}
 
 
-def lora_parameter_count(unet: torch.nn.Module, names: list[str], rank: int) -> int:
+def lora_parameter_count(unet: UNet, names: list[str], rank: int) -> int:
     """Parameters a rank-`rank` LoRA adds on these linear layers: rank * (in + out) each."""
     modules = dict(unet.named_modules())
     return sum(rank * (modules[n].in_features + modules[n].out_features) for n in names)

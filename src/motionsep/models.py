@@ -22,6 +22,10 @@ import torch
 
 from .errors import MotionsepError
 
+# A diffusers UNet of a supported family (UNet3DConditionModel, UNetMotionModel). Typed as Any: its blocks
+# are reached through nn.Module's dynamic attributes, which a type checker reads as "Tensor | Module".
+UNet = Any
+
 
 @dataclass(frozen=True)
 class Pathway:
@@ -111,7 +115,7 @@ def family_of_unet_class(class_name: str, has_motion_adapter: bool = False) -> F
     return _BY_UNET_CLASS[class_name]
 
 
-def family_of(unet: torch.nn.Module) -> Family:
+def family_of(unet: UNet) -> Family:
     return family_of_unet_class(type(unet).__name__)
 
 
@@ -199,7 +203,7 @@ def load_pipeline(
     kwargs: dict[str, Any] = {"torch_dtype": dtype}
     if motion_adapter is not None:
         kwargs["motion_adapter"] = diffusers.MotionAdapter.from_pretrained(motion_adapter, torch_dtype=dtype)
-        pipe_cls = diffusers.AnimateDiffPipeline
+        pipe_cls: Any = diffusers.AnimateDiffPipeline
     else:
         pipe_cls = DiffusionPipeline
     try:
@@ -219,16 +223,16 @@ def _class_name(module: torch.nn.Module) -> str:
     return type(module).__name__
 
 
-def temporal_transformers(unet: torch.nn.Module) -> list[str]:
+def temporal_transformers(unet: UNet) -> list[str]:
     """Names of every temporal transformer (ModelScope: transformer_in + temp_attentions; AnimateDiff: motion modules)."""
     return [n for n, m in unet.named_modules() if _class_name(m) in TEMPORAL_TRANSFORMER_CLASSES]
 
 
-def spatial_transformers(unet: torch.nn.Module) -> list[str]:
+def spatial_transformers(unet: UNet) -> list[str]:
     return [n for n, m in unet.named_modules() if _class_name(m) in SPATIAL_TRANSFORMER_CLASSES]
 
 
-def attention_down_blocks(unet: torch.nn.Module) -> list[int]:
+def attention_down_blocks(unet: UNet) -> list[int]:
     """Indices of the down blocks that have spatial attention (the Appearance Highway's candidates)."""
     family = family_of(unet)
     return [i for i, b in enumerate(unet.down_blocks) if _class_name(b) == family.attention_down_block]
@@ -261,7 +265,7 @@ class temporal_layers_bypassed:
     through unchanged, so a single frame sees only spatial layers.
     """
 
-    def __init__(self, unet: torch.nn.Module):
+    def __init__(self, unet: UNet):
         names = ("TemporalConvLayer",) + TEMPORAL_TRANSFORMER_CLASSES
         self.modules = [m for m in unet.modules() if _class_name(m) in names]
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import torch
 
 from .adapters import MOTION, set_lora_enabled
+from .models import UNet
 
 
 class PhasedLora:
     """`fused`: the LoRA was folded into the weights (adapters.FusedLora); switch by swapping weights."""
 
-    def __init__(self, unet: torch.nn.Module, tau: int, adapter_name: str = MOTION, fused=None):
+    def __init__(self, unet: UNet, tau: int, adapter_name: str = MOTION, fused=None):
         self.unet, self.tau, self.adapter_name, self.fused = unet, tau, adapter_name, fused
         self._on: bool | None = None
         self.calls: list[tuple[float, bool]] = []  # (timestep, LoRA on) per UNet call, for checking

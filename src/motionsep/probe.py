@@ -30,13 +30,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .losses import across_frames, diffusion_target
-from .models import Family, Pathway, _Bypass, temporal_layers_bypassed
+from .models import Family, Pathway, UNet, _Bypass, temporal_layers_bypassed
 
 ALL_OFF = "every temporal layer"  # the per-frame image model: the floor of every measure
 NOTHING_OFF = "nothing"
 
 
-def pathway_modules(unet: torch.nn.Module, pathway: Pathway) -> list[str]:
+def pathway_modules(unet: UNet, pathway: Pathway) -> list[str]:
     """Names of the UNet modules `pathway` switches off (full matches of its pattern)."""
     pattern = re.compile(pathway.pattern)
     return [name for name, _ in unet.named_modules() if name and pattern.fullmatch(name)]
@@ -55,7 +55,7 @@ class pathways_off:
     feed-forward alone would leave the temporal transformers' GroupNorm, whose statistics span frames.
     """
 
-    def __init__(self, unet: torch.nn.Module, family: Family, names: list[str]):
+    def __init__(self, unet: UNet, family: Family, names: list[str]):
         if names == [ALL_OFF]:
             self.zero, self.identity = [], temporal_layers_bypassed(unet).modules
             return
@@ -247,7 +247,7 @@ def probe_unet_config(
 
     settings = settings or ProbeSettings(timesteps=(500,), clips=1)
     torch.manual_seed(settings.seed)
-    unet = build_unet_from_config(config, device="cpu").eval()
+    unet: Any = build_unet_from_config(config, device="cpu").eval()
     family = family_of(unet)
     g = torch.Generator().manual_seed(settings.seed)
     latents = torch.randn((settings.clips, unet.config.in_channels, frames, latent_size, latent_size), generator=g)

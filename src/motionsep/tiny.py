@@ -53,7 +53,7 @@ def build_tokenizer(words: tuple[str, ...] = (), max_length: int = 77):
     # later word's chain ("in" splits "plain" into "pla" + "in"); join what is left, until every
     # word is one token. Appended merges rank last, so they never break a word already whole.
     for _ in range(8):
-        tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
+        tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)  # type: ignore[arg-type]
         split = [(w, tokenizer.tokenize(w)) for w in words]
         split = [(w, pieces) for w, pieces in split if len(pieces) > 1]
         if not split:

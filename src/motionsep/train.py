@@ -47,7 +47,7 @@ from .errors import MotionsepError, refuse_nonempty
 from .highway import AppearanceHighway, HighwaySettings
 from .losses import debiased_loss, diffusion_target
 from .methods import Method, lora_targets, resolve_method
-from .models import Family, load_pipeline, temporal_layers_bypassed
+from .models import Family, UNet, load_pipeline, temporal_layers_bypassed
 
 
 @dataclass
@@ -58,7 +58,7 @@ class TrainingState:
     method: Method
     family: Family
     pipe: Any
-    unet: torch.nn.Module
+    unet: UNet
     latents: torch.Tensor  # (clips, channels, frames, h, w), scaled by the VAE factor
     text: torch.Tensor  # (clips, tokens, dim)
     lora_configs: dict[str, Any]
@@ -91,7 +91,7 @@ def encode_text(pipe, captions: list[str], device) -> torch.Tensor:
 # --- setup -------------------------------------------------------------------------------------
 
 
-def enable_gradient_checkpointing(unet: torch.nn.Module) -> None:
+def enable_gradient_checkpointing(unet: UNet) -> None:
     """diffusers checkpoints UNetMotionModel itself; UNet3DConditionModel declares no support, so
     each of its blocks' forward is wrapped in non-reentrant torch checkpointing (hooks keep working)."""
     if getattr(unet, "_supports_gradient_checkpointing", False):
@@ -116,7 +116,7 @@ def highway_settings(config: TrainConfig) -> HighwaySettings:
     return HighwaySettings(blocks=ah.blocks, scale=ah.scale, first_skip_from_conv_in=ah.first_skip_from_conv_in)
 
 
-def attach_method_lora(unet: torch.nn.Module, method: Method, lora: LoraConfig):
+def attach_method_lora(unet: UNet, method: Method, lora: LoraConfig):
     """Freeze the UNet and inject the method's LoRA adapters; returns (targets, peft configs, trainable params)."""
     unet.requires_grad_(False)
     targets = lora_targets(unet, method)
@@ -147,6 +147,7 @@ def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device
         highway = AppearanceHighway(unet, highway_settings(config))
     if config.train.gradient_checkpointing:
         enable_gradient_checkpointing(unet)
+    assert family is not None  # load_pipeline returns it with the pipeline
     return TrainingState(config, method, family, pipe, unet, latents, text, lora_configs, targets, highway, params)
 
 
@@ -171,7 +172,7 @@ def step_losses(
     target = diffusion_target(scheduler, latents, noise, t)
     num_frames = latents.shape[2]
     losses = {}
-    spatial_off = contextlib.nullcontext()
+    spatial_off: contextlib.AbstractContextManager = contextlib.nullcontext()
     if state.method.dual_path:
         frame = int(torch.randint(num_frames, (1,), generator=generator))
         with temporal_layers_bypassed(unet):

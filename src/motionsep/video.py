@@ -118,7 +118,7 @@ def write_gif(frames: np.ndarray, path: str | os.PathLike, fps: int = 8, min_sid
     images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
     scale = max(1, -(-min_side // min(images[0].size)))
     if scale > 1:
-        images = [im.resize((im.width * scale, im.height * scale), Image.NEAREST) for im in images]
+        images = [im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST) for im in images]
     images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
     return path
 
@@ -136,7 +136,7 @@ def contact_sheet(rows: list[tuple[str, np.ndarray]], path: str | os.PathLike, c
         y = r * (cell + label_h)
         draw.text((2, y + 1), label[:160], fill="black")
         for c, frame in enumerate(frames):
-            image = Image.fromarray(np.asarray(frame, dtype=np.uint8)).resize((cell_w, cell), Image.NEAREST)
+            image = Image.fromarray(np.asarray(frame, dtype=np.uint8)).resize((cell_w, cell), Image.Resampling.NEAREST)
             sheet.paste(image, (c * cell_w, y + label_h))
     sheet.save(path)
     return path

@@ -21,11 +21,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import MotionsepError, closest, refuse_existing
+from ..models import UNet
 from .report import BASE_AGAIN, FUSED_GENERATION, machine_line, write_json
 
 COST_METHODS = ("motiondirector", "temporal-lora", "tap-official", "tap")
@@ -67,7 +69,7 @@ class CostSettings:
 # --- building the UNet ------------------------------------------------------------------------
 
 
-def _random_init(unet: torch.nn.Module, seed: int = 0) -> None:
+def _random_init(unet: UNet, seed: int = 0) -> None:
     """Fan-in scaled random weights, unit norms, zero biases: cheap, and activations stay finite."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -363,7 +365,7 @@ def run_cost_bench(
     out = Path(out)
     refuse_existing([out / "cost.json", out / "cost.md"], overwrite)
     started = time.time()
-    result = {
+    result: dict[str, Any] = {
         "command": command,
         "settings": asdict(settings),
         "machine": machine_line(),

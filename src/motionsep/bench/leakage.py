@@ -17,6 +17,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -264,7 +265,7 @@ def pool(per_motion: dict[str, dict[str, dict]], settings: LeakageSettings) -> d
             prompts += [s for s in bench_prompts(motion, settings.prompts) for _ in settings.seeds]
             for a in UNNAMED:
                 base_flags[a] += [p[a] == REFERENCE_LOOK[a] for p in results[FLOOR]["predictions"]]
-        entry = {
+        entry: dict[str, Any] = {
             "generations": len(preds),
             "motion_accuracy": share([p["motion"] == m for p, m in zip(preds, motions)]),
             "trajectory_error": mean_ci([_traj_error(p, m) for p, m in zip(preds, motions)]),

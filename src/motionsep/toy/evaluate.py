@@ -135,7 +135,7 @@ def trajectory(video: np.ndarray) -> np.ndarray:
 def classify_motion(traj: np.ndarray, candidates=MOTIONS) -> str:
     rel = traj - traj[0]
     errors = {m: float(np.sqrt(((rel - offsets(m, len(traj))) ** 2).sum(-1)).mean()) for m in candidates}
-    return min(errors, key=errors.get)
+    return min(errors, key=lambda m: errors[m])
 
 
 def evaluate_video(video: np.ndarray, motions=MOTIONS) -> dict:
@@ -154,14 +154,14 @@ def evaluate_video(video: np.ndarray, motions=MOTIONS) -> dict:
     for index, n in zip(*np.unique(bg_labels, return_counts=True)):
         if _PALETTE_NAMES[index][0] == "background":
             votes[bg_names[index]] = votes.get(bg_names[index], 0) + int(n)
-    background = max(votes, key=votes.get) if votes else "plain"
+    background = max(votes, key=lambda b: votes[b]) if votes else "plain"
     window_white = (labels[:, in_window] == len(_PALETTE) - 1).mean()
     protos = _prototypes()
     blobs = [_largest_blob(m) for m in obj]
     area = float(np.median([m.sum() for m in blobs]))
     fits = [_shape_fit(m) for m in blobs]
     fit = {s: float(np.mean([f[s] for f in fits])) for s in SHAPES}
-    best = max(SHAPES, key=fit.get)
+    best = max(SHAPES, key=lambda s: fit[s])
     shape = best if fit[best] >= MIN_SHAPE_FIT else UNRECOGNISED
     size = min(SIZES, key=lambda z: abs(np.log(max(area, 1.0)) - np.log(protos["area"][(best, z)])))
     traj = trajectory(video)

@@ -10,6 +10,7 @@ with a 95% interval (Wilson for shares, a normal interval on paired differences 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def score(
     """`reference` holds the reference clips' attribute values (named and unnamed) and motion."""
     motion = reference["motion"]
     target = offsets(motion)
-    result = {
+    result: dict[str, Any] = {
         "generations": len(predictions),
         "motion_accuracy": share([p["motion"] == motion for p in predictions]),
         "trajectory_error_px": round(

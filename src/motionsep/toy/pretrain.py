@@ -16,6 +16,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -335,7 +336,7 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
                 },
             )
             modules = {"unet": unet, "text_encoder": text_encoder}
-            if ema is not None:
+            if ema is not None and ema_copies:
                 ema.copy_to([p for m in ema_copies for p in m.parameters()])
                 modules.update(ema_unet=ema_copies[0], ema_text_encoder=ema_copies[1])
             _save_stage(out, "unet_stage", modules, optimizer, state)
@@ -346,7 +347,7 @@ def export_pipeline(models, folder: Path, dtype=torch.float16) -> Path:
     from diffusers import TextToVideoSDPipeline
 
     tokenizer, text_encoder, vae, unet, scheduler = models
-    pipe = TextToVideoSDPipeline(
+    pipe: Any = TextToVideoSDPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
     )
     pipe.to(dtype=dtype)

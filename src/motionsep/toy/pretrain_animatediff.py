@@ -23,6 +23,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +59,7 @@ def build_motion_unet(base_unet, motion_heads: int = 4):
     from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 
     c = base_unet.config
-    image_unet = UNet2DConditionModel(
+    image_unet: Any = UNet2DConditionModel(
         sample_size=c.sample_size,
         in_channels=c.in_channels,
         out_channels=c.out_channels,
@@ -198,7 +199,7 @@ def pretrain_animatediff(config: AnimateDiffPretrainConfig) -> Path:
                 },
             )
             modules = {"unet": unet}
-            if ema is not None:
+            if ema is not None and ema_unet is not None:
                 ema.copy_to(ema_unet.parameters())
                 modules["ema_unet"] = ema_unet
             _save_stage(out, "unet_stage", modules, optimizer, state)
@@ -225,7 +226,7 @@ def export_animatediff(
     base = _base_models(config["base"])
     prefix = "ema_" if ema and (run / "unet_stage" / "ema_unet").is_dir() else ""
     unet = UNetMotionModel.from_pretrained(str(run / "unet_stage" / f"{prefix}unet"))
-    pipe = AnimateDiffPipeline(
+    pipe: Any = AnimateDiffPipeline(
         vae=base.vae,
         text_encoder=base.text_encoder,
         tokenizer=base.tokenizer,

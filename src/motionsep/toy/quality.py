@@ -27,7 +27,7 @@ def base_model_quality(model: str = "toy", n: int = 200, seed: int = 0, batch: i
     rates = defaultdict(list)
     # What the misses are: drawn value per asked value, and shape accuracy per unnamed size
     # (small objects are the ones a 4x VAE blurs).
-    confusion = {key: defaultdict(Counter) for key in NAMED}
+    confusion: dict[str, defaultdict[str, Counter]] = {key: defaultdict(Counter) for key in NAMED}
     shape_by_size = defaultdict(list)
     for i in tqdm(range(0, n, batch), desc="base-model quality", disable=not progress):
         videos = pipeline.videos(prompts[i : i + batch], list(range(i, min(n, i + batch))), TOY_SAMPLING)
