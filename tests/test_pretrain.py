@@ -120,3 +120,31 @@ def test_animatediff_pretraining_keeps_the_spatial_weights_in_the_motion_phase(p
     motion = [k for k in start if "motion_modules" in k]
     assert spatial and all(torch.equal(trained[k], start[k]) for k in spatial)  # the base model's, untouched
     assert any(not torch.equal(trained[k], start[k]) for k in motion)
+
+
+def test_finetune_from_a_base_holds_the_temporal_convolutions_at_identity(tmp_path):
+    """`toy pretrain --base toy --no-temporal-convs`: temporal attention becomes the only path across frames."""
+    from motionsep.models import load_pipeline
+    from motionsep.toy.pretrain import build_models, export_pipeline
+
+    base = export_pipeline(build_models(0), tmp_path / "base")
+    config = PretrainConfig(
+        out=str(tmp_path / "run"),
+        unet_steps=2,
+        unet_batch=2,
+        lr=0.3,
+        checkpoint_every=1,
+        base=str(base),
+        temporal_convs=False,
+        narrow_steps=0,
+    )
+    folder = pretrain(config)
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["vae_step"] == 0  # the base's VAE, kept
+    pipe, _ = load_pipeline(str(folder))
+    start, _ = load_pipeline(str(base))
+    convs = [m for m in pipe.unet.modules() if type(m).__name__ == "TemporalConvLayer"]
+    assert convs and all(not m.conv4[-1].weight.any() and not m.conv4[-1].bias.any() for m in convs)
+    trained, before = pipe.unet.state_dict(), start.unet.state_dict()
+    assert any(not torch.equal(trained[k], before[k]) for k in before if "temp_attentions" in k)
+    card = json.loads((folder / "model_card.json").read_text())
+    assert "held at identity" in card["what"] and "--no-temporal-convs" in card["command"]

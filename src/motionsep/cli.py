@@ -143,7 +143,14 @@ def cmd_toy_pretrain(args) -> None:
     else:
         from .toy.pretrain import PretrainConfig, pretrain
 
-        config = PretrainConfig(out=args.out or "toy-pretrain", vae_steps=args.vae_steps, seed=args.seed)
+        config = PretrainConfig(
+            out=args.out or "toy-pretrain",
+            vae_steps=args.vae_steps,
+            seed=args.seed,
+            base=args.base,
+            temporal_convs=not args.no_temporal_convs,
+            narrow_steps=0 if args.base else PretrainConfig.narrow_steps,  # a base model already reads motion words
+        )
         if args.steps is not None:
             config.unet_steps = args.steps
         folder = pretrain(config)
@@ -413,6 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", type=int, help="UNet steps in all (default 16000; animatediff 2500)")
     p.add_argument("--vae-steps", type=int, default=6000)
+    p.add_argument("--base", help="modelscope: start from this model's weights (e.g. toy) and keep its VAE")
+    p.add_argument(
+        "--no-temporal-convs",
+        action="store_true",
+        help="modelscope: hold every temporal convolution at identity, so temporal attention carries the motion",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_toy_pretrain)
 

@@ -58,6 +58,11 @@ class PretrainConfig:
     # step to step, and the fine detail of this world (a 10-px square against a 10-px circle) is what that
     # jitter blurs first. 0 turns it off.
     ema_decay: float = 0.999
+    # Start from this ModelScope-family pipeline (its VAE kept, the VAE stage skipped) instead of from scratch.
+    base: str | None = None
+    # False: every TemporalConvLayer is held at identity (its last convolution zeroed and frozen), so the
+    # temporal transformers are the model's only path across frames, as motion modules are in AnimateDiff.
+    temporal_convs: bool = True
     device: str = "cpu"
 
 
@@ -144,6 +149,19 @@ def build_models(seed: int):
         timestep_spacing="trailing",  # sampling starts at t=999, the pure-noise end
     )
     return tokenizer, text_encoder, vae, unet, scheduler
+
+
+def hold_temporal_convs_at_identity(unet) -> int:
+    """Zero and freeze the last convolution of every TemporalConvLayer, which then returns its input
+    (diffusers adds it to the identity); returns how many layers were held."""
+    layers = [m for m in unet.modules() if type(m).__name__ == "TemporalConvLayer"]
+    for layer in layers:
+        last = layer.conv4[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()
+        layer.requires_grad_(False)
+    return len(layers)
 
 
 def _log(out: Path, record: dict) -> None:
@@ -283,6 +301,8 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
         text_encoder.load_state_dict(CLIPTextModel.from_pretrained(str(stage / "text_encoder")).state_dict())
         if not _maybe_load_optimizer(optimizer, stage / "optimizer.safetensors"):
             warmup_from = state["unet_step"]
+    if not config.temporal_convs:
+        hold_temporal_convs_at_identity(unet)  # frozen params get no grad; AdamW and its weight decay skip them
     ema, ema_copies = _start_ema(config, unet, text_encoder, out, state) if config.ema_decay else (None, ())
     noise_scheduler = DDPMScheduler.from_config(scheduler.config)
     unet.train()
@@ -367,13 +387,29 @@ def pretrain(config: PretrainConfig) -> Path:
     atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2))
     state = _state(out)
     models = build_models(config.seed)
-    train_vae(config, models[2], out, state)
-    vae = AutoencoderKL.from_pretrained(str(out / "vae_stage" / "vae"))
+    if config.base:
+        base = _base_pipeline(config.base)
+        if state["unet_step"] == 0:
+            models[3].load_state_dict(base.unet.state_dict())
+            models[1].load_state_dict(base.text_encoder.state_dict())
+        vae = base.vae
+    else:
+        train_vae(config, models[2], out, state)
+        vae = AutoencoderKL.from_pretrained(str(out / "vae_stage" / "vae"))
     models = (*models[:2], vae, *models[3:])
     train_unet(config, models, out, state)
     if state["unet_step"] == 0:  # unet_steps=0: no UNet checkpoint yet, ship the initial weights
         return export_pipeline(models, out / "pipeline")
     return export_from_run(out, out / "pipeline")
+
+
+def _base_pipeline(base: str):
+    from ..models import load_pipeline
+
+    pipe, family = load_pipeline(base)
+    if family.name != "modelscope":
+        raise ValueError(f"a ModelScope-family run can only start from a ModelScope-family model, got {family.name}")
+    return pipe.to(dtype=torch.float32)
 
 
 def export_from_run(
@@ -392,16 +428,24 @@ def export_from_run(
     state = _state(run)
     config = json.loads((run / "config.json").read_text())
     tokenizer, _, _, _, scheduler = build_models(config["seed"])
-    vae = AutoencoderKL.from_pretrained(str(run / "vae_stage" / "vae"))
+    if config.get("base"):
+        vae = _base_pipeline(config["base"]).vae
+    else:
+        vae = AutoencoderKL.from_pretrained(str(run / "vae_stage" / "vae"))
     prefix = "ema_" if ema and (run / "unet_stage" / "ema_unet").is_dir() else ""
     unet = UNet3DConditionModel.from_pretrained(str(run / "unet_stage" / f"{prefix}unet"))
     text_encoder = CLIPTextModel.from_pretrained(str(run / "unet_stage" / f"{prefix}text_encoder"))
     export_pipeline((tokenizer, text_encoder, vae, unet, scheduler), dest)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     vae_seconds = state["vae_seconds"]
+    held = "" if config.get("temporal_convs", True) else ", every TemporalConvLayer held at identity"
     card = {
-        "what": "shapes-world text-to-video model (TextToVideoSDPipeline of ZeroScope's classes), trained from scratch",
-        "command": f"motionsep toy pretrain --out {run} --steps {config['unet_steps']} --vae-steps {config['vae_steps']}",
+        "what": "shapes-world text-to-video model (TextToVideoSDPipeline of ZeroScope's classes), "
+        + (f"fine-tuned from {config['base']}" if config.get("base") else "trained from scratch")
+        + held,
+        "command": f"motionsep toy pretrain --out {run} --steps {config['unet_steps']} --vae-steps {config['vae_steps']}"
+        + (f" --base {config['base']}" if config.get("base") else "")
+        + ("" if config.get("temporal_convs", True) else " --no-temporal-convs"),
         "vae_steps": state["vae_step"],
         "unet_steps": state["unet_step"],
         "unet_batch": config["unet_batch"],
