@@ -119,7 +119,7 @@ def cmd_demo(args) -> None:
 def cmd_toy_render(args) -> None:
     from .toy.reference import write_reference_clips
 
-    config = write_reference_clips(args.out, args.motion, args.clips, args.seed, args.steps, args.overwrite)
+    config = write_reference_clips(args.out, args.motion, args.clips, args.seed, args.steps, args.overwrite, args.model)
     print(f"reference clips: {config.parent / 'clips'}")
     print(f"config:          {config}")
     print(f"next: motionsep train {config}")
@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="generate videos, with or without a motion LoRA",
         description="Generate an MP4 and a GIF per prompt and seed, plus a contact sheet.",
     )
-    p.add_argument("--model", required=True, help="diffusers pipeline folder, hub id, or 'toy'")
+    p.add_argument("--model", required=True, help="diffusers pipeline folder, hub id, 'toy' or 'toy-animatediff'")
     p.add_argument("--lora", help="motion LoRA folder written by `motionsep train` (omit for the plain base model)")
     p.add_argument("--motion-adapter", help="AnimateDiff: MotionAdapter folder when --model is an SD1.5 pipeline")
     p.add_argument("--prompt", action="append", required=True, help="text prompt (repeatable)")
@@ -396,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=4, help="number of clips (default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=300, help="training steps written into the config")
+    p.add_argument("--model", default="toy", help="model written into the config: toy (default) or toy-animatediff")
     p.add_argument("--out", default="toy-reference", help="output folder")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_toy_render)
@@ -551,7 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="list LoRA targets and highway hook points (reads configs only)",
         description="List every LoRA layer and Appearance Highway hook point a method would use, from the UNet config alone.",
     )
-    p.add_argument("--model", required=True, help="pipeline folder, UNet folder, UNet config.json, hub id, or 'toy'")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="pipeline folder, UNet folder, UNet config.json, hub id, 'toy' or 'toy-animatediff'",
+    )
     p.add_argument("--method", default="tap", help="tap, tap-official, motiondirector or temporal-lora (default tap)")
     p.add_argument("--targets", help="override temporal targets, e.g. q,k")
     p.add_argument("--rank", type=int, default=32, help="LoRA rank for the parameter totals (default 32)")

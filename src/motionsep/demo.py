@@ -71,7 +71,9 @@ def run_demo(
     if not overwrite:
         refuse_nonempty(out, "choose another --out or pass --overwrite")
     started = time.time()
-    config_path = write_reference_clips(out / "reference", motion, count=4, steps=steps, overwrite=overwrite)
+    config_path = write_reference_clips(
+        out / "reference", motion, count=4, steps=steps, overwrite=overwrite, model=model
+    )
     scenes = demo_prompts(motion)
     prompts = [caption(s) for s in scenes]
     jobs = [(scene, prompt, seed) for scene, prompt in zip(scenes, prompts) for seed in seeds]

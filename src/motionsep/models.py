@@ -159,7 +159,9 @@ def load_unet_config(model: str) -> dict[str, Any]:
                 except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                     raise MotionsepError(f"'{candidate}' is not valid JSON: {exc}") from None
         if not path.exists():
-            raise MotionsepError(f"model '{model}' not found: give a diffusers pipeline folder, a hub id, or 'toy'")
+            raise MotionsepError(
+                f"model '{model}' not found: give a diffusers pipeline folder, a hub id, 'toy' or 'toy-animatediff'"
+            )
         raise MotionsepError(f"'{model}' is not a diffusers pipeline folder: it has no unet/config.json")
     from huggingface_hub import hf_hub_download
 
@@ -195,7 +197,9 @@ def load_pipeline(
     if local:
         path = Path(model)
         if not path.is_dir():
-            raise MotionsepError(f"model '{model}' not found: give a diffusers pipeline folder, a hub id, or 'toy'")
+            raise MotionsepError(
+                f"model '{model}' not found: give a diffusers pipeline folder, a hub id, 'toy' or 'toy-animatediff'"
+            )
         if not (path / "model_index.json").is_file():
             raise MotionsepError(f"'{model}' is not a diffusers pipeline folder: it has no model_index.json")
         unet_class = load_unet_config(model).get("_class_name", "unknown")

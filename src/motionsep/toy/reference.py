@@ -62,7 +62,13 @@ def toy_training_config(data: str | Path, output_dir: str | Path, **settings):
 
 
 def write_reference_clips(
-    out: str | Path, motion: str = "zigzag", count: int = 4, seed: int = 0, steps: int = 300, overwrite: bool = False
+    out: str | Path,
+    motion: str = "zigzag",
+    count: int = 4,
+    seed: int = 0,
+    steps: int = 300,
+    overwrite: bool = False,
+    model: str = "toy",
 ) -> Path:
     """clips/*.mp4 + same-name .txt captions, scenes.json, and config.yaml for `motionsep train`."""
     out = Path(out)
@@ -75,7 +81,7 @@ def write_reference_clips(
         write_mp4(render(scene), clips / f"{motion}-{i}.mp4")
         (clips / f"{motion}-{i}.txt").write_text(caption(scene) + "\n", encoding="utf-8")
     (out / "scenes.json").write_text(json.dumps([asdict(s) for s in scenes], indent=2), encoding="utf-8")
-    config = toy_config_dict(clips, out / "lora", steps=steps)
+    config = toy_config_dict(clips, out / "lora", model=model, steps=steps)
     path = out / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
