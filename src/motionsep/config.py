@@ -29,20 +29,35 @@ class DataConfig:
 
 
 @dataclass
-class LoraConfig:
+class LoraSettings:  # not peft's LoraConfig: what the user sets, turned into peft configs per path by train.py
     targets: list[str] | None = None  # temporal targets; None: the method's own
     rank: int = 32
     alpha: float | None = None  # None: equal to rank (scale 1, as MotionDirector and the release)
     dropout: float = 0.1
 
 
+HIGHWAY_BLOCK_CHOICES = ("deepest", "all")
+HIGHWAY_SCALE = 1.1  # beta on the rerouted skips: the authors' release
+
+
 @dataclass
-class HighwayConfig:
+class HighwaySettings:
+    """The Appearance Highway, one type for the config section, the LoRA folder's record and the hooks."""
+
     enabled: bool | None = None  # None: the method's default
     blocks: str | list[int] = "deepest"  # "deepest", "all" or indices of down blocks
-    scale: float = 1.1
+    scale: float = HIGHWAY_SCALE
     during_training: bool = False
-    first_skip_from_conv_in: bool = False
+    first_skip_from_conv_in: bool = False  # ModelScope: take the very first skip before transformer_in
+
+    def check(self, where: str = "appearance_highway.blocks") -> None:
+        if isinstance(self.blocks, str) and self.blocks not in HIGHWAY_BLOCK_CHOICES:
+            raise MotionsepError(
+                f"{where} must be 'deepest', 'all' or a list of indices{closest(self.blocks, HIGHWAY_BLOCK_CHOICES)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -65,8 +80,8 @@ class TrainConfig:
     method: str = "tap"
     output_dir: str = "runs/motion-lora"
     data: DataConfig = field(default_factory=DataConfig)
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    appearance_highway: HighwayConfig = field(default_factory=HighwayConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    appearance_highway: HighwaySettings = field(default_factory=HighwaySettings)
     pli_tau: int | None = None  # stored as the generation default; None: PLI off
     train: OptimConfig = field(default_factory=OptimConfig)
 
@@ -170,9 +185,5 @@ def validate(config: TrainConfig) -> None:
         )
     if config.train.steps < 1 or config.train.batch_size < 1:
         raise MotionsepError("train.steps and train.batch_size must be at least 1")
-    blocks = config.appearance_highway.blocks
-    if isinstance(blocks, str) and blocks not in ("deepest", "all"):
-        raise MotionsepError(
-            f"appearance_highway.blocks must be 'deepest', 'all' or a list of indices{closest(blocks, ['deepest', 'all'])}"
-        )
+    config.appearance_highway.check()
     resolve_method(config.method, config.lora.targets)

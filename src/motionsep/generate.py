@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +72,15 @@ class MotionPipeline:
             set_lora_scale(pipe.unet, lora_scale, MOTION)
         self = cls(pipe, family, meta)
         fused = FusedLora(pipe.unet, MOTION) if (fuse_lora and meta is not None) else None
-        saved = (meta or {}).get("appearance_highway", {})
-        enabled = saved.get("enabled", False) if highway is None else highway
-        settings = HighwaySettings(
-            blocks=highway_blocks if highway_blocks is not None else saved.get("blocks", "deepest"),
-            scale=highway_scale if highway_scale is not None else saved.get("scale", 1.1),
-            first_skip_from_conv_in=saved.get("first_skip_from_conv_in", False),
+        settings = HighwaySettings(**(meta or {}).get("appearance_highway", {"enabled": False}))
+        settings = replace(
+            settings,
+            blocks=settings.blocks if highway_blocks is None else highway_blocks,
+            scale=settings.scale if highway_scale is None else highway_scale,
         )
-        self.highway = AppearanceHighway(pipe.unet, settings, enabled=enabled)
+        self.highway = AppearanceHighway(
+            pipe.unet, settings, enabled=bool(settings.enabled if highway is None else highway)
+        )
         tau = pli_tau if pli_tau is not None else (meta or {}).get("pli_tau")
         if tau is not None and tau >= 0 and meta is not None:
             self.pli = PhasedLora(pipe.unet, tau, fused=fused)
@@ -91,7 +92,7 @@ class MotionPipeline:
             "lora": None
             if self.lora_meta is None
             else {"method": self.lora_meta.get("method"), "steps": self.lora_meta.get("steps")},
-            "appearance_highway": {"enabled": self.highway.enabled, **self.highway.settings.to_dict()}
+            "appearance_highway": {**self.highway.settings.to_dict(), "enabled": self.highway.enabled}
             if self.highway
             else None,
             "pli_tau": None if self.pli is None else self.pli.tau,

@@ -15,33 +15,25 @@ off, the hooks return None and the UNet computes exactly what plain diffusers co
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
+from .config import HighwaySettings
 from .errors import MotionsepError
 from .models import UNet, attention_down_blocks, family_of
 
-
-@dataclass
-class HighwaySettings:
-    blocks: str | list[int] = "deepest"  # "deepest", "all" or down-block indices
-    scale: float = 1.1  # beta on the rerouted skips (the release uses 1.1)
-    first_skip_from_conv_in: bool = False  # ModelScope: take the very first skip before transformer_in
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["AppearanceHighway", "HighwaySettings", "hook_points", "select_blocks"]
 
 
 def select_blocks(unet: UNet, blocks: str | list[int]) -> list[int]:
+    HighwaySettings(blocks=blocks).check("highway blocks")
     candidates = attention_down_blocks(unet)
     if blocks == "deepest":
         return candidates[-1:]
     if blocks == "all":
         return candidates
-    if isinstance(blocks, str):
-        raise MotionsepError(f"highway blocks must be 'deepest', 'all' or a list of indices, got '{blocks}'")
+    assert not isinstance(blocks, str)
     bad = [b for b in blocks if b not in candidates]
     if bad:
         raise MotionsepError(f"down block {bad[0]} has no spatial attention; the highway can use blocks {candidates}")

@@ -16,7 +16,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +41,10 @@ from .adapters import (
     set_lora_weights,
 )
 from .checkpoint import latest_checkpoint, load_training_state, save_training_state
-from .config import LoraConfig, TrainConfig
+from .config import LoraSettings, TrainConfig
 from .data import Clip, load_clips
 from .errors import MotionsepError, refuse_nonempty
-from .highway import AppearanceHighway, HighwaySettings
+from .highway import AppearanceHighway
 from .losses import debiased_loss, diffusion_target
 from .methods import Method, lora_targets, resolve_method
 from .models import Family, UNet, load_pipeline, temporal_layers_bypassed
@@ -111,12 +111,7 @@ def enable_gradient_checkpointing(unet: UNet) -> None:
         block.forward = checkpointed
 
 
-def highway_settings(config: TrainConfig) -> HighwaySettings:
-    ah = config.appearance_highway
-    return HighwaySettings(blocks=ah.blocks, scale=ah.scale, first_skip_from_conv_in=ah.first_skip_from_conv_in)
-
-
-def attach_method_lora(unet: UNet, method: Method, lora: LoraConfig):
+def attach_method_lora(unet: UNet, method: Method, lora: LoraSettings):
     """Freeze the UNet and inject the method's LoRA adapters; returns (targets, peft configs, trainable params)."""
     unet.requires_grad_(False)
     targets = lora_targets(unet, method)
@@ -144,7 +139,7 @@ def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device
     targets, lora_configs, params = attach_method_lora(unet, method, config.lora)
     highway = None
     if config.appearance_highway.during_training:
-        highway = AppearanceHighway(unet, highway_settings(config))
+        highway = AppearanceHighway(unet, config.appearance_highway)
     if config.train.gradient_checkpointing:
         enable_gradient_checkpointing(unet)
     assert family is not None  # load_pipeline returns it with the pipeline
@@ -213,19 +208,15 @@ def sample_batch(state: TrainingState, generator: torch.Generator, device) -> di
 
 def lora_metadata(state: TrainingState, step: int) -> dict[str, Any]:
     config = state.config
-    settings = highway_settings(config)
-    enabled = config.appearance_highway.enabled
+    highway = config.appearance_highway
+    enabled = state.method.highway if highway.enabled is None else highway.enabled
     return {
         "motionsep_version": __version__,
         "base_model": config.model,
         "method": state.method.name,
         "targets": {"temporal": list(state.method.temporal_targets), "spatial": list(state.method.spatial_targets)},
         "lora_layers": {"temporal": len(state.targets["temporal"]), "spatial": len(state.targets["spatial"])},
-        "appearance_highway": {
-            "enabled": state.method.highway if enabled is None else enabled,
-            **settings.to_dict(),
-            "during_training": config.appearance_highway.during_training,
-        },
+        "appearance_highway": replace(highway, enabled=enabled).to_dict(),
         "pli_tau": config.pli_tau,
         "steps": step,
         "num_frames": config.data.frames,

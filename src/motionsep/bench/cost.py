@@ -144,7 +144,7 @@ def measure_training(model: str, method_name: str, settings: dict) -> dict:
     from safetensors.torch import save_file
 
     from ..adapters import MOTION, SPATIAL, lora_state_dict
-    from ..config import LoraConfig, TrainConfig
+    from ..config import LoraSettings, TrainConfig
     from ..methods import resolve_method
     from ..models import family_of
     from ..train import TrainingState, attach_method_lora, enable_gradient_checkpointing, sample_batch, step_losses
@@ -155,7 +155,7 @@ def measure_training(model: str, method_name: str, settings: dict) -> dict:
     torch.manual_seed(0)
     unet = build_unet(model, s.device, dtype)
     method = resolve_method(method_name)
-    targets, lora_configs, params = attach_method_lora(unet, method, LoraConfig(rank=s.rank, dropout=0.0))
+    targets, lora_configs, params = attach_method_lora(unet, method, LoraSettings(rank=s.rank, dropout=0.0))
     for group in params.values():
         for p in group:
             p.data = p.data.float()  # LoRA weights train in fp32 whatever the base dtype
@@ -306,7 +306,7 @@ def toy_generation_cost(settings: CostSettings) -> dict:
 def zeroscope_generation_cost(settings: CostSettings) -> dict:
     """UNet calls of a sampling loop on the ZeroScope architecture: plain vs tap LoRA + AH + PLI (fused / unfused)."""
     from ..adapters import FusedLora
-    from ..config import LoraConfig
+    from ..config import LoraSettings
     from ..highway import AppearanceHighway, HighwaySettings
     from ..methods import resolve_method
     from ..pli import PhasedLora
@@ -330,7 +330,7 @@ def zeroscope_generation_cost(settings: CostSettings) -> dict:
             torch.cuda.synchronize()
 
     seconds = {"base": _median_seconds(loop, settings.generation_repeats)}
-    attach_method_lora(unet, resolve_method("tap"), LoraConfig(rank=settings.rank, dropout=0.0))
+    attach_method_lora(unet, resolve_method("tap"), LoraSettings(rank=settings.rank, dropout=0.0))
     unet.requires_grad_(False)  # B starts at zero: the fused delta is zero, the unfused path still pays its matmuls
     highway = AppearanceHighway(unet, HighwaySettings(), enabled=True)
     pli = PhasedLora(unet, 500)

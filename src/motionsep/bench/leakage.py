@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..config import HIGHWAY_SCALE
 from ..demo import DEMO_LOOKS
 from ..errors import MotionsepError, closest, refuse_existing
 from ..generate import MotionPipeline, slug
@@ -72,7 +73,7 @@ class Variant:
     training: str | None
     highway: bool = False
     highway_blocks: str = "deepest"
-    highway_scale: float = 1.1
+    highway_scale: float = HIGHWAY_SCALE
     pli_tau: int | None = None
     group: str = "methods"
 
