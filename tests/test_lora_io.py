@@ -16,7 +16,7 @@ from motionsep.adapters import MOTION, add_lora, load_motion_lora, lora_layers, 
 from motionsep.errors import MotionsepError
 from motionsep.methods import lora_targets, resolve_method
 from motionsep.models import load_pipeline
-from motionsep.train import lora_metadata, prepare
+from motionsep.train import lora_record, prepare
 
 
 @pytest.mark.parametrize("family", ["modelscope", "animatediff"])
@@ -37,7 +37,7 @@ def trained_lora(make_config, family, tmp_path):
     for layer in lora_layers(state.unet, MOTION):
         torch.nn.init.normal_(layer.lora_B[MOTION].weight, std=0.5)
     folder = tmp_path / f"lora-{family}"
-    save_lora_folder(state.unet, folder, lora_metadata(state, 0), state.lora_configs)
+    save_lora_folder(state.unet, folder, lora_record(state, 0), state.lora_configs)
     return folder
 
 
@@ -101,6 +101,14 @@ def test_bad_lora_folders(pipeline_dirs, make_config, tmp_path):
     weights = folder / "pytorch_lora_weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(MotionsepError, match="corrupt"):
+        load_motion_lora(pipe.unet, folder)
+    record = json.loads((folder / "motionsep.json").read_text())
+    (folder / "motionsep.json").write_text(json.dumps({**record, "format": "motionsep-lora/2"}))
+    with pytest.raises(MotionsepError, match=r"format motionsep-lora/2, which this motionsep .* does not read: upgrade"):
+        load_motion_lora(pipe.unet, folder)
+    del record["steps"]
+    (folder / "motionsep.json").write_text(json.dumps(record))
+    with pytest.raises(MotionsepError, match="lacks steps"):
         load_motion_lora(pipe.unet, folder)
     (folder / "motionsep.json").unlink()
     with pytest.raises(MotionsepError, match="not a motionsep LoRA"):

@@ -13,7 +13,7 @@ with peft's ``inject_adapter_in_model`` + ``set_peft_model_state_dict`` (see the
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -30,12 +30,11 @@ from safetensors.torch import load_file
 
 from .errors import MotionsepError
 from .models import FAMILIES, UNet, family_of
+from .record import METADATA_NAME, LoraRecord
 
 MOTION = "motion"  # adapter name of the motion (temporal) LoRA
 SPATIAL = "spatial"  # adapter name of the dual-path methods' spatial LoRA
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"
-METADATA_NAME = "motionsep.json"
-FORMAT = "motionsep-lora/1"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
@@ -149,7 +148,7 @@ def _write_weights(folder: Path, state: dict[str, torch.Tensor], config: LoraCon
 def save_lora_folder(
     unet: UNet,
     folder: str | os.PathLike,
-    metadata: dict[str, Any],
+    record: LoraRecord,
     configs: dict[str, LoraConfig],
 ) -> Path:
     """Write the motion LoRA (and the spatial LoRA, if any) into `folder`.
@@ -166,10 +165,10 @@ def save_lora_folder(
         if SPATIAL in configs:
             (tmp / "spatial").mkdir()
             _write_weights(tmp / "spatial", lora_state_dict(unet, SPATIAL), configs[SPATIAL], family.pipeline_class)
-        meta = {"format": FORMAT, "family": family.name, **metadata}
-        meta["lora_config"] = {k: v for k, v in configs[MOTION].to_dict().items() if k in _LORA_CONFIG_KEYS}
-        meta["lora_config"]["target_modules"] = sorted(configs[MOTION].target_modules or ())
-        (tmp / METADATA_NAME).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        lora_config = {k: v for k, v in configs[MOTION].to_dict().items() if k in _LORA_CONFIG_KEYS}
+        lora_config["target_modules"] = sorted(configs[MOTION].target_modules or ())
+        record = dataclasses.replace(record, family=family.name, lora_config=lora_config)
+        (tmp / METADATA_NAME).write_text(record.to_json(), encoding="utf-8")
         for name in (f"spatial/{WEIGHTS_NAME}", WEIGHTS_NAME, METADATA_NAME):
             if (tmp / name).is_file():
                 (folder / name).parent.mkdir(exist_ok=True)
@@ -182,7 +181,7 @@ def save_lora_folder(
 _LORA_CONFIG_KEYS = ("r", "lora_alpha", "lora_dropout", "target_modules", "bias")
 
 
-def read_lora_metadata(folder: str | os.PathLike) -> dict[str, Any]:
+def read_lora_record(folder: str | os.PathLike) -> LoraRecord:
     folder = Path(folder)
     if not folder.is_dir():
         raise MotionsepError(f"LoRA folder '{folder}' does not exist")
@@ -192,12 +191,10 @@ def read_lora_metadata(folder: str | os.PathLike) -> dict[str, Any]:
             f"'{folder}' has no {METADATA_NAME}: it is not a motionsep LoRA (load other LoRAs with diffusers' load_lora_weights)"
         )
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = meta_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
         raise MotionsepError(f"'{meta_path}' is corrupt ({exc}): retrain or restore the LoRA folder") from None
-    if meta.get("format") != FORMAT or meta.get("family") not in FAMILIES:
-        raise MotionsepError(f"'{meta_path}' is not a {FORMAT} file: retrain or restore the LoRA folder")
-    return meta
+    return LoraRecord.from_json(text, meta_path, tuple(FAMILIES))
 
 
 def read_lora_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -231,18 +228,18 @@ def set_lora_weights(unet: UNet, weights: dict[str, torch.Tensor], adapter_name:
         raise MotionsepError(f"LoRA '{source}' does not fit this UNet: unexpected key '{unexpected[0]}'")
 
 
-def load_motion_lora(unet: UNet, folder: str | os.PathLike, adapter_name: str = MOTION) -> dict[str, Any]:
-    """Load a motionsep LoRA folder onto `unet` with peft; returns its metadata."""
+def load_motion_lora(unet: UNet, folder: str | os.PathLike, adapter_name: str = MOTION) -> LoraRecord:
+    """Load a motionsep LoRA folder onto `unet` with peft; returns its record."""
     folder = Path(folder)
-    meta = read_lora_metadata(folder)
+    meta = read_lora_record(folder)
     family = family_of(unet)
-    if meta["family"] != family.name:
+    if meta.family != family.name:
         raise MotionsepError(
-            f"LoRA '{folder}' was trained for the {meta['family']} family but the model is {family.name} "
+            f"LoRA '{folder}' was trained for the {meta.family} family but the model is {family.name} "
             f"({family.unet_class}): use a base model of the family it was trained on"
         )
     weights = read_lora_weights(folder / WEIGHTS_NAME)  # before injecting: a bad file changes nothing
-    add_lora(unet, LoraConfig(**meta["lora_config"]), adapter_name)
+    add_lora(unet, LoraConfig(**meta.lora_config), adapter_name)
     set_lora_weights(unet, weights, adapter_name, folder)
     # peft creates the new layers (their dropout included) in training mode: follow the UNet's mode,
     # or an eval-mode pipeline would sample with LoRA dropout on

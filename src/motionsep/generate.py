@@ -23,6 +23,7 @@ from .errors import MotionsepError, refuse_existing
 from .highway import AppearanceHighway, HighwaySettings
 from .models import load_pipeline
 from .pli import PhasedLora
+from .record import LoraRecord
 from .video import contact_sheet, write_gif, write_mp4
 
 
@@ -40,7 +41,7 @@ class SamplingSettings:
 class MotionPipeline:
     """A base pipeline with an optional motion LoRA, Appearance Highway and Phased LoRA Integration."""
 
-    def __init__(self, pipe, family, lora_meta: dict[str, Any] | None = None):
+    def __init__(self, pipe, family, lora_meta: LoraRecord | None = None):
         self.pipe, self.family, self.lora_meta = pipe, family, lora_meta
         self.highway: AppearanceHighway | None = None
         self.pli: PhasedLora | None = None
@@ -72,7 +73,7 @@ class MotionPipeline:
             set_lora_scale(pipe.unet, lora_scale, MOTION)
         self = cls(pipe, family, meta)
         fused = FusedLora(pipe.unet, MOTION) if (fuse_lora and meta is not None) else None
-        settings = HighwaySettings(**(meta or {}).get("appearance_highway", {"enabled": False}))
+        settings = meta.appearance_highway if meta is not None else HighwaySettings(enabled=False)
         settings = replace(
             settings,
             blocks=settings.blocks if highway_blocks is None else highway_blocks,
@@ -81,7 +82,7 @@ class MotionPipeline:
         self.highway = AppearanceHighway(
             pipe.unet, settings, enabled=bool(settings.enabled if highway is None else highway)
         )
-        tau = pli_tau if pli_tau is not None else (meta or {}).get("pli_tau")
+        tau = pli_tau if pli_tau is not None else (meta.pli_tau if meta is not None else None)
         if tau is not None and tau >= 0 and meta is not None:
             self.pli = PhasedLora(pipe.unet, tau, fused=fused)
         return self
@@ -91,7 +92,7 @@ class MotionPipeline:
             "family": self.family.name,
             "lora": None
             if self.lora_meta is None
-            else {"method": self.lora_meta.get("method"), "steps": self.lora_meta.get("steps")},
+            else {"method": self.lora_meta.method, "steps": self.lora_meta.steps},
             "appearance_highway": {**self.highway.settings.to_dict(), "enabled": self.highway.enabled}
             if self.highway
             else None,
@@ -99,11 +100,11 @@ class MotionPipeline:
         }
 
     def _defaults(self, settings: SamplingSettings) -> tuple[int, int, int]:
-        meta = self.lora_meta or {}
+        meta = self.lora_meta
         native = self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
-        size = meta.get("size", [native, native])
+        size = meta.size if meta is not None else [native, native]
         return (
-            settings.num_frames or meta.get("num_frames", 16),
+            settings.num_frames or (meta.num_frames if meta is not None else 16),
             settings.height or size[0],
             settings.width or size[1],
         )

@@ -48,6 +48,7 @@ from .highway import AppearanceHighway
 from .losses import debiased_loss, diffusion_target
 from .methods import Method, lora_targets, resolve_method
 from .models import Family, UNet, load_pipeline, temporal_layers_bypassed
+from .record import LoraRecord
 
 
 @dataclass
@@ -206,23 +207,25 @@ def sample_batch(state: TrainingState, generator: torch.Generator, device) -> di
 # --- the loop ----------------------------------------------------------------------------------
 
 
-def lora_metadata(state: TrainingState, step: int) -> dict[str, Any]:
+def lora_record(state: TrainingState, step: int) -> LoraRecord:
+    """What the LoRA folder records (save_lora_folder adds the peft config)."""
     config = state.config
     highway = config.appearance_highway
     enabled = state.method.highway if highway.enabled is None else highway.enabled
-    return {
-        "motionsep_version": __version__,
-        "base_model": config.model,
-        "method": state.method.name,
-        "targets": {"temporal": list(state.method.temporal_targets), "spatial": list(state.method.spatial_targets)},
-        "lora_layers": {"temporal": len(state.targets["temporal"]), "spatial": len(state.targets["spatial"])},
-        "appearance_highway": replace(highway, enabled=enabled).to_dict(),
-        "pli_tau": config.pli_tau,
-        "steps": step,
-        "num_frames": config.data.frames,
-        "size": list(config.data.size),
-        "train_config": config.to_dict(),
-    }
+    return LoraRecord(
+        family=state.family.name,
+        method=state.method.name,
+        base_model=config.model,
+        motionsep_version=__version__,
+        targets={"temporal": list(state.method.temporal_targets), "spatial": list(state.method.spatial_targets)},
+        lora_layers={"temporal": len(state.targets["temporal"]), "spatial": len(state.targets["spatial"])},
+        appearance_highway=replace(highway, enabled=enabled),
+        pli_tau=config.pli_tau,
+        steps=step,
+        num_frames=config.data.frames,
+        size=list(config.data.size),
+        train_config=config.to_dict(),
+    )
 
 
 def check_output_dir(path: Path, overwrite: bool, resume: bool) -> None:
@@ -357,4 +360,4 @@ def save(accelerator: Accelerator, state: TrainingState, folder: Path, step: int
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         unet = accelerator.unwrap_model(state.unet)
-        save_lora_folder(unet, folder, lora_metadata(state, step), state.lora_configs)
+        save_lora_folder(unet, folder, lora_record(state, step), state.lora_configs)
