@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from motionsep.bench.cost import CostSettings, run_cost_bench
-from motionsep.bench.leakage import BENCH_LOOKS, VARIANTS, LeakageSettings, run_leakage_bench
+from motionsep.bench.leakage import VARIANTS, LeakageSettings, run_leakage_bench
 from motionsep.errors import MotionsepError
 from motionsep.methods import lora_parameter_count, lora_targets, resolve_method
-from motionsep.toy.reference import REFERENCE_LOOK
+from motionsep.toy.protocol import BENCH_LOOKS, REFERENCE_LOOK
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from motionsep.demo import DEMO_LOOKS, run_demo
-from motionsep.toy.reference import REFERENCE_LOOK
+from motionsep.demo import run_demo
+from motionsep.toy.protocol import DEMO_LOOKS, REFERENCE_LOOK
 from motionsep.video import read_video
 
 
@@ -67,7 +67,7 @@ def test_short_demo_writes_every_artefact(toy_like_model, toy_like_animatediff, 
         assert len(mp4s) == len(DEMO_LOOKS) and len(list((out / "videos" / method).glob("*.gif"))) == len(DEMO_LOOKS)
         assert read_video(mp4s[0]).shape == (8, 32, 32, 3)
         scored = metrics["methods"][method]
-        for key in ("motion_accuracy", "trajectory_error_px", "appearance_accuracy", "leakage", "generations"):
+        for key in ("motion_accuracy", "trajectory_error", "appearance_accuracy", "leakage", "generations"):
             assert key in scored
         for attribute in ("shape", "colour", "background"):
             assert {"value", "ci95", "n"} <= set(scored["leakage"][attribute])

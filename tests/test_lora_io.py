@@ -104,7 +104,9 @@ def test_bad_lora_folders(pipeline_dirs, make_config, tmp_path):
         load_motion_lora(pipe.unet, folder)
     record = json.loads((folder / "motionsep.json").read_text())
     (folder / "motionsep.json").write_text(json.dumps({**record, "format": "motionsep-lora/2"}))
-    with pytest.raises(MotionsepError, match=r"format motionsep-lora/2, which this motionsep .* does not read: upgrade"):
+    with pytest.raises(
+        MotionsepError, match=r"format motionsep-lora/2, which this motionsep .* does not read: upgrade"
+    ):
         load_motion_lora(pipe.unet, folder)
     del record["steps"]
     (folder / "motionsep.json").write_text(json.dumps(record))

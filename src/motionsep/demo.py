@@ -20,21 +20,14 @@ from .errors import refuse_nonempty
 from .generate import MotionPipeline
 from .toy.evaluate import evaluate_video
 from .toy.metrics import score
-from .toy.quality import TOY_SAMPLING
-from .toy.reference import REFERENCE_LOOK, toy_training_config, write_reference_clips
+from .toy.protocol import DEMO_LOOKS, REFERENCE_LOOK, TOY_SAMPLING
+from .toy.reference import toy_training_config, write_reference_clips
 from .toy.world import Scene, caption, render
 from .train import train
 from .video import contact_sheet, write_gif, write_mp4
 
 # The embedded model the demo runs on: the one where the leakage benchmark says TAP has a lever.
 DEMO_MODEL = "toy"
-# Every one differs from REFERENCE_LOOK (red square on checker) in shape, colour and background.
-DEMO_LOOKS = (
-    ("circle", "blue", "plain"),
-    ("triangle", "green", "stripes"),
-    ("cross", "yellow", "dots"),
-    ("circle", "purple", "stripes"),
-)
 
 
 def demo_prompts(motion: str) -> list[Scene]:
@@ -173,7 +166,7 @@ def format_demo(r: dict) -> str:
         f"({first['generations']} generations per method, prompts unlike the reference in every named attribute)",
         f"  {'':<24}" + "".join(f"{m:>18}" for m in methods),
         row("motion accuracy", lambda x: f"{x['motion_accuracy']['value']:.0%}"),
-        row("trajectory error", lambda x: f"{x['trajectory_error_px']} px"),
+        row("trajectory error", lambda x: f"{x['trajectory_error']['value']:.2f} px"),
         row("appearance accuracy", lambda x: f"{x['appearance_accuracy']['all']['value']:.0%}"),
     ]
     for a in ("shape", "colour", "background"):

@@ -34,6 +34,19 @@ COST_METHODS = ("motiondirector", "temporal-lora", "tap-official", "tap")
 COST_MODELS = ("toy", "zeroscope")
 
 
+@dataclass(frozen=True)
+class CostTargets:
+    """What the report checks: tap's step time and peak memory as ratios to MotionDirector's, and generation
+    with the fused tap LoRA + AH + PLI as a ratio to the base pipeline."""
+
+    step_ratio: float = 0.6
+    memory_ratio: float = 0.85
+    generation_ratio: float = 1.02
+
+
+COST_TARGETS = CostTargets()
+
+
 @dataclass
 class CostSettings:
     models: tuple[str, ...] = COST_MODELS
@@ -275,7 +288,7 @@ def toy_lora(folder: Path) -> Path:
 def toy_generation_cost(settings: CostSettings) -> dict:
     """Seconds per batch of videos on the embedded pipeline: plain vs tap LoRA + AH + PLI (fused, unfused)."""
     from ..generate import MotionPipeline
-    from ..toy.quality import TOY_SAMPLING
+    from ..toy.protocol import TOY_SAMPLING
 
     prompts = ["a blue circle moving in a zigzag on a plain background"] * settings.generation_videos
     seeds = list(range(settings.generation_videos))
@@ -370,6 +383,7 @@ def run_cost_bench(
         "settings": asdict(settings),
         "machine": machine_line(),
         "date": time.strftime("%Y-%m-%d"),
+        "targets": asdict(COST_TARGETS),
     }
     result["training"] = training_costs(settings, progress)
     generation = {}

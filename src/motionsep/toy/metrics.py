@@ -58,14 +58,13 @@ def score(
     reference: dict,
     base_predictions: list[dict] | None = None,
 ) -> dict:
-    """`reference` holds the reference clips' attribute values (named and unnamed) and motion."""
-    motion = reference["motion"]
-    target = offsets(motion)
+    """The one scoring of shapes-world generations (demo, benchmarks): prediction i answers prompt i,
+    whose motion is the target; `reference` holds the reference clips' attribute values."""
     result: dict[str, Any] = {
         "generations": len(predictions),
-        "motion_accuracy": share([p["motion"] == motion for p in predictions]),
-        "trajectory_error_px": round(
-            float(np.mean([trajectory_error(p["trajectory"], target) for p in predictions])), 3
+        "motion_accuracy": share([p["motion"] == s.motion for p, s in zip(predictions, prompts)]),
+        "trajectory_error": mean_ci(
+            [trajectory_error(p["trajectory"], offsets(s.motion)) for p, s in zip(predictions, prompts)]
         ),
         "appearance_accuracy": {a: share([p[a] == getattr(s, a) for p, s in zip(predictions, prompts)]) for a in NAMED},
         "leakage": {a: share([p[a] == reference[a] for p in predictions]) for a in NAMED},

@@ -13,7 +13,7 @@ from ..generate import MotionPipeline
 from ..probe import ProbeSettings, pathways_off, probe_batch_from_videos, probe_pipeline, settings_to_probe
 from .evaluate import evaluate_video
 from .metrics import share
-from .quality import TOY_SAMPLING
+from .protocol import TOY_SAMPLING
 from .world import PRETRAIN_MOTIONS, caption, random_scene, render
 
 # Motions whose accuracy can only come from a working temporal path: a model that moves nothing still

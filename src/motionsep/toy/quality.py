@@ -8,13 +8,11 @@ from collections import Counter, defaultdict
 
 from tqdm.auto import tqdm
 
-from ..generate import MotionPipeline, SamplingSettings
+from ..generate import MotionPipeline
 from .evaluate import evaluate_video
 from .metrics import NAMED, share
+from .protocol import TOY_SAMPLING
 from .world import PRETRAIN_MOTIONS, caption, random_scene
-
-# Sampling settings used for every shapes-world measurement (chosen on the base model, see README).
-TOY_SAMPLING = SamplingSettings(num_frames=8, height=32, width=32, steps=25, guidance=6.0)
 
 
 def base_model_quality(model: str = "toy", n: int = 200, seed: int = 0, batch: int = 25, progress: bool = True) -> dict:

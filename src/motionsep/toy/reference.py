@@ -11,10 +11,8 @@ import yaml
 
 from ..errors import MotionsepError, closest, refuse_nonempty
 from ..video import write_mp4
+from .protocol import REFERENCE_LOOK
 from .world import MOTIONS, Scene, caption, random_scene, render
-
-# The references' look: every attribute, named or not, fixed, so leakage can be traced to them.
-REFERENCE_LOOK = {"shape": "square", "colour": "red", "background": "checker", "size": "large", "window": "window"}
 
 
 def reference_scenes(motion: str, count: int = 4, seed: int = 0, look: dict | None = None) -> list[Scene]:
