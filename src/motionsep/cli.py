@@ -173,10 +173,21 @@ def cmd_toy_export(args) -> None:
 def cmd_toy_quality(args) -> None:
     from .toy.quality import base_model_quality
 
+    if args.out:
+        from .errors import refuse_existing
+
+        refuse_existing([Path(args.out)], args.overwrite)
     report = base_model_quality(args.model, args.n, args.seed, progress=not args.no_progress)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2), encoding="utf-8")
     print(json.dumps(report, indent=2))
+
+
+def _with_flags(settings: Any, **flags: Any) -> Any:
+    """The settings dataclass with every flag the user gave (None: not given, the settings' value stays)."""
+    from dataclasses import replace
+
+    return replace(settings, **{k: v for k, v in flags.items() if v is not None})
 
 
 def _command_line(*words: str) -> str:
@@ -186,23 +197,17 @@ def _command_line(*words: str) -> str:
 
 
 def cmd_bench_leakage(args) -> None:
-    from dataclasses import replace
 
-    from .bench.leakage import LeakageSettings, run_leakage_bench
+    from .bench.leakage import LeakageSettings, format_leakage_summary, run_leakage_bench
 
-    settings = LeakageSettings.quick() if args.quick else LeakageSettings()
-    changes: dict[str, Any] = {
-        k: v
-        for k, v in (
-            ("motions", tuple(args.motion or ()) or None),
-            ("train_steps", args.steps),
-            ("learning_rate", args.lr),
-            ("variants", tuple(args.variant or ()) or None),
-            ("model", args.model),
-        )
-        if v is not None
-    }
-    settings = replace(settings, **changes)
+    settings = _with_flags(
+        LeakageSettings.quick() if args.quick else LeakageSettings(),
+        motions=tuple(args.motion or ()) or None,
+        train_steps=args.steps,
+        learning_rate=args.lr,
+        variants=tuple(args.variant or ()) or None,
+        model=args.model,
+    )
     r = run_leakage_bench(
         args.out,
         settings,
@@ -211,32 +216,22 @@ def cmd_bench_leakage(args) -> None:
         progress=not args.no_progress,
         command=_command_line("bench", args.bench_command),
     )
-    out = Path(args.out)
-    print(
-        f"\nleakage benchmark: {len(r['pooled'])} variants x {len(settings.motions)} motions in {r['wall_seconds'] / 60:.1f} min"
-    )
-    print(f"  report  {out / 'leakage.md'}\n  plot    {out / 'leakage.png'}\n  data    {out / 'leakage.json'}")
-    print("  sheets  " + ", ".join(r["sheets"]))
+    print(format_leakage_summary(r, Path(args.out)))
 
 
 def cmd_bench_cost(args) -> None:
-    from dataclasses import replace
 
-    from .bench.cost import CostSettings, run_cost_bench
+    from .bench.cost import CostSettings, format_cost_summary, run_cost_bench
 
-    settings = CostSettings.quick() if args.quick else CostSettings()
-    if args.cuda:
-        settings = replace(settings, device="cuda", dtype=args.dtype or "float16", gradient_checkpointing=True)
-    elif args.dtype:
-        settings = replace(settings, dtype=args.dtype)
-    if args.model:
-        settings = replace(settings, models=tuple(args.model))
-    if args.zeroscope_latent:
-        settings = replace(settings, zeroscope_latent=args.zeroscope_latent)
-    if args.frames:
-        settings = replace(settings, frames=args.frames)
-    if args.gradient_checkpointing:
-        settings = replace(settings, gradient_checkpointing=True)
+    settings = _with_flags(
+        CostSettings.quick() if args.quick else CostSettings(),
+        device="cuda" if args.cuda else None,
+        dtype=args.dtype or ("float16" if args.cuda else None),
+        gradient_checkpointing=True if (args.cuda or args.gradient_checkpointing) else None,
+        models=tuple(args.model) if args.model else None,
+        zeroscope_latent=args.zeroscope_latent,
+        frames=args.frames,
+    )
     r = run_cost_bench(
         args.out,
         settings,
@@ -244,17 +239,7 @@ def cmd_bench_cost(args) -> None:
         progress=not args.no_progress,
         command=_command_line("bench", args.bench_command),
     )
-    out = Path(args.out)
-    print(f"\ncost benchmark in {r['wall_seconds'] / 60:.1f} min")
-    for row in r["training"]:
-        ratio = row.get("ratio_to_motiondirector", {})
-        print(
-            f"  {row['model']:9s} {row['method']:15s} {row['trainable_parameters'] / 1e6:8.3f} M params  {row['seconds_per_step']:.3f} s/step "
-            f"({ratio.get('seconds_per_step', 0):.2f}x MD)  peak {row['peak_memory_bytes'] / 2**20:.0f} MB ({ratio.get('peak_memory_bytes', 0):.2f}x MD)"
-        )
-    for model, g in r["generation"].items():
-        print(f"  generation ({model}): " + ", ".join(f"{k} {v:.3f}x" for k, v in g["ratio_to_base"].items()))
-    print(f"  report  {out / 'cost.md'}\n  data    {out / 'cost.json'}")
+    print(format_cost_summary(r, Path(args.out)))
 
 
 def cmd_evaluate(args) -> None:
@@ -300,6 +285,27 @@ def cmd_probe(args) -> None:
     print(json.dumps(report, indent=2) if args.json else format_probe(report))
 
 
+# --- flags shared by several commands, defined once ------------------------------------------------
+
+MODEL_HELP = "diffusers pipeline folder, hub id, 'toy' or 'toy-animatediff'"
+
+
+def _no_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _overwrite(p: argparse.ArgumentParser, what: str = "results already in --out") -> None:
+    p.add_argument("--overwrite", action="store_true", help=f"replace {what}")
+
+
+def _out(p: argparse.ArgumentParser, default: str | None, what: str) -> None:
+    p.add_argument("--out", default=default, help=what + (f" (default {default})" if default else ""))
+
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="motionsep",
@@ -307,7 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
         "reference's look leaking in (TAP, Appearance Highway, Phased LoRA Integration).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _generate_parser(sub)
+    _demo_parser(sub)
+    _toy_parser(sub)
+    _evaluate_parser(sub)
+    _bench_parser(sub)
+    _probe_parser(sub)
+    _inspect_parser(sub)
+    return parser
 
+
+def _train_parser(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a motion LoRA from a YAML config",
@@ -320,17 +337,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set train.steps=200 (repeatable)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace results already in output_dir")
+    _overwrite(p, "results already in output_dir")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _no_progress(p)
     p.set_defaults(func=cmd_train)
 
+
+def _generate_parser(sub) -> None:
     p = sub.add_parser(
         "generate",
         help="generate videos, with or without a motion LoRA",
         description="Generate an MP4 and a GIF per prompt and seed, plus a contact sheet.",
     )
-    p.add_argument("--model", required=True, help="diffusers pipeline folder, hub id, 'toy' or 'toy-animatediff'")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--lora", help="motion LoRA folder written by `motionsep train` (omit for the plain base model)")
     p.add_argument("--motion-adapter", help="AnimateDiff: MotionAdapter folder when --model is an SD1.5 pipeline")
     p.add_argument("--prompt", action="append", required=True, help="text prompt (repeatable)")
@@ -361,17 +380,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fps", type=int, default=8, help="frames per second of the MP4/GIF (default 8)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="torch device (default: cuda if available)")
-    p.add_argument("--out", default="outputs", help="output folder (default ./outputs)")
-    p.add_argument("--overwrite", action="store_true", help="replace videos already in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _out(p, "outputs", "output folder")
+    _overwrite(p, "videos already in --out")
+    _no_progress(p)
     p.set_defaults(func=cmd_generate)
 
+
+def _demo_parser(sub) -> None:
     p = sub.add_parser(
         "demo",
         help="the main job on the embedded shapes-world model, scored",
         description="Render reference clips of a held-out motion, train a motion LoRA on the embedded model, generate it with new appearances, and measure motion, appearance and leakage.",
     )
-    p.add_argument("--out", default="motionsep-demo", help="output folder (default ./motionsep-demo)")
+    _out(p, "motionsep-demo", "output folder")
     p.add_argument("--motion", default="zigzag", help="held-out motion: zigzag (default), orbit, bounce or spiral")
     p.add_argument(
         "--method",
@@ -384,10 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     p.add_argument("--seed", action="append", type=int, help="generation seed (repeatable; default 0 and 1)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _overwrite(p, "an earlier demo in --out")
+    _no_progress(p)
     p.set_defaults(func=cmd_demo)
 
+
+def _toy_parser(sub) -> None:
     toy = sub.add_parser("toy", help="the shapes world: reference clips, evaluator check, pretraining").add_subparsers(
         dest="toy_command", required=True
     )
@@ -397,8 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=300, help="training steps written into the config")
     p.add_argument("--model", default="toy", help="model written into the config: toy (default) or toy-animatediff")
-    p.add_argument("--out", default="toy-reference", help="output folder")
-    p.add_argument("--overwrite", action="store_true")
+    _out(p, "toy-reference", "output folder")
+    _overwrite(p)
     p.set_defaults(func=cmd_toy_render)
     p = toy.add_parser("validate", help="evaluator accuracy on fresh renders of every attribute value and motion")
     p.add_argument("--n", type=int, default=20, help="renders per motion (default 20)")
@@ -443,10 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="toy")
     p.add_argument("--n", type=int, default=200, help="generations (default 200)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="also write the JSON report here")
-    p.add_argument("--no-progress", action="store_true")
+    _out(p, None, "also write the JSON report here")
+    _no_progress(p)
+    _overwrite(p, "--out if it exists")
     p.set_defaults(func=cmd_toy_quality)
 
+
+def _evaluate_parser(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="CLIP text alignment, temporal consistency, leakage and motion fidelity of any videos",
@@ -463,11 +489,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--reference", help="folder of reference clips (enables reference similarity and motion fidelity)")
     p.add_argument("--base-videos", help="base-model videos of the same prompts and seeds (enables appearance leakage)")
-    p.add_argument("--out", default="evaluation", help="writes OUT.json and OUT.csv (default ./evaluation)")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    _out(p, "evaluation", "writes OUT.json and OUT.csv")
+    _overwrite(p)
+    _no_progress(p)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _bench_parser(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks: leakage and cost of every method").add_subparsers(
         dest="bench_command", required=True
     )
@@ -478,9 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
         "that differ from the references in every attribute, and report motion accuracy, trajectory error, appearance "
         "accuracy and leakage per attribute, plus sweeps of AH blocks, AH scale, PLI tau and TAP targets.",
     )
-    p.add_argument(
-        "--out", default="bench-results", help="writes leakage.md, leakage.png, leakage.json; work in OUT/leakage-work"
-    )
+    _out(p, "bench-results", "writes leakage.md, leakage.png, leakage.json; work in OUT/leakage-work")
     p.add_argument("--quick", action="store_true", help="a few minutes: checks the machinery, not the conclusions")
     p.add_argument("--motion", action="append", help="held-out motion (repeatable; default all four)")
     p.add_argument("--variant", action="append", help="run only this variant (repeatable; the floor always runs)")
@@ -490,8 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="continue an interrupted run in --out, reusing its finished pieces"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
-    p.add_argument("--no-progress", action="store_true")
+    _overwrite(p, "an earlier report in --out")
+    _no_progress(p)
     p.set_defaults(func=cmd_bench_leakage)
 
     p = bench.add_parser(
@@ -501,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
         "as a ratio to motiondirector; on the embedded model and on the ZeroScope UNet architecture (random weights). "
         "Plus generation time with LoRA + Appearance Highway + PLI against the plain base pipeline.",
     )
-    p.add_argument("--out", default="bench-results", help="writes cost.md and cost.json")
+    _out(p, "bench-results", "writes cost.md and cost.json")
     p.add_argument("--quick", action="store_true", help="embedded model only, few steps: checks the machinery")
     p.add_argument("--model", action="append", choices=("toy", "zeroscope"), help="repeatable (default both)")
     p.add_argument("--cuda", action="store_true", help="measure on the GPU (fp16 base weights, gradient checkpointing)")
@@ -515,10 +541,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--frames", type=int, help="frames per clip (default 8)")
     p.add_argument("--gradient-checkpointing", action="store_true")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
-    p.add_argument("--no-progress", action="store_true")
+    _overwrite(p, "an earlier report in --out")
+    _no_progress(p)
     p.set_defaults(func=cmd_bench_cost)
 
+
+def _probe_parser(sub) -> None:
     p = sub.add_parser(
         "probe",
         help="where does this model's motion live? each temporal pathway switched off, measured",
@@ -527,11 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
         "shapes-world models also by the evaluator's motion accuracy. TAP has a lever where switching "
         "temporal attention off loses most of the motion.",
     )
-    p.add_argument(
-        "--model",
-        required=True,
-        help="pipeline folder, hub id, 'toy', 'toy-animatediff', or a UNet config (random weights)",
-    )
+    p.add_argument("--model", required=True, help=MODEL_HELP + ", or a UNet config.json (random weights)")
     p.add_argument("--clips", help="a video or a folder of clips of your own (default: the model generates its own)")
     p.add_argument("--caption", help="caption for every clip (default: a same-name .txt beside each clip, else none)")
     p.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
@@ -541,29 +565,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shapes-world", action="store_true", help="the model is a shapes-world model of your own: use the evaluator"
     )
-    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
-    p.add_argument("--out", help="also write the JSON report here")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--no-progress", action="store_true")
+    _json(p)
+    _out(p, None, "also write the JSON report here")
+    _overwrite(p, "--out if it exists")
+    _no_progress(p)
     p.set_defaults(func=cmd_probe)
 
+
+def _inspect_parser(sub) -> None:
     p = sub.add_parser(
         "inspect",
         help="list LoRA targets and highway hook points (reads configs only)",
         description="List every LoRA layer and Appearance Highway hook point a method would use, from the UNet config alone.",
     )
-    p.add_argument(
-        "--model",
-        required=True,
-        help="pipeline folder, UNet folder, UNet config.json, hub id, 'toy' or 'toy-animatediff'",
-    )
+    p.add_argument("--model", required=True, help=MODEL_HELP + ", a UNet folder or a UNet config.json")
     p.add_argument("--method", default="tap", help="tap, tap-official, motiondirector or temporal-lora (default tap)")
     p.add_argument("--targets", help="override temporal targets, e.g. q,k")
     p.add_argument("--rank", type=int, default=32, help="LoRA rank for the parameter totals (default 32)")
     p.add_argument("--highway-blocks", help="'deepest' (default), 'all' or comma-separated indices")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _json(p)
     p.set_defaults(func=cmd_inspect)
-    return parser
 
 
 def _cuda() -> bool:

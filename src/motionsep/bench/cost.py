@@ -396,3 +396,19 @@ def run_cost_bench(
     write_json(out / "cost.json", result)
     (out / "cost.md").write_text(cost_report(result), encoding="utf-8")
     return result
+
+
+def format_cost_summary(r: dict, out: Path) -> str:
+    """What `motionsep bench cost` prints at the end: one line per model and method, then generation."""
+    lines = [f"\ncost benchmark in {r['wall_seconds'] / 60:.1f} min"]
+    for row in r["training"]:
+        ratio = row.get("ratio_to_motiondirector", {})
+        lines.append(
+            f"  {row['model']:9s} {row['method']:15s} {row['trainable_parameters'] / 1e6:8.3f} M params  "
+            f"{row['seconds_per_step']:.3f} s/step ({ratio.get('seconds_per_step', 0):.2f}x MD)  "
+            f"peak {row['peak_memory_bytes'] / 2**20:.0f} MB ({ratio.get('peak_memory_bytes', 0):.2f}x MD)"
+        )
+    for model, g in r["generation"].items():
+        lines.append(f"  generation ({model}): " + ", ".join(f"{k} {v:.3f}x" for k, v in g["ratio_to_base"].items()))
+    lines.append(f"  report  {out / 'cost.md'}\n  data    {out / 'cost.json'}")
+    return "\n".join(lines)

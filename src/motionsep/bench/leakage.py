@@ -324,3 +324,15 @@ def run_leakage_bench(
     )
     (out / "leakage.md").write_text(leakage_report(result, SWEEP_CENTRE), encoding="utf-8")
     return result
+
+
+def format_leakage_summary(r: dict, out: Path) -> str:
+    """What `motionsep bench leakage` prints at the end."""
+    motions = len(r["settings"]["motions"])
+    return "\n".join(
+        [
+            f"\nleakage benchmark: {len(r['pooled'])} variants x {motions} motions in {r['wall_seconds'] / 60:.1f} min",
+            f"  report  {out / 'leakage.md'}\n  plot    {out / 'leakage.png'}\n  data    {out / 'leakage.json'}",
+            "  sheets  " + ", ".join(r["sheets"]),
+        ]
+    )
