@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 from motionsep.config import config_from_dict
-from motionsep.tiny import save_tiny_pipeline
+from motionsep.testing import save_tiny_pipeline
 from motionsep.video import write_mp4
 
 FAMILIES = ("modelscope", "animatediff")

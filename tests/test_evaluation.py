@@ -27,8 +27,8 @@ def render(scene):
 def tiny_clip(tmp_path_factory):
     from transformers import CLIPConfig, CLIPModel
 
-    from motionsep.tiny import build_tokenizer
     from motionsep.toy.world import vocabulary
+    from motionsep.word_tokenizer import build_tokenizer
 
     folder = tmp_path_factory.mktemp("clip")
     tokenizer = build_tokenizer(vocabulary(), max_length=32)

@@ -164,8 +164,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
 
 
 def validate(config: TrainConfig) -> None:
-    """Checks that need more than types. Method and target names are checked in methods.py."""
-    from .methods import resolve_method
+    """Checks that need more than types. Method and target names are checked by methods.resolve_method when
+    training starts (the config is plain data and knows no presets)."""
 
     if not config.model:
         raise MotionsepError("config needs 'model': a diffusers pipeline folder, a hub id, or 'toy'")
@@ -186,4 +186,3 @@ def validate(config: TrainConfig) -> None:
     if config.train.steps < 1 or config.train.batch_size < 1:
         raise MotionsepError("train.steps and train.batch_size must be at least 1")
     config.appearance_highway.check()
-    resolve_method(config.method, config.lora.targets)

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .data import find_clips
 from .errors import MotionsepError
 from .motion_fidelity import motion_fidelity
-from .toy.metrics import mean_ci
+from .stats import mean_ci
 from .video import read_video
 
 

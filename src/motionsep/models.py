@@ -124,15 +124,29 @@ def family_of(unet: UNet) -> Family:
 ZEROSCOPE_UNET_CONFIG = Path(__file__).parent / "configs" / "zeroscope_unet_config.json"
 
 
-# The shapes-world models shipped in the package, by the name --model takes.
-EMBEDDED_MODELS = {"toy": "modelscope", "toy-animatediff": "animatediff"}
+# The shapes-world models shipped in the package (data folders under toy/, built by `motionsep toy pretrain`),
+# by the name --model takes, with the family each is of.
+_TOY_DATA = Path(__file__).parent / "toy"
+EMBEDDED_MODELS = {
+    "toy": ("modelscope", _TOY_DATA / "model"),
+    "toy-animatediff": ("animatediff", _TOY_DATA / "model_animatediff"),
+}
+
+
+def embedded_model_path(name: str = "toy") -> Path:
+    """The shipped shapes-world pipeline folder of `name` (`--model toy` or `--model toy-animatediff`)."""
+    family, folder = EMBEDDED_MODELS[name]
+    if not (folder / "model_index.json").is_file():
+        raise MotionsepError(
+            f"the embedded model '{name}' is not in this installation yet: "
+            f"build it with `motionsep toy pretrain --family {family}`"
+        )
+    return folder
 
 
 def resolve_model(model: str) -> str:
     """Map the names motionsep knows ('toy', 'toy-animatediff', 'zeroscope-config') to paths; others as given."""
     if model in EMBEDDED_MODELS:
-        from .toy import embedded_model_path
-
         return str(embedded_model_path(model))
     if model == "zeroscope-config":
         return str(ZEROSCOPE_UNET_CONFIG)

@@ -1,25 +1,14 @@
 """The shapes world: a synthetic video world where every attribute is known, and its small model.
 
-world.py     the renderer and captions      evaluate.py   the ground-truth evaluator
-pretrain.py  training the embedded base model from scratch
+world.py     the renderer and captions         evaluate.py, metrics.py   the ground-truth evaluator, scores
+protocol.py  sampling settings and looks       reference.py              reference clips and their config
+pretrain.py, pretrain_animatediff.py            training the embedded models
+quality.py, probing.py, validate.py             base-model quality, the probe's evaluator, the evaluator's check
+model/, model_animatediff/                      the shipped pipelines (`--model toy`, `--model toy-animatediff`)
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from ..models import embedded_model_path
 
-from ..errors import MotionsepError
-
-MODEL_DIR = Path(__file__).parent / "model"
-MODEL_DIRS = {"toy": MODEL_DIR, "toy-animatediff": Path(__file__).parent / "model_animatediff"}
-
-
-def embedded_model_path(name: str = "toy") -> Path:
-    """The shipped shapes-world pipeline folder (`--model toy` or `--model toy-animatediff`)."""
-    folder = MODEL_DIRS[name]
-    if not (folder / "model_index.json").is_file():
-        family = "animatediff" if name == "toy-animatediff" else "modelscope"
-        raise MotionsepError(
-            f"the embedded model '{name}' is not in this installation yet: build it with `motionsep toy pretrain --family {family}`"
-        )
-    return folder
+__all__ = ["embedded_model_path"]

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_write_text, load_optimizer, save_optimizer
 from ..losses import across_frames, diffusion_target
-from ..tiny import build_tokenizer
+from ..word_tokenizer import build_tokenizer
 from .world import FRAMES, PRETRAIN_MOTIONS, SIZE, caption, random_scene, render, vocabulary
 
 WINDOW_RATE = 0.3  # unnamed attribute priors of the training data
