@@ -56,12 +56,13 @@ def hook_points(unet: UNet, settings: HighwaySettings) -> list[dict[str, Any]]:
                     "scale": settings.scale,
                 }
             )
-    if settings.first_skip_from_conv_in and family_of(unet).name == "modelscope":
+    first = family_of(unet).first_temporal_layer
+    if settings.first_skip_from_conv_in and first is not None:
         points.append(
             {
                 "skip": "first skip",
                 "from": "conv_in",
-                "instead_of": "transformer_in",
+                "instead_of": first,
                 "channels": unet.conv_in.out_channels,
                 "scale": 1.0,
             }
@@ -84,7 +85,7 @@ class AppearanceHighway:
             for j, attention in enumerate(block.attentions):
                 self._handles.append(attention.register_forward_hook(self._capture((i, j))))
             self._handles.append(block.register_forward_hook(self._reroute(i, len(block.attentions))))
-        if self.settings.first_skip_from_conv_in and family_of(unet).name == "modelscope":
+        if self.settings.first_skip_from_conv_in and family_of(unet).first_temporal_layer is not None:
             # UNet3DConditionModel takes its first skip after transformer_in; it is consumed by the
             # last resnet of the last up block, so swap it in that block's skip tuple.
             self._handles.append(unet.conv_in.register_forward_hook(self._capture("conv_in")))

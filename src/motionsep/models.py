@@ -67,13 +67,19 @@ ANIMATEDIFF_PATHWAYS = (
 
 @dataclass(frozen=True)
 class Family:
+    """Everything motionsep needs to know about a base-model family, in one place."""
+
     name: str
     unet_class: str
     pipeline_class: str
+    temporal_transformer_class: str  # the class of its temporal transformers (where temporal LoRA goes)
     attention_down_block: str  # the down block whose layer skips the Appearance Highway reroutes
     temporal_in_block: str  # attribute of a down block holding its temporal layers
     text_per_frame: bool  # the UNet wants encoder_hidden_states repeated per frame (AnimateDiff)
     pathways: tuple[Pathway, ...]  # its temporal pathways, each of which the probe switches off
+    # a temporal layer between conv_in and the first skip (ModelScope's transformer_in), which the
+    # highway's first_skip_from_conv_in option bypasses; None: the first skip is conv_in's output already
+    first_temporal_layer: str | None = None
 
     def unet_text(self, text: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Text embeddings shaped as this family's UNet expects them for `num_frames` frames."""
@@ -81,27 +87,30 @@ class Family:
 
 
 MODELSCOPE = Family(
-    "modelscope",
-    "UNet3DConditionModel",
-    "TextToVideoSDPipeline",
-    "CrossAttnDownBlock3D",
-    "temp_attentions",
-    False,
-    MODELSCOPE_PATHWAYS,
+    name="modelscope",
+    unet_class="UNet3DConditionModel",
+    pipeline_class="TextToVideoSDPipeline",
+    temporal_transformer_class="TransformerTemporalModel",
+    attention_down_block="CrossAttnDownBlock3D",
+    temporal_in_block="temp_attentions",
+    text_per_frame=False,
+    pathways=MODELSCOPE_PATHWAYS,
+    first_temporal_layer="transformer_in",
 )
 ANIMATEDIFF = Family(
-    "animatediff",
-    "UNetMotionModel",
-    "AnimateDiffPipeline",
-    "CrossAttnDownBlockMotion",
-    "motion_modules",
-    True,
-    ANIMATEDIFF_PATHWAYS,
+    name="animatediff",
+    unet_class="UNetMotionModel",
+    pipeline_class="AnimateDiffPipeline",
+    temporal_transformer_class="AnimateDiffTransformer3D",
+    attention_down_block="CrossAttnDownBlockMotion",
+    temporal_in_block="motion_modules",
+    text_per_frame=True,
+    pathways=ANIMATEDIFF_PATHWAYS,
 )
 FAMILIES = {f.name: f for f in (MODELSCOPE, ANIMATEDIFF)}
 _BY_UNET_CLASS = {f.unet_class: f for f in FAMILIES.values()}
 
-TEMPORAL_TRANSFORMER_CLASSES = ("TransformerTemporalModel", "AnimateDiffTransformer3D")
+TEMPORAL_TRANSFORMER_CLASSES = tuple(f.temporal_transformer_class for f in FAMILIES.values())
 SPATIAL_TRANSFORMER_CLASSES = ("Transformer2DModel",)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
