@@ -16,7 +16,8 @@ ZEROSCOPE = "zeroscope-config"  # the packaged ModelScope/ZeroScope UNet config
 
 # Written out by hand from the paper / release / MotionDirector, independently of methods.py.
 TEMPORAL = {
-    "modelscope": r"(transformer_in|(down_blocks|up_blocks)\.\d+\.temp_attentions\.\d+|mid_block\.temp_attentions\.\d+)",
+    "modelscope": r"(transformer_in|(down_blocks|up_blocks)\.\d+\.temp_attentions\.\d+"
+    r"|mid_block\.temp_attentions\.\d+)",
     "animatediff": r"((down_blocks|up_blocks)\.\d+|mid_block)\.motion_modules\.\d+",
 }
 SPATIAL_T = r"((down_blocks|up_blocks)\.\d+|mid_block)\.attentions\.\d+"

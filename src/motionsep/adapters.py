@@ -188,7 +188,8 @@ def read_lora_record(folder: str | os.PathLike) -> LoraRecord:
     meta_path = folder / METADATA_NAME
     if not meta_path.is_file():
         raise MotionsepError(
-            f"'{folder}' has no {METADATA_NAME}: it is not a motionsep LoRA (load other LoRAs with diffusers' load_lora_weights)"
+            f"'{folder}' has no {METADATA_NAME}: it is not a motionsep LoRA (load other LoRAs with diffusers' "
+            "load_lora_weights)"
         )
     try:
         text = meta_path.read_text(encoding="utf-8")

@@ -390,7 +390,8 @@ def _demo_parser(sub) -> None:
     p = sub.add_parser(
         "demo",
         help="the main job on the embedded shapes-world model, scored",
-        description="Render reference clips of a held-out motion, train a motion LoRA on the embedded model, generate it with new appearances, and measure motion, appearance and leakage.",
+        description="Render reference clips of a held-out motion, train a motion LoRA on the embedded model, "
+        "generate it with new appearances, and measure motion, appearance and leakage.",
     )
     _out(p, "motionsep-demo", "output folder")
     p.add_argument("--motion", default="zigzag", help="held-out motion: zigzag (default), orbit, bounce or spiral")
@@ -476,8 +477,10 @@ def _evaluate_parser(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="CLIP text alignment, temporal consistency, leakage and motion fidelity of any videos",
-        description="Score generated videos: CLIP text alignment and temporal consistency; with --reference, similarity "
-        "to the reference clips and DMT-style motion fidelity from OpenCV point tracks; with --base-videos (same prompts "
+        description="Score generated videos: CLIP text alignment and temporal consistency; with --reference, "
+        "similarity "
+        "to the reference clips and DMT-style motion fidelity from OpenCV point tracks; with --base-videos (same "
+        "prompts "
         "and seeds, same file names), appearance leakage = reference similarity minus the base model's.",
     )
     p.add_argument("--videos", required=True, help="folder of generated videos")
@@ -502,7 +505,8 @@ def _bench_parser(sub) -> None:
     p = bench.add_parser(
         "leakage",
         help="every method on the shapes world: motion, appearance and leakage with 95%% CIs",
-        description="Train every method on reference clips of each held-out motion (same steps and seeds), generate prompts "
+        description="Train every method on reference clips of each held-out motion (same steps and seeds), generate "
+        "prompts "
         "that differ from the references in every attribute, and report motion accuracy, trajectory error, appearance "
         "accuracy and leakage per attribute, plus sweeps of AH blocks, AH scale, PLI tau and TAP targets.",
     )
@@ -523,7 +527,8 @@ def _bench_parser(sub) -> None:
     p = bench.add_parser(
         "cost",
         help="trainable parameters, LoRA size, s/step, peak memory and generation time per method",
-        description="Per method: trainable parameters, LoRA file size, training seconds per step and peak memory, each also "
+        description="Per method: trainable parameters, LoRA file size, training seconds per step and peak memory, "
+        "each also "
         "as a ratio to motiondirector; on the embedded model and on the ZeroScope UNet architecture (random weights). "
         "Plus generation time with LoRA + Appearance Highway + PLI against the plain base pipeline.",
     )
@@ -576,7 +581,8 @@ def _inspect_parser(sub) -> None:
     p = sub.add_parser(
         "inspect",
         help="list LoRA targets and highway hook points (reads configs only)",
-        description="List every LoRA layer and Appearance Highway hook point a method would use, from the UNet config alone.",
+        description="List every LoRA layer and Appearance Highway hook point a method would use, from the UNet "
+        "config alone.",
     )
     p.add_argument("--model", required=True, help=MODEL_HELP + ", a UNet folder or a UNet config.json")
     p.add_argument("--method", default="tap", help="tap, tap-official, motiondirector or temporal-lora (default tap)")

@@ -181,7 +181,8 @@ def validate(config: TrainConfig) -> None:
         raise MotionsepError(f"lora.dropout must be in [0, 1), got {config.lora.dropout}")
     if config.train.mixed_precision not in ("no", "fp16", "bf16"):
         raise MotionsepError(
-            f"train.mixed_precision must be no, fp16 or bf16{closest(config.train.mixed_precision, ['no', 'fp16', 'bf16'])}"
+            "train.mixed_precision must be no, fp16 or "
+            f"bf16{closest(config.train.mixed_precision, ['no', 'fp16', 'bf16'])}"
         )
     if config.train.steps < 1 or config.train.batch_size < 1:
         raise MotionsepError("train.steps and train.batch_size must be at least 1")

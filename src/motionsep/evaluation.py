@@ -35,7 +35,8 @@ class ClipScorer:
         path = Path(path)
         if not (path / "config.json").is_file():
             raise MotionsepError(
-                f"'{path}' is not a CLIP model folder (no config.json): give a local transformers CLIP folder with --clip"
+                f"'{path}' is not a CLIP model folder (no config.json): give a local transformers CLIP folder with "
+                "--clip"
             )
         model: Any = CLIPModel.from_pretrained(str(path))
         self.model = model.to(device).eval()
@@ -73,7 +74,8 @@ def read_prompts(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise MotionsepError(
-            f"prompts file '{path}' not found: give generation.json from `motionsep generate` or a CSV with columns video,prompt"
+            f"prompts file '{path}' not found: give generation.json from `motionsep generate` or a CSV with columns "
+            "video,prompt"
         )
     if path.suffix == ".json":
         try:
@@ -115,7 +117,8 @@ def evaluate_videos(
     unmatched = [n for n in generated if base and n not in base]
     if unmatched:
         raise MotionsepError(
-            f"no base-model video named '{unmatched[0]}' in {base_videos}: generate the base videos with the same prompts and seeds"
+            f"no base-model video named '{unmatched[0]}' in {base_videos}: generate the base videos with the same "
+            "prompts and seeds"
         )
     scorer = ClipScorer(clip)
     refs = [read_video(p) for p in _videos(reference, "--reference").values()] if reference else []

@@ -64,9 +64,11 @@ def inspect_model(
 
 def format_report(report: dict[str, Any]) -> str:
     lines = [
-        f"model      {report['model']}  ({report['unet_class']}, {report['family']}, {report['unet_parameters'] / 1e6:,.1f} M parameters)",
+        f"model      {report['model']}  ({report['unet_class']}, {report['family']}, "
+        f"{report['unet_parameters'] / 1e6:,.1f} M parameters)",
         f"method     {report['method']}: {report['summary']}",
-        f"loss       {report['loss']}; {report['unet_forwards_per_step']} UNet forward(s) per step; rank {report['rank']}",
+        f"loss       {report['loss']}; {report['unet_forwards_per_step']} UNet forward(s) per step; rank "
+        f"{report['rank']}",
         "",
     ]
     for name, path in report["paths"].items():
@@ -79,7 +81,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"\ntrainable parameters  {report['trainable_parameters'] / 1e6:.2f} M")
     ah = report["appearance_highway"]
     lines.append(
-        f"\nAppearance Highway (blocks={ah['blocks']}, on by default for this method: {'yes' if ah['on_by_default'] else 'no'}): {len(ah['hook_points'])} skips rerouted"
+        f"\nAppearance Highway (blocks={ah['blocks']}, on by default for this method: "
+        f"{'yes' if ah['on_by_default'] else 'no'}): {len(ah['hook_points'])} skips rerouted"
     )
     lines += [
         f"    {p['skip']}: from {p['from']} instead of {p['instead_of']} ({p['channels']} ch, x{p['scale']})"

@@ -70,7 +70,8 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "full-lora",
-            "leakage positive control: one LoRA on every attention (cross-attention too) and feed-forward, spatial and temporal",
+            "leakage positive control: one LoRA on every attention (cross-attention too) and feed-forward, spatial "
+            "and temporal",
             temporal_targets=("q", "k", "v", "out", "ff"),
             joint_spatial_targets=("q", "k", "v", "out", "ff"),
         ),

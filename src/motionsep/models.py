@@ -251,7 +251,9 @@ def _class_name(module: torch.nn.Module) -> str:
 
 
 def temporal_transformers(unet: UNet) -> list[str]:
-    """Names of every temporal transformer (ModelScope: transformer_in + temp_attentions; AnimateDiff: motion modules)."""
+    """Names of every temporal transformer.
+
+    ModelScope: transformer_in and temp_attentions; AnimateDiff: the motion modules."""
     return [n for n, m in unet.named_modules() if _class_name(m) in TEMPORAL_TRANSFORMER_CLASSES]
 
 

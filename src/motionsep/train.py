@@ -258,7 +258,8 @@ def resume_from(out: Path, config: TrainConfig, state: TrainingState, optimizer,
     saved = json.loads((folder / METADATA_NAME).read_text(encoding="utf-8"))["train_config"]
     if _comparable(saved) != _comparable(config.to_dict()):
         raise MotionsepError(
-            f"cannot resume '{out}': its config differs from this one (only train.steps may change); use another output_dir"
+            f"cannot resume '{out}': its config differs from this one (only train.steps may change); use another "
+            "output_dir"
         )
     for name, sub in ((MOTION, folder), (SPATIAL, folder / "spatial")):
         if name in state.lora_configs:

@@ -310,7 +310,8 @@ def toy_generation_cost(settings: CostSettings) -> dict:
             for name, p in pipelines.items()
         }
     return {
-        "what": f"{settings.generation_videos} videos, 8 frames 32x32, {TOY_SAMPLING.steps} DDIM steps, guidance {TOY_SAMPLING.guidance}; median of {settings.generation_repeats}",
+        "what": f"{settings.generation_videos} videos, 8 frames 32x32, {TOY_SAMPLING.steps} DDIM steps, guidance "
+        f"{TOY_SAMPLING.guidance}; median of {settings.generation_repeats}",
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
         "ratio_to_base": {k: round(v / seconds["base"], 3) for k, v in seconds.items()},
     }
@@ -358,7 +359,9 @@ def zeroscope_generation_cost(settings: CostSettings) -> dict:
     unet = build_unet("zeroscope", settings.device, dtype).eval()  # a fresh base: the run-to-run noise of the ratios
     seconds[BASE_AGAIN] = _median_seconds(loop, settings.generation_repeats)
     return {
-        "what": f"{n} UNet calls (CFG batch 2, {settings.frames} frames, {settings.zeroscope_latent}x{settings.zeroscope_latent} latents, {settings.dtype}); median of {settings.generation_repeats}",
+        "what": f"{n} UNet calls (CFG batch 2, {settings.frames} frames, "
+        f"{settings.zeroscope_latent}x{settings.zeroscope_latent} latents, {settings.dtype}); median of "
+        f"{settings.generation_repeats}",
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
         "ratio_to_base": {k: round(v / seconds["base"], 3) for k, v in seconds.items()},
     }

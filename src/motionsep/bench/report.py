@@ -26,7 +26,10 @@ def machine_line() -> str:
     except OSError:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads{gpu}, torch {torch.__version__}, {platform.system()}"
+    threads = torch.get_num_threads()
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {threads} torch threads{gpu}, torch {torch.__version__}, {platform.system()}"
+    )
 
 
 def write_json(path: Path, data) -> None:
@@ -138,7 +141,8 @@ def _positive_control_line(pooled: dict) -> str:
         )
         return f"The positive control leaks measurably: {what}. The measure can detect leakage in this world."
     return (
-        "The positive control shows no leakage whose 95% interval excludes zero: in this world at this budget the measure "
+        "The positive control shows no leakage whose 95% interval excludes zero: in this world at this budget the "
+        "measure "
         "detects nothing, so equal leakage numbers below are not evidence that any method avoids leakage."
     )
 
@@ -149,7 +153,8 @@ def _base_model_line(card: dict | None) -> str:
     quality = (card.get("quality") or {}).get("accuracy", {})
     figures = ", ".join(f"{k} {100 * v['value']:.0f}%" for k, v in quality.items())
     return (
-        f"Base model: {card.get('unet_steps')} UNet steps; its own accuracy on pretraining prompts: {figures or 'not measured'}. "
+        f"Base model: {card.get('unet_steps')} UNet steps; its own accuracy on pretraining prompts: "
+        f"{figures or 'not measured'}. "
         "Motion numbers below are bounded by how well the base model follows motion at all."
     )
 
@@ -170,10 +175,12 @@ def _leakage_target_line(pooled: dict, target: dict) -> str:
         if motion >= target["min_motion_ratio"] and base_rise > 0 and rise <= target["max_rise_ratio"] * base_rise:
             met.append(name)
         parts.append(
-            f"{name}: motion {100 * row['motion_accuracy']['value']:.0f}% ({motion:.2f}x), unnamed rise {100 * rise:+.1f} points"
+            f"{name}: motion {100 * row['motion_accuracy']['value']:.0f}% ({motion:.2f}x), unnamed rise "
+            f"{100 * rise:+.1f} points"
         )
     return (
-        f"Target (one of {', '.join(candidates)} at >= {target['min_motion_ratio']:.0%} of {base_name}'s motion accuracy "
+        f"Target (one of {', '.join(candidates)} at >= {target['min_motion_ratio']:.0%} of {base_name}'s motion "
+        "accuracy "
         f"with at most {target['max_rise_ratio']:.0%} of its unnamed-attribute leakage rise): "
         f"{_verdict(bool(met))}{' by ' + ', '.join(met) if met else ''}. {base_name}: motion {100 * base_motion:.0f}%, "
         f"unnamed rise {100 * base_rise:+.1f} points; " + "; ".join(parts) + ". "
@@ -197,12 +204,17 @@ def leakage_report(result: dict, sweep_centre: dict[str, str]) -> str:
         "",
         f"Command: `{result.get('command', 'motionsep bench leakage')}`  ",
         f"Machine: {result['machine']}  ",
-        f"Date: {result['date']}; wall time {result['wall_seconds'] / 60:.1f} min (compute in the scored pieces {result['compute_seconds'] / 60:.1f} min)",
+        f"Date: {result['date']}; wall time {result['wall_seconds'] / 60:.1f} min (compute in the scored pieces "
+        f"{result['compute_seconds'] / 60:.1f} min)",
         "",
-        f"Motions: {', '.join(settings['motions'])}; {settings['prompts']} prompts x {len(settings['seeds'])} seeds each, "
-        f"{settings['train_steps']} training steps (lr {settings['learning_rate']}, rank {settings['rank']}, batch {settings['batch_size']}), "
-        f"{settings['sampling_steps']} DDIM steps, guidance {settings['guidance']}. Every prompt differs from the references "
-        "(red square on checker, large, with window) in shape, colour and background. Shares are pooled over all motions; "
+        f"Motions: {', '.join(settings['motions'])}; {settings['prompts']} prompts x {len(settings['seeds'])} seeds "
+        "each, "
+        f"{settings['train_steps']} training steps (lr {settings['learning_rate']}, rank {settings['rank']}, batch "
+        f"{settings['batch_size']}), "
+        f"{settings['sampling_steps']} DDIM steps, guidance {settings['guidance']}. Every prompt differs from the "
+        "references "
+        "(red square on checker, large, with window) in shape, colour and background. Shares are pooled over all "
+        "motions; "
         "95% intervals: Wilson for shares, normal on paired differences for rises and on means for trajectory error.",
         "",
         _base_model_line(result.get("base_model")),
@@ -215,8 +227,10 @@ def leakage_report(result: dict, sweep_centre: dict[str, str]) -> str:
         "",
         leakage_table(pooled, methods),
         "",
-        "Named leakage: share of generations showing the reference's colour/shape/background although the prompt names another. "
-        "Rise: share showing the reference's unnamed value (large size, window) minus the base model's share for the same prompts and seeds.",
+        "Named leakage: share of generations showing the reference's colour/shape/background although the prompt "
+        "names another. "
+        "Rise: share showing the reference's unnamed value (large size, window) minus the base model's share for the "
+        "same prompts and seeds.",
         "",
         "![leakage against motion accuracy](leakage.png)",
         "",
@@ -276,9 +290,12 @@ def cost_report(result: dict) -> str:
         f"Machine: {result['machine']}  ",
         f"Date: {result['date']}; wall time {result['wall_seconds'] / 60:.1f} min",
         "",
-        f"Rank {settings['rank']}, batch {settings['batch']}, {settings['frames']} frames, {settings['dtype']} on {settings['device']}, "
-        f"gradient checkpointing {'on' if settings['gradient_checkpointing'] else 'off'}. Ratios in brackets are to `motiondirector` "
-        "in the same run. A step is motionsep's training step (both paths for dual-path methods) plus AdamW, on cached latents; "
+        f"Rank {settings['rank']}, batch {settings['batch']}, {settings['frames']} frames, {settings['dtype']} on "
+        f"{settings['device']}, "
+        f"gradient checkpointing {'on' if settings['gradient_checkpointing'] else 'off'}. Ratios in brackets are to "
+        "`motiondirector` "
+        "in the same run. A step is motionsep's training step (both paths for dual-path methods) plus AdamW, on "
+        "cached latents; "
         "peak memory is above the loaded model (CPU: peak resident memory, VmHWM; GPU: torch's peak allocation).",
         "",
     ]
@@ -288,15 +305,19 @@ def cost_report(result: dict) -> str:
         lines += [
             f"## Training: {model} (UNet {rows[0]['unet_parameters'] / 1e6:.1f} M parameters, latents {lat})",
             "",
-            "| method | LoRA layers (temporal + spatial) | trainable parameters | motion LoRA file | all saved | s / step | peak memory |",
+            "| method | LoRA layers (temporal + spatial) | trainable parameters | motion LoRA file | all saved | s / "
+            "step | peak memory |",
             "|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             layers = r["lora_layers"]
             lines.append(
-                f"| {r['method']} | {layers['temporal']} + {layers['spatial']} | {r['trainable_parameters'] / 1e6:.3f} M{_ratio(r, 'trainable_parameters')} "
-                f"| {_bytes(r['motion_lora_bytes'])}{_ratio(r, 'motion_lora_bytes')} | {_bytes(r['saved_bytes'])}{_ratio(r, 'saved_bytes')} "
-                f"| {r['seconds_per_step']:.3f}{_ratio(r, 'seconds_per_step')} | {_bytes(r['peak_memory_bytes'])}{_ratio(r, 'peak_memory_bytes')} |"
+                f"| {r['method']} | {layers['temporal']} + {layers['spatial']} | "
+                f"{r['trainable_parameters'] / 1e6:.3f} M{_ratio(r, 'trainable_parameters')} "
+                f"| {_bytes(r['motion_lora_bytes'])}{_ratio(r, 'motion_lora_bytes')} | "
+                f"{_bytes(r['saved_bytes'])}{_ratio(r, 'saved_bytes')} "
+                f"| {r['seconds_per_step']:.3f}{_ratio(r, 'seconds_per_step')} | "
+                f"{_bytes(r['peak_memory_bytes'])}{_ratio(r, 'peak_memory_bytes')} |"
             )
         lines.append("")
     for model, g in result.get("generation", {}).items():
@@ -314,7 +335,8 @@ def cost_report(result: dict) -> str:
     if not settings["device"].startswith("cuda"):
         lines += [
             "Not measured here: the ZeroScope architecture at 384x384 x 16 frames in fp16 with gradient checkpointing "
-            "needs a GPU (`motionsep bench cost --cuda --model zeroscope --zeroscope-latent 48 --frames 16`), to compare "
+            "needs a GPU (`motionsep bench cost --cuda --model zeroscope --zeroscope-latent 48 --frames 16`), to "
+            "compare "
             "with MotionDirector's published ~14 GB.",
             "",
         ]

@@ -443,7 +443,8 @@ def export_from_run(
         "what": "shapes-world text-to-video model (TextToVideoSDPipeline of ZeroScope's classes), "
         + (f"fine-tuned from {config['base']}" if config.get("base") else "trained from scratch")
         + held,
-        "command": f"motionsep toy pretrain --out {run} --steps {config['unet_steps']} --vae-steps {config['vae_steps']}"
+        "command": f"motionsep toy pretrain --out {run} --steps {config['unet_steps']} --vae-steps "
+        f"{config['vae_steps']}"
         + (f" --base {config['base']}" if config.get("base") else "")
         + ("" if config.get("temporal_convs", True) else " --no-temporal-convs"),
         "vae_steps": state["vae_step"],

@@ -240,7 +240,8 @@ def export_animatediff(
     motion, spatial = _split_params(unet)
     card = {
         "what": "shapes-world text-to-video model of the AnimateDiff family (AnimateDiffPipeline, UNetMotionModel): "
-        "the embedded ModelScope-family model's spatial weights, VAE and text encoder, with motion modules trained for this world",
+        "the embedded ModelScope-family model's spatial weights, VAE and text encoder, with motion modules trained "
+        "for this world",
         "command": f"motionsep toy pretrain --family animatediff --out {run} --steps {config['unet_steps']}",
         "recipe": {
             k: config[k]
