@@ -106,3 +106,17 @@ def test_highway_gradients_survive_gradient_checkpointing(pipeline_dirs):
         grads.append(unet.down_blocks[0].attentions[0].proj_out.weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1])
     assert grads[0].abs().sum() > 0
+
+
+def test_a_family_without_unet_skips_refuses_the_highway(pipeline_dirs, monkeypatch):
+    """A family that declares no U-Net skips (a DiT) gets a one-line error, not a half-attached highway."""
+    from dataclasses import replace
+
+    from motionsep import models
+
+    unet = load_unet(pipeline_dirs, "modelscope")
+    no_skips = replace(models.MODELSCOPE, supports_highway=False)
+    monkeypatch.setitem(models._BY_UNET_CLASS, "UNet3DConditionModel", no_skips)
+    with pytest.raises(MotionsepError, match="U-Net skip connections, which the modelscope family has none of"):
+        AppearanceHighway(unet, HighwaySettings())
+    assert not unet._forward_hooks and all(not m._forward_hooks for m in unet.modules())

@@ -28,6 +28,12 @@ __all__ = ["AppearanceHighway", "HighwaySettings", "hook_points", "select_blocks
 
 def select_blocks(unet: UNet, blocks: str | list[int]) -> list[int]:
     HighwaySettings(blocks=blocks).check("highway blocks")
+    family = family_of(unet)
+    if not family.supports_highway:
+        raise MotionsepError(
+            f"the Appearance Highway reroutes U-Net skip connections, which the {family.name} family has none of: "
+            "set appearance_highway.enabled to false"
+        )
     candidates = attention_down_blocks(unet)
     if blocks == "deepest":
         return candidates[-1:]

@@ -80,6 +80,8 @@ class Family:
     # a temporal layer between conv_in and the first skip (ModelScope's transformer_in), which the
     # highway's first_skip_from_conv_in option bypasses; None: the first skip is conv_in's output already
     first_temporal_layer: str | None = None
+    # the Appearance Highway reroutes U-Net skip connections; a family without them (a DiT) cannot have it
+    supports_highway: bool = True
 
     def unet_text(self, text: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Text embeddings shaped as this family's UNet expects them for `num_frames` frames."""
