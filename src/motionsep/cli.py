@@ -261,7 +261,6 @@ def cmd_probe(args) -> None:
     from .probe import ProbeSettings, format_probe, probe_model, probe_unet_config
 
     settings = ProbeSettings(generations=args.generations, clips=args.clips_count, progress=not args.no_progress)
-    is_config = args.model.endswith(".json") or resolve_model(args.model).endswith(".json")
     if args.model in EMBEDDED_MODELS or args.shapes_world:
         if args.clips:
             raise MotionsepError(
@@ -270,10 +269,8 @@ def cmd_probe(args) -> None:
         from .toy.probing import probe_world_model
 
         report = probe_world_model(args.model, settings)
-    elif is_config:
-        report = probe_unet_config(
-            load_unet_config(args.model), settings=ProbeSettings(timesteps=(500,), clips=1, progress=settings.progress)
-        )
+    elif resolve_model(args.model).endswith(".json"):  # a UNet config: the architecture alone
+        report = probe_unet_config(load_unet_config(args.model), progress=settings.progress)
     else:
         size = tuple(args.size) if args.size else None
         report = probe_model(args.model, args.clips, args.caption, args.frames, size, settings)

@@ -236,16 +236,18 @@ def probe_model(
 
 
 def probe_unet_config(
-    config: dict[str, Any], frames: int = 8, latent_size: int = 8, settings: ProbeSettings | None = None
+    config: dict[str, Any], frames: int = 8, latent_size: int = 8, progress: bool = True
 ) -> dict[str, Any]:
-    """The probe on an architecture alone (a UNet config): random weights, random latents and text."""
+    """The probe on an architecture alone (a UNet config): random weights, random latents and text.
+
+    One clip at one timestep: the architecture must run, and its numbers mean nothing anyway."""
     from types import SimpleNamespace
 
     from diffusers import DDPMScheduler
 
     from .models import build_unet_from_config, family_of
 
-    settings = settings or ProbeSettings(timesteps=(500,), clips=1)
+    settings = ProbeSettings(timesteps=(500,), clips=1, progress=progress)
     torch.manual_seed(settings.seed)
     unet: Any = build_unet_from_config(config, device="cpu").eval()
     family = family_of(unet)

@@ -260,6 +260,31 @@ def encode_clips(vae, x: torch.Tensor, generator: torch.Generator | None = None)
     return z.reshape(b, f, *z.shape[1:]).permute(0, 2, 1, 3, 4)
 
 
+def token_ids(tokenizer, captions: list[str]) -> torch.Tensor:
+    return tokenizer(
+        captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+
+
+def motion_weighted_loss(config, unet, noise_scheduler, vae, text_of, x: torch.Tensor, captions: list[str], step: int):
+    """One pretraining step's loss, shared by both embedded models: MSE on the diffusion target plus
+    `config.motion_loss_weight` times the MSE of what changes across frames.
+
+    Caption dropout, posterior sample, noise and timesteps are drawn from the step's generator in this
+    order, so a resumed run sees what an uninterrupted one would. `text_of(captions, frames)` gives the
+    UNet's text conditioning (the families shape it differently).
+    """
+    g = _step_generator(config.seed, step)
+    captions = ["" if torch.rand((1,), generator=g).item() < config.caption_dropout else c for c in captions]
+    latents = encode_clips(vae, x, g)
+    noise = torch.randn(latents.shape, generator=g)
+    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=g)
+    text = text_of(captions, latents.shape[2])
+    pred = unet(noise_scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=text).sample
+    target = diffusion_target(noise_scheduler, latents, noise, t)
+    return F.mse_loss(pred, target) + config.motion_loss_weight * F.mse_loss(across_frames(pred), across_frames(target))
+
+
 def _start_ema(config: PretrainConfig, unet, text_encoder, out: Path, state: dict):
     """EMA weights as (EMAModel, its own copies of unet and text encoder), resumed from the stage if there."""
     from diffusers import UNet3DConditionModel
@@ -314,25 +339,16 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
         initial=state["unet_step"],
         total=config.unet_steps,
     )
+
+    def text_of(captions: list[str], frames: int) -> torch.Tensor:  # trained with the UNet; one text per clip
+        return text_encoder(token_ids(tokenizer, captions))[0]
+
     losses = []
     for step in bar:
         x, captions = clip_batch(
             config.seed, step, config.unet_batch, NARROW_LOOK if step <= config.narrow_steps else None
         )
-        g = _step_generator(config.seed, step)
-        captions = ["" if torch.rand((1,), generator=g).item() < config.caption_dropout else c for c in captions]
-        latents = encode_clips(vae, x, g)  # every draw from g: a resumed run sees what an uninterrupted one would
-        noise = torch.randn(latents.shape, generator=g)
-        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=g)
-        ids = tokenizer(
-            captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-        ).input_ids
-        text = text_encoder(ids)[0]
-        pred = unet(noise_scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=text).sample
-        target = diffusion_target(noise_scheduler, latents, noise, t)
-        loss = F.mse_loss(pred, target) + config.motion_loss_weight * F.mse_loss(
-            across_frames(pred), across_frames(target)
-        )
+        loss = motion_weighted_loss(config, unet, noise_scheduler, vae, text_of, x, captions, step)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         lr = config.lr * min(1.0, (step - warmup_from) / 200)  # short warm-up
@@ -388,7 +404,7 @@ def pretrain(config: PretrainConfig) -> Path:
     state = _state(out)
     models = build_models(config.seed)
     if config.base:
-        base = _base_pipeline(config.base)
+        base = base_pipeline(config.base)
         if state["unet_step"] == 0:
             models[3].load_state_dict(base.unet.state_dict())
             models[1].load_state_dict(base.text_encoder.state_dict())
@@ -403,13 +419,14 @@ def pretrain(config: PretrainConfig) -> Path:
     return export_from_run(out, out / "pipeline")
 
 
-def _base_pipeline(base: str):
+def base_pipeline(base: str):
+    """The ModelScope-family shapes-world model a run starts from (fp32, as load_pipeline gives it)."""
     from ..models import load_pipeline
 
     pipe, family = load_pipeline(base)
     if family.name != "modelscope":
-        raise ValueError(f"a ModelScope-family run can only start from a ModelScope-family model, got {family.name}")
-    return pipe.to(dtype=torch.float32)
+        raise ValueError(f"a shapes-world run can only start from a ModelScope-family model, got {family.name}")
+    return pipe
 
 
 def export_from_run(
@@ -429,7 +446,7 @@ def export_from_run(
     config = json.loads((run / "config.json").read_text())
     tokenizer, _, _, _, scheduler = build_models(config["seed"])
     if config.get("base"):
-        vae = _base_pipeline(config["base"]).vae
+        vae = base_pipeline(config["base"]).vae
     else:
         vae = AutoencoderKL.from_pretrained(str(run / "vae_stage" / "vae"))
     prefix = "ema_" if ema and (run / "unet_stage" / "ema_unet").is_dir() else ""

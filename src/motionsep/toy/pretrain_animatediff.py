@@ -27,12 +27,19 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_write_text
-from ..losses import across_frames, diffusion_target
-from .pretrain import _log, _maybe_load_optimizer, _save_stage, _state, _step_generator, clip_batch, encode_clips
+from .pretrain import (
+    _log,
+    _maybe_load_optimizer,
+    _save_stage,
+    _state,
+    base_pipeline,
+    clip_batch,
+    motion_weighted_loss,
+    token_ids,
+)
 
 MOTION_MODULES = "motion_modules"
 
@@ -85,17 +92,6 @@ def build_motion_unet(base_unet, motion_heads: int = 4):
     return UNetMotionModel.from_unet2d(image_unet, adapter)
 
 
-def _base_models(base: str):
-    from ..models import load_pipeline
-
-    pipe, family = load_pipeline(base)
-    if family.name != "modelscope":
-        raise ValueError(
-            f"the base of the AnimateDiff shapes world must be a ModelScope-family model, got {family.name}"
-        )
-    return pipe
-
-
 def _split_params(unet) -> tuple[list, list]:
     motion = [p for n, p in unet.named_parameters() if MOTION_MODULES in n]
     spatial = [p for n, p in unet.named_parameters() if MOTION_MODULES not in n]
@@ -126,7 +122,7 @@ def pretrain_animatediff(config: AnimateDiffPretrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2))
     state = _state(out)
-    base = _base_models(config.base)
+    base = base_pipeline(config.base)
     torch.manual_seed(config.seed)
     unet = build_motion_unet(base.unet, config.motion_heads)
     stage = out / "unet_stage"
@@ -147,6 +143,11 @@ def pretrain_animatediff(config: AnimateDiffPretrainConfig) -> Path:
         base.text_encoder.requires_grad_(False),
         base.vae.requires_grad_(False),
     )
+
+    @torch.no_grad()
+    def text_of(captions: list[str], frames: int) -> torch.Tensor:  # UNetMotionModel wants the text per frame
+        return text_encoder(token_ids(tokenizer, captions))[0].repeat_interleave(frames, dim=0)
+
     unet.train()
     started = time.time() - state["seconds"]
     bar = tqdm(
@@ -161,21 +162,7 @@ def pretrain_animatediff(config: AnimateDiffPretrainConfig) -> Path:
         for p in spatial_params:
             p.requires_grad_(spatial_trains)  # frozen params get no grad, and AdamW skips them
         x, captions = clip_batch(config.seed, step, config.unet_batch)
-        g = _step_generator(config.seed, step)
-        captions = ["" if torch.rand((1,), generator=g).item() < config.caption_dropout else c for c in captions]
-        latents = encode_clips(vae, x, g)
-        noise = torch.randn(latents.shape, generator=g)
-        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=g)
-        ids = tokenizer(
-            captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-        ).input_ids
-        with torch.no_grad():
-            text = text_encoder(ids)[0].repeat_interleave(latents.shape[2], dim=0)  # UNetMotionModel: text per frame
-        pred = unet(noise_scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=text).sample
-        target = diffusion_target(noise_scheduler, latents, noise, t)
-        loss = F.mse_loss(pred, target) + config.motion_loss_weight * F.mse_loss(
-            across_frames(pred), across_frames(target)
-        )
+        loss = motion_weighted_loss(config, unet, noise_scheduler, vae, text_of, x, captions, step)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in unet.parameters() if p.grad is not None], 1.0)
         ramp = min(1.0, (step - warmup_from) / 200)  # short warm-up, and again when the spatial weights join
@@ -223,7 +210,7 @@ def export_animatediff(
     run, dest = Path(run), Path(dest)
     state = _state(run)
     config = json.loads((run / "config.json").read_text())
-    base = _base_models(config["base"])
+    base = base_pipeline(config["base"])
     prefix = "ema_" if ema and (run / "unet_stage" / "ema_unet").is_dir() else ""
     unet = UNetMotionModel.from_pretrained(str(run / "unet_stage" / f"{prefix}unet"))
     pipe: Any = AnimateDiffPipeline(
