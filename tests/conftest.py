@@ -16,13 +16,13 @@ from motionsep.config import config_from_dict
 from motionsep.testing import save_tiny_pipeline
 from motionsep.video import write_mp4
 
-FAMILIES = ("modelscope", "animatediff")
+FAMILIES = ("modelscope", "animatediff")  # the U-Net families, which share the parametrised tests; Wan: test_wan.py
 
 
 @pytest.fixture(scope="session")
 def pipeline_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipelines")
-    return {family: str(save_tiny_pipeline(root / family, family)) for family in FAMILIES}
+    return {family: str(save_tiny_pipeline(root / family, family)) for family in (*FAMILIES, "wan")}
 
 
 def moving_square(frames: int = 12, size: int = 16) -> np.ndarray:

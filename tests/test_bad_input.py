@@ -82,7 +82,7 @@ def test_unsupported_unet_class(tmp_path, capsys):
     (folder / "unet" / "config.json").write_text('{"_class_name": "UNet2DConditionModel"}')
     code = main(["inspect", "--model", str(folder)])
     err = capsys.readouterr().err
-    assert code == 2 and "its UNet is UNet2DConditionModel" in err and "UNet3DConditionModel" in err
+    assert code == 2 and "its denoiser is UNet2DConditionModel" in err and "WanTransformer3DModel (wan)" in err
 
 
 def test_existing_results_are_not_overwritten(tmp_path, pipeline_dirs, clip_dir, capsys):

@@ -108,15 +108,11 @@ def test_highway_gradients_survive_gradient_checkpointing(pipeline_dirs):
     assert grads[0].abs().sum() > 0
 
 
-def test_a_family_without_unet_skips_refuses_the_highway(pipeline_dirs, monkeypatch):
-    """A family that declares no U-Net skips (a DiT) gets a one-line error, not a half-attached highway."""
-    from dataclasses import replace
+def test_a_family_without_unet_skips_refuses_the_highway():
+    """A DiT (Wan) has no U-Net skips: a one-line error, not a half-attached highway."""
+    from motionsep.testing import tiny_wan_pipeline
 
-    from motionsep import models
-
-    unet = load_unet(pipeline_dirs, "modelscope")
-    no_skips = replace(models.MODELSCOPE, supports_highway=False)
-    monkeypatch.setitem(models._BY_UNET_CLASS, "UNet3DConditionModel", no_skips)
-    with pytest.raises(MotionsepError, match="U-Net skip connections, which the modelscope family has none of"):
-        AppearanceHighway(unet, HighwaySettings())
-    assert not unet._forward_hooks and all(not m._forward_hooks for m in unet.modules())
+    transformer = tiny_wan_pipeline().transformer
+    with pytest.raises(MotionsepError, match="U-Net skip connections, which the wan family has none of"):
+        AppearanceHighway(transformer, HighwaySettings())
+    assert all(not m._forward_hooks for m in transformer.modules())

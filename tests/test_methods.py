@@ -79,7 +79,7 @@ def test_target_override_and_bad_names():
 
 def test_inspect_zeroscope_counts_match_reference():
     tap = inspect_model(ZEROSCOPE, "tap")
-    assert tap["unet_parameters"] == pytest.approx(1.41e9, rel=0.005)
+    assert tap["denoiser_parameters"] == pytest.approx(1.41e9, rel=0.005)
     assert tap["paths"]["temporal"]["transformers"] == 17
     assert len(tap["paths"]["temporal"]["layers"]) == 68
     assert tap["paths"]["temporal"]["parameters"] == pytest.approx(3.33e6, rel=0.005)

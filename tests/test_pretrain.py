@@ -148,3 +148,33 @@ def test_finetune_from_a_base_holds_the_temporal_convolutions_at_identity(tmp_pa
     assert any(not torch.equal(trained[k], before[k]) for k in before if "temp_attentions" in k)
     card = json.loads((folder / "model_card.json").read_text())
     assert "held at identity" in card["what"] and "--no-temporal-convs" in card["command"]
+
+
+def _tiny_wan(out, vae_steps, steps):
+    from motionsep.toy.pretrain_wan import WanPretrainConfig
+
+    return WanPretrainConfig(
+        out=str(out), vae_steps=vae_steps, vae_batch=2, unet_steps=steps, unet_batch=2, lr=0.05, checkpoint_every=1
+    )
+
+
+def test_wan_pretraining_resumes_to_the_uninterrupted_run_and_exports_a_wan_pipeline(tmp_path):
+    from motionsep.generate import MotionPipeline, SamplingSettings
+    from motionsep.toy.pretrain_wan import WAN_FRAMES, pretrain_wan
+
+    pretrain_wan(_tiny_wan(tmp_path / "straight", 2, 2))
+    pretrain_wan(_tiny_wan(tmp_path / "resumed", 1, 0))  # interrupted in the VAE stage,
+    pretrain_wan(_tiny_wan(tmp_path / "resumed", 2, 1))  # then in the transformer's
+    pretrain_wan(_tiny_wan(tmp_path / "resumed", 2, 2))
+    straight, resumed = _losses(tmp_path / "straight"), _losses(tmp_path / "resumed")
+    stages = [("vae", 1), ("vae", 2), ("transformer", 1), ("transformer", 2)]
+    assert [r[:2] for r in straight] == [r[:2] for r in resumed] == stages
+    assert [r[2] for r in resumed] == pytest.approx([r[2] for r in straight], rel=1e-3)
+    pipeline = MotionPipeline.from_pretrained(str(tmp_path / "resumed" / "pipeline"))
+    assert pipeline.family.name == "wan" and pipeline.pipe.vae.config.scale_factor_temporal == 2
+    video = pipeline(
+        "a red circle moving left", 0, SamplingSettings(num_frames=WAN_FRAMES, height=32, width=32, steps=2)
+    )
+    assert video.shape == (WAN_FRAMES, 32, 32, 3)  # 9 frames through 5 latent frames and back
+    card = json.loads((tmp_path / "resumed" / "pipeline" / "model_card.json").read_text())
+    assert card["transformer_steps"] == 2 and "--family wan" in card["command"]

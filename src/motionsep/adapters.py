@@ -6,8 +6,9 @@ A motion LoRA folder is what diffusers expects plus one JSON file:
     motionsep.json                     method, targets, Appearance Highway / PLI defaults, training config
     spatial/pytorch_lora_weights.safetensors   dual-path methods only; not used at inference
 
-AnimateDiff folders load with ``AnimateDiffPipeline.load_lora_weights``; ModelScope/ZeroScope folders
-with peft's ``inject_adapter_in_model`` + ``set_peft_model_state_dict`` (see the README).
+AnimateDiff and Wan folders load with ``AnimateDiffPipeline.load_lora_weights`` / ``WanPipeline.load_lora_weights``
+(Wan keys are 'transformer.'-prefixed); ModelScope/ZeroScope folders with peft's ``inject_adapter_in_model`` +
+``set_peft_model_state_dict`` (see the README).
 """
 
 from __future__ import annotations
@@ -82,11 +83,21 @@ def lora_parameters(unet: UNet, adapter_name: str) -> list[torch.nn.Parameter]:
 
 
 def set_lora_enabled(unet: UNet, enabled: bool, adapter_name: str | None = None) -> None:
-    """Switch LoRA layers on or off without touching which parameters are trainable."""
+    """Switch one adapter (every adapter when `adapter_name` is None) on or off, leaving the others on the same
+    layers as they are (a DiT's motion and spatial LoRAs share layers) and which parameters are trainable."""
     for layer in lora_layers(unet, adapter_name):
         flags = [p.requires_grad for p in layer.parameters()]
-        layer.enable_adapters(enabled)  # peft also flips requires_grad here; keep ours
-        for p, flag in zip(layer.parameters(), flags):
+        if adapter_name is None:
+            layer.enable_adapters(enabled)
+        else:
+            active = [] if layer.disable_adapters else [a for a in layer.active_adapters if a != adapter_name]
+            active = sorted(active + [adapter_name]) if enabled else active
+            if active:
+                layer.enable_adapters(True)
+                layer.set_adapter(active)
+            else:
+                layer.enable_adapters(False)
+        for p, flag in zip(layer.parameters(), flags):  # peft flips requires_grad on switching; keep ours
             p.requires_grad_(flag)
 
 
@@ -134,14 +145,17 @@ def lora_state_dict(unet: UNet, adapter_name: str) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
 
-def _write_weights(folder: Path, state: dict[str, torch.Tensor], config: LoraConfig, pipeline_class: str) -> None:
+def _write_weights(folder: Path, state: dict[str, torch.Tensor], config: LoraConfig, family) -> None:
+    """diffusers' own writer for the family's pipeline: keys prefixed 'unet.' or 'transformer.'."""
     import diffusers
 
-    pipeline_cls = getattr(diffusers, pipeline_class)
+    pipeline_cls = getattr(diffusers, family.pipeline_class)
     metadata = config.to_dict()
     metadata["target_modules"] = sorted(metadata["target_modules"])
     pipeline_cls.save_lora_weights(
-        str(folder), unet_lora_layers=state, weight_name=WEIGHTS_NAME, unet_lora_adapter_metadata=metadata
+        str(folder),
+        weight_name=WEIGHTS_NAME,
+        **{f"{family.denoiser}_lora_layers": state, f"{family.denoiser}_lora_adapter_metadata": metadata},
     )
 
 
@@ -161,10 +175,10 @@ def save_lora_folder(
     folder.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=folder))
     try:
-        _write_weights(tmp, lora_state_dict(unet, MOTION), configs[MOTION], family.pipeline_class)
+        _write_weights(tmp, lora_state_dict(unet, MOTION), configs[MOTION], family)
         if SPATIAL in configs:
             (tmp / "spatial").mkdir()
-            _write_weights(tmp / "spatial", lora_state_dict(unet, SPATIAL), configs[SPATIAL], family.pipeline_class)
+            _write_weights(tmp / "spatial", lora_state_dict(unet, SPATIAL), configs[SPATIAL], family)
         lora_config = {k: v for k, v in configs[MOTION].to_dict().items() if k in _LORA_CONFIG_KEYS}
         lora_config["target_modules"] = sorted(configs[MOTION].target_modules or ())
         record = dataclasses.replace(record, family=family.name, lora_config=lora_config)
@@ -218,11 +232,13 @@ def read_lora_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def set_lora_weights(unet: UNet, weights: dict[str, torch.Tensor], adapter_name: str, source: Path) -> None:
-    """Put saved diffusers-format weights ('unet.'-prefixed peft keys) into an injected adapter."""
-    prefix = "unet."
+    """Put saved diffusers-format weights ('unet.' or 'transformer.'-prefixed peft keys) into an injected adapter."""
+    prefix = family_of(unet).denoiser + "."
     state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
     if not state:
-        raise MotionsepError(f"LoRA weights in '{source}' hold no 'unet.' keys: not a UNet LoRA")
+        raise MotionsepError(
+            f"LoRA weights in '{source}' hold no '{prefix}' keys: not a LoRA for this model's {prefix[:-1]}"
+        )
     result = set_peft_model_state_dict(unet, state, adapter_name=adapter_name)
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
@@ -237,7 +253,7 @@ def load_motion_lora(unet: UNet, folder: str | os.PathLike, adapter_name: str = 
     if meta.family != family.name:
         raise MotionsepError(
             f"LoRA '{folder}' was trained for the {meta.family} family but the model is {family.name} "
-            f"({family.unet_class}): use a base model of the family it was trained on"
+            f"({family.denoiser_class}): use a base model of the family it was trained on"
         )
     weights = read_lora_weights(folder / WEIGHTS_NAME)  # before injecting: a bad file changes nothing
     add_lora(unet, LoraConfig(**meta.lora_config), adapter_name)

@@ -140,15 +140,25 @@ def cmd_toy_pretrain(args) -> None:
         if args.steps is not None:
             ad_config.unet_steps = args.steps
         folder = pretrain_animatediff(ad_config)
+    elif args.family == "wan":
+        from .toy.pretrain_wan import WanPretrainConfig, pretrain_wan
+
+        wan_config = WanPretrainConfig(out=args.out or WanPretrainConfig.out, seed=args.seed)
+        if args.steps is not None:
+            wan_config.unet_steps = args.steps
+        if args.vae_steps is not None:
+            wan_config.vae_steps = args.vae_steps
+        folder = pretrain_wan(wan_config)
     else:
         from .toy.pretrain import PretrainConfig, pretrain
 
         config = PretrainConfig(
             out=args.out or "toy-pretrain",
-            vae_steps=args.vae_steps,
+            vae_steps=PretrainConfig.vae_steps if args.vae_steps is None else args.vae_steps,
             seed=args.seed,
             base=args.base,
             temporal_convs=not args.no_temporal_convs,
+            temporal_conv_penalty=args.temporal_conv_penalty,
             narrow_steps=0 if args.base else PretrainConfig.narrow_steps,  # a base model already reads motion words
         )
         if args.steps is not None:
@@ -160,11 +170,14 @@ def cmd_toy_pretrain(args) -> None:
 def cmd_toy_export(args) -> None:
     from .toy.pretrain import export_from_run
     from .toy.pretrain_animatediff import export_animatediff, is_animatediff_run
+    from .toy.pretrain_wan import export_wan, is_wan_run
 
     quality = json.loads(Path(args.quality).read_text()) if args.quality else None
     probe = json.loads(Path(args.probe).read_text()) if args.probe else None
     if is_animatediff_run(args.run):
         folder = export_animatediff(args.run, args.to, quality, probe, ema=not args.raw_weights)
+    elif is_wan_run(args.run):
+        folder = export_wan(args.run, args.to, quality, probe, ema=not args.raw_weights)
     else:
         folder = export_from_run(args.run, args.to, quality, ema=not args.raw_weights, probe=probe)
     print(f"exported: {folder}")
@@ -231,6 +244,8 @@ def cmd_bench_cost(args) -> None:
         models=tuple(args.model) if args.model else None,
         zeroscope_latent=args.zeroscope_latent,
         frames=args.frames,
+        wan_size=tuple(args.wan_size) if args.wan_size else None,
+        wan_frames=args.wan_frames,
     )
     r = run_cost_bench(
         args.out,
@@ -284,7 +299,7 @@ def cmd_probe(args) -> None:
 
 # --- flags shared by several commands, defined once ------------------------------------------------
 
-MODEL_HELP = "diffusers pipeline folder, hub id, 'toy' or 'toy-animatediff'"
+MODEL_HELP = "diffusers pipeline folder (ModelScope/ZeroScope, AnimateDiff or Wan), hub id, 'toy' or 'toy-animatediff'"
 
 
 def _no_progress(p: argparse.ArgumentParser) -> None:
@@ -429,24 +444,36 @@ def _toy_parser(sub) -> None:
         "pretrain",
         help="train a shapes-world base model (resumes from --out)",
         description="modelscope: VAE, UNet3D and text encoder from scratch. animatediff: motion modules "
-        "on the embedded model's spatial weights, then both (toy/pretrain_animatediff.py).",
+        "on the embedded model's spatial weights, then both (toy/pretrain_animatediff.py). wan: causal video VAE, "
+        "then WanTransformer3DModel and UMT5 text encoder from scratch, flow matching (toy/pretrain_wan.py).",
     )
     p.add_argument(
         "--family",
-        choices=("modelscope", "animatediff"),
+        choices=("modelscope", "animatediff", "wan"),
         default="modelscope",
         help="which embedded model (default modelscope)",
     )
     p.add_argument(
-        "--out", help="run folder; an existing one is resumed (default toy-pretrain or toy-pretrain-animatediff)"
+        "--out",
+        help="run folder; an existing one is resumed (default toy-pretrain, toy-pretrain-animatediff or "
+        "toy-pretrain-wan)",
     )
-    p.add_argument("--steps", type=int, help="UNet steps in all (default 16000; animatediff 2500)")
-    p.add_argument("--vae-steps", type=int, default=6000)
+    p.add_argument(
+        "--steps", type=int, help="UNet (wan: transformer) steps in all (default 16000; animatediff 2500; wan 12000)"
+    )
+    p.add_argument("--vae-steps", type=int, help="VAE steps (default 6000; wan 3000)")
     p.add_argument("--base", help="modelscope: start from this model's weights (e.g. toy) and keep its VAE")
     p.add_argument(
         "--no-temporal-convs",
         action="store_true",
         help="modelscope: hold every temporal convolution at identity, so temporal attention carries the motion",
+    )
+    p.add_argument(
+        "--temporal-conv-penalty",
+        type=float,
+        default=0.0,
+        help="modelscope: weight of a penalty on the temporal convolutions' residuals, which leaves the motion "
+        "to temporal attention while the convolutions still tell the frames apart (default 0: off)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_toy_pretrain)
@@ -531,7 +558,12 @@ def _bench_parser(sub) -> None:
     )
     _out(p, "bench-results", "writes cost.md and cost.json")
     p.add_argument("--quick", action="store_true", help="embedded model only, few steps: checks the machinery")
-    p.add_argument("--model", action="append", choices=("toy", "zeroscope"), help="repeatable (default both)")
+    p.add_argument(
+        "--model",
+        action="append",
+        choices=("toy", "zeroscope", "wan-1.3b"),
+        help="repeatable (default toy and zeroscope); wan-1.3b: the Wan 2.1 1.3B DiT, ratios to full-lora",
+    )
     p.add_argument("--cuda", action="store_true", help="measure on the GPU (fp16 base weights, gradient checkpointing)")
     p.add_argument(
         "--dtype",
@@ -542,6 +574,10 @@ def _bench_parser(sub) -> None:
         "--zeroscope-latent", type=int, help="latent side for the ZeroScope UNet (default 8 = 64x64 px; 48 = 384x384)"
     )
     p.add_argument("--frames", type=int, help="frames per clip (default 8)")
+    p.add_argument(
+        "--wan-size", type=int, nargs=2, metavar=("H", "W"), help="wan-1.3b clip size in pixels (default 64 112)"
+    )
+    p.add_argument("--wan-frames", type=int, help="wan-1.3b clip frames, 1 + 4k (default 9; the real size: 33)")
     p.add_argument("--gradient-checkpointing", action="store_true")
     _overwrite(p, "an earlier report in --out")
     _no_progress(p)
@@ -557,10 +593,17 @@ def _probe_parser(sub) -> None:
         "shapes-world models also by the evaluator's motion accuracy. TAP has a lever where switching "
         "temporal attention off loses most of the motion.",
     )
-    p.add_argument("--model", required=True, help=MODEL_HELP + ", or a UNet config.json (random weights)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help=MODEL_HELP
+        + ", or a UNet/transformer config.json or shipped config such as zeroscope-config (random weights)",
+    )
     p.add_argument("--clips", help="a video or a folder of clips of your own (default: the model generates its own)")
     p.add_argument("--caption", help="caption for every clip (default: a same-name .txt beside each clip, else none)")
-    p.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    p.add_argument(
+        "--frames", type=int, default=16, help="frames per clip (default 16; Wan takes 1 + 4k, rounded down)"
+    )
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="clip size (default the model's native size)")
     p.add_argument("--clips-count", type=int, default=8, help="clips for the model measure (default 8)")
     p.add_argument("--generations", type=int, default=24, help="shapes world: generations per setting (default 24)")
@@ -578,11 +621,18 @@ def _inspect_parser(sub) -> None:
     p = sub.add_parser(
         "inspect",
         help="list LoRA targets and highway hook points (reads configs only)",
-        description="List every LoRA layer and Appearance Highway hook point a method would use, from the UNet "
-        "config alone.",
+        description="List every LoRA layer and Appearance Highway hook point a method would use, from the denoiser's "
+        "config alone (UNet or DiT; no weights are read).",
     )
-    p.add_argument("--model", required=True, help=MODEL_HELP + ", a UNet folder or a UNet config.json")
-    p.add_argument("--method", default="tap", help="tap, tap-official, motiondirector or temporal-lora (default tap)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help=MODEL_HELP + ", a UNet or transformer folder, its config.json, or a shipped config: zeroscope-config, "
+        "wan-1.3b-config, wan-14b-config",
+    )
+    p.add_argument(
+        "--method", default="tap", help="tap, tap-official, motiondirector, temporal-lora or full-lora (default tap)"
+    )
     p.add_argument("--targets", help="override temporal targets, e.g. q,k")
     p.add_argument("--rank", type=int, default=32, help="LoRA rank for the parameter totals (default 32)")
     p.add_argument("--highway-blocks", help="'deepest' (default), 'all' or comma-separated indices")

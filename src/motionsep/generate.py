@@ -1,8 +1,8 @@
 """Sampling with a motion LoRA: Appearance Highway and PLI on a plain diffusers pipeline, then export.
 
-``MotionPipeline`` wraps the family's own diffusers pipeline (``TextToVideoSDPipeline`` or
-``AnimateDiffPipeline``); the LoRA is loaded with peft, the highway and PLI are hooks, so the
-sampling loop is diffusers' own.
+``MotionPipeline`` wraps the family's own diffusers pipeline (``TextToVideoSDPipeline``,
+``AnimateDiffPipeline`` or ``WanPipeline``); the LoRA is loaded with peft, the highway and PLI are hooks,
+so the sampling loop is diffusers' own.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .adapters import MOTION, FusedLora, load_motion_lora, set_lora_scale
 from .errors import MotionsepError, refuse_existing
 from .highway import AppearanceHighway, HighwaySettings
-from .models import load_pipeline
+from .models import denoiser_of, load_pipeline
 from .pli import PhasedLora
 from .record import LoraRecord
 from .video import contact_sheet, write_gif, write_mp4
@@ -67,24 +67,25 @@ class MotionPipeline:
         swaps the fused and plain weights, exactly).
         """
         pipe, family = load_pipeline(model, motion_adapter, dtype=dtype, device=device)
+        denoiser = denoiser_of(pipe)
         meta = None
         if lora is not None:
-            meta = load_motion_lora(pipe.unet, lora)
-            set_lora_scale(pipe.unet, lora_scale, MOTION)
+            meta = load_motion_lora(denoiser, lora)
+            set_lora_scale(denoiser, lora_scale, MOTION)
         self = cls(pipe, family, meta)
-        fused = FusedLora(pipe.unet, MOTION) if (fuse_lora and meta is not None) else None
+        fused = FusedLora(denoiser, MOTION) if (fuse_lora and meta is not None) else None
         settings = meta.appearance_highway if meta is not None else HighwaySettings(enabled=False)
         settings = replace(
             settings,
             blocks=settings.blocks if highway_blocks is None else highway_blocks,
             scale=settings.scale if highway_scale is None else highway_scale,
         )
-        self.highway = AppearanceHighway(
-            pipe.unet, settings, enabled=bool(settings.enabled if highway is None else highway)
-        )
+        enabled = bool(settings.enabled if highway is None else highway)
+        if family.supports_highway or enabled:  # asked for on a DiT: AppearanceHighway says why it cannot
+            self.highway = AppearanceHighway(denoiser, settings, enabled=enabled)
         tau = pli_tau if pli_tau is not None else (meta.pli_tau if meta is not None else None)
         if tau is not None and tau >= 0 and meta is not None:
-            self.pli = PhasedLora(pipe.unet, tau, fused=fused)
+            self.pli = PhasedLora(denoiser, tau, fused=fused)
         return self
 
     def describe(self) -> dict[str, Any]:
@@ -101,10 +102,15 @@ class MotionPipeline:
 
     def _defaults(self, settings: SamplingSettings) -> tuple[int, int, int]:
         meta = self.lora_meta
-        native = self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
-        size = meta.size if meta is not None else [native, native]
+        if self.family.native_size is not None:
+            native = list(self.family.native_size)
+        else:
+            side = self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
+            native = [side, side]
+        size = meta.size if meta is not None else native
+        default_frames = 17 if self.family.video_vae else 16  # Wan's causal VAE: 1 + 4k frames
         return (
-            settings.num_frames or (meta.num_frames if meta is not None else 16),
+            settings.num_frames or (meta.num_frames if meta is not None else default_frames),
             settings.height or size[0],
             settings.width or size[1],
         )
@@ -130,6 +136,11 @@ class MotionPipeline:
         for prompt in prompts:
             self.check_prompt(prompt)
         num_frames, height, width = self._defaults(settings)
+        if self.family.video_vae and (num_frames - 1) % 4:
+            raise MotionsepError(
+                f"{num_frames} frames: Wan's causal VAE decodes 1 + 4k frames (17, 33, 49, 81, ...); "
+                f"pass --frames {4 * round((num_frames - 1) / 4) + 1}"
+            )
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)

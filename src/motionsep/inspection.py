@@ -1,11 +1,12 @@
 """What a method would train and where the highway would act, read from configs alone.
 
-The UNet is built on PyTorch's meta device from its config.json: no weights are read or
-allocated, so a 1.7B-parameter model answers in seconds.
+The denoiser (UNet or DiT) is built on PyTorch's meta device from its config.json: no weights are read
+or allocated, so a 14B-parameter model answers in seconds.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .highway import HighwaySettings, hook_points
@@ -28,7 +29,10 @@ def inspect_model(
     paths = {
         "temporal": {
             "targets": list(preset.temporal_targets),
-            "transformers": len(temporal) + (len(spatial_transformers(unet)) if preset.joint_spatial_targets else 0),
+            "transformers": len(
+                set(temporal) | (set(spatial_transformers(unet)) if preset.joint_spatial_targets else set())
+            ),
+            "blocks": _blocks(layers["temporal"]),
             "layers": layers["temporal"],
             "parameters": lora_parameter_count(unet, layers["temporal"], rank),
             "used_at_inference": True,
@@ -38,48 +42,63 @@ def inspect_model(
         paths["spatial"] = {
             "targets": list(preset.spatial_targets),
             "transformers": len(spatial_transformers(unet)),
+            "blocks": _blocks(layers["spatial"]),
             "layers": layers["spatial"],
             "parameters": lora_parameter_count(unet, layers["spatial"], rank),
             "used_at_inference": False,
         }
-    return {
-        "model": model,
-        "family": family.name,
-        "unet_class": family.unet_class,
-        "unet_parameters": sum(p.numel() for p in unet.parameters()),
-        "method": preset.name,
-        "summary": preset.summary,
-        "rank": rank,
-        "loss": "mse + appearance-debiased" if preset.debiased_loss else "mse",
-        "unet_forwards_per_step": 2 if preset.dual_path else 1,
-        "paths": paths,
-        "trainable_parameters": sum(p["parameters"] for p in paths.values()),
-        "appearance_highway": {
+    if family.supports_highway:
+        highway = {
             "on_by_default": preset.highway,
             "blocks": highway_blocks,
             "hook_points": hook_points(unet, HighwaySettings(blocks=highway_blocks)),
-        },
+        }
+    else:
+        highway = {"on_by_default": False, "unavailable": f"the {family.name} family is a DiT: it has no U-Net skips"}
+    return {
+        "model": model,
+        "family": family.name,
+        "denoiser_class": family.denoiser_class,
+        "denoiser_parameters": sum(p.numel() for p in unet.parameters()),
+        "method": preset.name,
+        "summary": preset.summary,
+        "rank": rank,
+        # the objective follows the scheduler, which a config alone does not name: every Wan model is flow-matching
+        "loss": ("flow-matching velocity mse" if family.is_dit else "mse")
+        + (" + appearance-debiased" if preset.debiased_loss else ""),
+        "forwards_per_step": 2 if preset.dual_path else 1,
+        "paths": paths,
+        "trainable_parameters": sum(p["parameters"] for p in paths.values()),
+        "appearance_highway": highway,
     }
+
+
+def _blocks(layers: list[str]) -> int:
+    """How many transformer blocks the layers sit in."""
+    return len({re.sub(r"\.(attn\d|ff|ffn)\..*$", "", name) for name in layers})
 
 
 def format_report(report: dict[str, Any]) -> str:
     lines = [
-        f"model      {report['model']}  ({report['unet_class']}, {report['family']}, "
-        f"{report['unet_parameters'] / 1e6:,.1f} M parameters)",
+        f"model      {report['model']}  ({report['denoiser_class']}, {report['family']}, "
+        f"{report['denoiser_parameters'] / 1e6:,.1f} M parameters)",
         f"method     {report['method']}: {report['summary']}",
-        f"loss       {report['loss']}; {report['unet_forwards_per_step']} UNet forward(s) per step; rank "
-        f"{report['rank']}",
+        f"loss       {report['loss']}; {report['forwards_per_step']} forward(s) per step; rank {report['rank']}",
         "",
     ]
     for name, path in report["paths"].items():
         use = "kept at inference" if path["used_at_inference"] else "training only, dropped at inference"
         lines.append(
             f"{name} LoRA  targets {'+'.join(path['targets'])}: {len(path['layers'])} layers in "
-            f"{path['transformers']} transformers, {path['parameters'] / 1e6:.2f} M parameters ({use})"
+            f"{path['blocks']} blocks of {path['transformers']} transformer(s), {path['parameters'] / 1e6:.2f} M "
+            f"parameters ({use})"
         )
         lines += [f"    {layer}" for layer in path["layers"]]
     lines.append(f"\ntrainable parameters  {report['trainable_parameters'] / 1e6:.2f} M")
     ah = report["appearance_highway"]
+    if "unavailable" in ah:
+        lines.append(f"\nAppearance Highway: not available ({ah['unavailable']})")
+        return "\n".join(lines)
     lines.append(
         f"\nAppearance Highway (blocks={ah['blocks']}, on by default for this method: "
         f"{'yes' if ah['on_by_default'] else 'no'}): {len(ah['hook_points'])} skips rerouted"

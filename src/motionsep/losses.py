@@ -1,8 +1,11 @@
-"""Training targets and losses shared by LoRA training and shapes-world pretraining."""
+"""Training targets and losses shared by LoRA training, the probe and shapes-world pretraining.
+
+The objective (denoising or flow matching) comes from the model's own scheduler config, not from its family."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,3 +29,95 @@ def debiased_loss(pred: torch.Tensor, target: torch.Tensor, anchor: int, beta: f
 def across_frames(x: torch.Tensor) -> torch.Tensor:
     """What changes from frame to frame: x (batch, channels, frames, h, w) minus its mean over frames."""
     return x - x.mean(dim=2, keepdim=True)
+
+
+# --- training objectives -----------------------------------------------------------------------
+
+
+class DenoisingObjective:
+    """DDPM-family training (ModelScope, AnimateDiff): uniform integer timesteps, `scheduler.add_noise`,
+    the noise (or the velocity for v-prediction) as target, every timestep weighted alike."""
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+
+    def draw_timesteps(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randint(self.scheduler.config.num_train_timesteps, (n,), generator=generator)
+
+    def noisy(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        return self.scheduler.add_noise(latents, noise, timesteps)
+
+    def target(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        return diffusion_target(self.scheduler, latents, noise, timesteps)
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(pred.float(), target.float())
+
+
+class FlowMatchingObjective:
+    """Rectified-flow training as Wan was trained: the noisy latents lie on the straight line between data and
+    noise, x_s = (1 - s) x + s noise, and the model predicts the velocity noise - x.
+
+    Timesteps and sigmas come from a `FlowMatchEulerDiscreteScheduler` with the model's shift (the tables the
+    diffusers flow-matching training scripts use); u is drawn by `compute_density_for_timestep_sampling` and
+    the loss weighted by `compute_loss_weighting_for_sd3` ("none": uniform u, equal weights; "logit_normal",
+    "mode", "sigma_sqrt", "cosmap" as in diffusers).
+    """
+
+    def __init__(self, scheduler, weighting_scheme: str = "none"):
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        config = scheduler.config
+        self.shift = float(config.get("shift") if "shift" in config else config.get("flow_shift") or 1.0)
+        self.num_train_timesteps = int(config.num_train_timesteps)
+        self.table: Any = FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=self.num_train_timesteps, shift=self.shift
+        )  # its timesteps and sigmas are set in __init__, which a type checker does not see
+        self.weighting_scheme = weighting_scheme
+
+    def draw_timesteps(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        from diffusers.training_utils import compute_density_for_timestep_sampling
+
+        u = compute_density_for_timestep_sampling(
+            self.weighting_scheme, n, logit_mean=0.0, logit_std=1.0, mode_scale=1.29, generator=generator
+        )
+        index = (u * self.num_train_timesteps).long().clamp(0, self.num_train_timesteps - 1)
+        return self.table.timesteps[index]
+
+    def sigmas(self, timesteps: torch.Tensor, ndim: int) -> torch.Tensor:
+        """The sigma of each timestep, shaped to broadcast over a latent of `ndim` dimensions."""
+        table = self.table.timesteps.to(timesteps.device)
+        index = (table[None, :] - timesteps.float()[:, None]).abs().argmin(dim=1)
+        sigma = self.table.sigmas.to(timesteps.device)[index]
+        return sigma.reshape(-1, *([1] * (ndim - 1)))
+
+    def noisy(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        sigma = self.sigmas(timesteps, latents.ndim).to(latents.dtype)
+        return (1.0 - sigma) * latents + sigma * noise
+
+    def target(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        return noise - latents
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        from diffusers.training_utils import compute_loss_weighting_for_sd3
+
+        weights = compute_loss_weighting_for_sd3(self.weighting_scheme, self.sigmas(timesteps, pred.ndim))
+        return (weights.float() * (pred.float() - target.float()) ** 2).mean()
+
+
+Objective = DenoisingObjective | FlowMatchingObjective
+
+
+def is_flow_matching(scheduler) -> bool:
+    """Wan ships `FlowMatchEulerDiscreteScheduler` or `UniPCMultistepScheduler` with flow sigmas."""
+    config = scheduler.config
+    return (
+        type(scheduler).__name__.startswith("FlowMatch")
+        or config.get("prediction_type") == "flow_prediction"
+        or bool(config.get("use_flow_sigmas"))
+    )
+
+
+def objective_for(scheduler) -> Objective:
+    """The training objective the model's own scheduler implies."""
+    return FlowMatchingObjective(scheduler) if is_flow_matching(scheduler) else DenoisingObjective(scheduler)

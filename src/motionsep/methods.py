@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .errors import MotionsepError, closest
-from .models import UNet, spatial_transformers, temporal_transformers
+from .models import UNet, family_of, spatial_transformers, temporal_transformers, transformer_blocks
 
 # Short target names -> linear layers inside a diffusers BasicTransformerBlock attention / feed-forward.
 TARGET_LAYERS: dict[str, tuple[str, ...]] = {
@@ -96,36 +96,39 @@ def resolve_method(name: str, targets: list[str] | None = None) -> Method:
 
 
 def _block_layers(unet: UNet, transformer: str, targets: tuple[str, ...], attentions: tuple[str, ...]) -> list[str]:
+    """The linear layers `targets` name in the given attentions (and, for "ff", the feed-forward) of every block
+    of the transformer named `transformer` ("" for a DiT itself)."""
+    family = family_of(unet)
     modules = dict(unet.named_modules())
     names = []
-    blocks = modules[transformer].transformer_blocks
-    for b in range(len(blocks)):
-        prefix = f"{transformer}.transformer_blocks.{b}"
+    for prefix in transformer_blocks(unet, transformer):
         for attn in attentions:
-            if getattr(blocks[b], attn, None) is None:
+            if getattr(modules[prefix], attn, None) is None:
                 continue
             for target in targets:
                 if target in ATTENTION_TARGETS:
                     names += [f"{prefix}.{attn}.{layer}" for layer in TARGET_LAYERS[target]]
         if "ff" in targets:
-            names += [f"{prefix}.{layer}" for layer in TARGET_LAYERS["ff"]]
+            names += [f"{prefix}.{family.feed_forward}.{layer.removeprefix('ff.')}" for layer in TARGET_LAYERS["ff"]]
     missing = [n for n in names if n not in modules]
     if missing:
-        raise MotionsepError(f"LoRA target layer '{missing[0]}' does not exist in this UNet")
+        raise MotionsepError(f"LoRA target layer '{missing[0]}' does not exist in this model")
     return names
 
 
 def lora_targets(unet: UNet, method: Method) -> dict[str, list[str]]:
     """Exact module names per path: {'temporal': [...], 'spatial': [...]} (spatial empty for one-path methods).
 
-    Temporal: both attentions (attn1, attn2; in ModelScope and AnimateDiff temporal blocks both are
-    temporal self-attentions) of every temporal transformer, plus, for `joint_spatial_targets`, both
-    attentions (self and cross) of every spatial transformer. Spatial: the self-attention (attn1) of
-    every spatial transformer, as MotionDirector.
+    Temporal: the family's temporal attentions of every temporal transformer block (U-Nets: attn1 and attn2,
+    both temporal self-attentions; a DiT: attn1 of every block, the self-attention across space and time),
+    plus, for `joint_spatial_targets`, both attentions (self and cross) of every spatial transformer. Spatial:
+    the self-attention (attn1) of every spatial transformer, as MotionDirector (a DiT: of every block, trained
+    on single frames). A layer named twice is listed once.
     """
+    family = family_of(unet)
     temporal: list[str] = []
     for name in temporal_transformers(unet):
-        temporal += _block_layers(unet, name, method.temporal_targets, ("attn1", "attn2"))
+        temporal += _block_layers(unet, name, method.temporal_targets, family.temporal_attentions)
     if method.joint_spatial_targets:
         for name in spatial_transformers(unet):
             temporal += _block_layers(unet, name, method.joint_spatial_targets, ("attn1", "attn2"))
@@ -133,7 +136,7 @@ def lora_targets(unet: UNet, method: Method) -> dict[str, list[str]]:
     if method.spatial_targets:
         for name in spatial_transformers(unet):
             spatial += _block_layers(unet, name, method.spatial_targets, ("attn1",))
-    return {"temporal": temporal, "spatial": spatial}
+    return {"temporal": list(dict.fromkeys(temporal)), "spatial": list(dict.fromkeys(spatial))}
 
 
 def lora_parameter_count(unet: UNet, names: list[str], rank: int) -> int:

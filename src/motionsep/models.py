@@ -1,11 +1,14 @@
 """Base models: find a pipeline, tell its family, and name its temporal and spatial modules.
 
-Two families are supported, told apart by the UNet class:
+Three families are supported, told apart by the denoiser's class:
 
 * ``modelscope``: ModelScope T2V and ZeroScope, ``UNet3DConditionModel`` in ``TextToVideoSDPipeline``.
   Temporal layers: ``transformer_in`` and every ``temp_attentions.*`` (``TransformerTemporalModel``).
 * ``animatediff``: SD1.5 + ``MotionAdapter`` as ``UNetMotionModel`` in ``AnimateDiffPipeline``.
   Temporal layers: every ``motion_modules.*`` (``AnimateDiffTransformer3D``).
+* ``wan``: Wan 2.1 / 2.2 text-to-video, ``WanTransformer3DModel`` (a DiT) in ``WanPipeline``. No layer is
+  temporal alone: every block's self-attention (``blocks.*.attn1``) mixes space and time, its 3D RoPE giving
+  query and key the frame positions; ``attn2`` is cross-attention to the text.
 
 Nothing here downloads anything unless the user passes a hub id.
 """
@@ -22,8 +25,8 @@ import torch
 
 from .errors import MotionsepError
 
-# A diffusers UNet of a supported family (UNet3DConditionModel, UNetMotionModel). Typed as Any: its blocks
-# are reached through nn.Module's dynamic attributes, which a type checker reads as "Tensor | Module".
+# The denoiser of a supported family (UNet3DConditionModel, UNetMotionModel, WanTransformer3DModel). Typed as
+# Any: its blocks are reached through nn.Module's dynamic attributes, which a checker reads as "Tensor | Module".
 UNet = Any
 
 
@@ -63,6 +66,17 @@ ANIMATEDIFF_PATHWAYS = (
     ),
     Pathway("motion-module feed-forward", _MOTION_MODULE + r"\.ff", "zero", "the feed-forward of every motion module"),
 )
+# A DiT has no temporal layer to switch off: its self-attention is restricted to the tokens of each token's own
+# frame ("same_frame"), which leaves everything within a frame and removes every path across frames.
+WAN_PATHWAYS = (
+    Pathway(
+        "cross-frame attention",
+        r"blocks\.\d+\.attn1",
+        "same_frame",
+        "self-attention of every block restricted to its own frame",
+        adapted_by_tap=True,
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,7 @@ class Family:
     """Everything motionsep needs to know about a base-model family, in one place."""
 
     name: str
-    unet_class: str
+    denoiser_class: str  # the class of the pipeline's denoiser (a UNet or a DiT)
     pipeline_class: str
     temporal_transformer_class: str  # the class of its temporal transformers (where temporal LoRA goes)
     attention_down_block: str  # the down block whose layer skips the Appearance Highway reroutes
@@ -82,15 +96,30 @@ class Family:
     first_temporal_layer: str | None = None
     # the Appearance Highway reroutes U-Net skip connections; a family without them (a DiT) cannot have it
     supports_highway: bool = True
+    denoiser: str = "unet"  # the pipeline attribute holding it, which is also its LoRA keys' prefix
+    spatial_transformer_class: str = "Transformer2DModel"  # where spatial (appearance) LoRA goes
+    blocks_attribute: str = "transformer_blocks"  # a transformer's list of blocks
+    # the attentions of a temporal transformer's block that temporal LoRA targets: both are temporal
+    # self-attentions in the U-Net families; in a DiT only attn1 (attn2 reads the text)
+    temporal_attentions: tuple[str, ...] = ("attn1", "attn2")
+    feed_forward: str = "ff"  # a block's feed-forward attribute
+    # the VAE encodes whole clips, causally in time (1 + 4k frames), and normalises latents by per-channel
+    # mean and std (Wan); False: frame by frame, scaled by scaling_factor
+    video_vae: bool = False
+    native_size: tuple[int, int] | None = None  # (height, width) to sample at; None: the UNet's sample_size
 
     def unet_text(self, text: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Text embeddings shaped as this family's UNet expects them for `num_frames` frames."""
         return text.repeat_interleave(num_frames, dim=0) if self.text_per_frame else text
 
+    @property
+    def is_dit(self) -> bool:
+        return self.denoiser == "transformer"
+
 
 MODELSCOPE = Family(
     name="modelscope",
-    unet_class="UNet3DConditionModel",
+    denoiser_class="UNet3DConditionModel",
     pipeline_class="TextToVideoSDPipeline",
     temporal_transformer_class="TransformerTemporalModel",
     attention_down_block="CrossAttnDownBlock3D",
@@ -101,7 +130,7 @@ MODELSCOPE = Family(
 )
 ANIMATEDIFF = Family(
     name="animatediff",
-    unet_class="UNetMotionModel",
+    denoiser_class="UNetMotionModel",
     pipeline_class="AnimateDiffPipeline",
     temporal_transformer_class="AnimateDiffTransformer3D",
     attention_down_block="CrossAttnDownBlockMotion",
@@ -109,30 +138,58 @@ ANIMATEDIFF = Family(
     text_per_frame=True,
     pathways=ANIMATEDIFF_PATHWAYS,
 )
-FAMILIES = {f.name: f for f in (MODELSCOPE, ANIMATEDIFF)}
-_BY_UNET_CLASS = {f.unet_class: f for f in FAMILIES.values()}
+WAN = Family(
+    name="wan",
+    denoiser_class="WanTransformer3DModel",
+    pipeline_class="WanPipeline",
+    temporal_transformer_class="WanTransformer3DModel",  # the whole DiT: every block's attn1 is spatio-temporal
+    attention_down_block="",
+    temporal_in_block="",
+    text_per_frame=False,
+    pathways=WAN_PATHWAYS,
+    supports_highway=False,
+    denoiser="transformer",
+    spatial_transformer_class="WanTransformer3DModel",
+    blocks_attribute="blocks",
+    temporal_attentions=("attn1",),
+    feed_forward="ffn",
+    video_vae=True,
+    native_size=(480, 832),
+)
+FAMILIES = {f.name: f for f in (MODELSCOPE, ANIMATEDIFF, WAN)}
+_BY_DENOISER_CLASS = {f.denoiser_class: f for f in FAMILIES.values()}
 
-TEMPORAL_TRANSFORMER_CLASSES = tuple(f.temporal_transformer_class for f in FAMILIES.values())
-SPATIAL_TRANSFORMER_CLASSES = ("Transformer2DModel",)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def family_of_unet_class(class_name: str, has_motion_adapter: bool = False) -> Family:
+def family_of_denoiser_class(class_name: str, has_motion_adapter: bool = False) -> Family:
     if class_name == "UNet2DConditionModel" and has_motion_adapter:
         return ANIMATEDIFF
-    if class_name not in _BY_UNET_CLASS:
-        supported = ", ".join(f"{f.unet_class} ({f.name})" for f in FAMILIES.values())
-        raise MotionsepError(f"unsupported model: its UNet is {class_name}; motionsep supports {supported}")
-    return _BY_UNET_CLASS[class_name]
+    if class_name not in _BY_DENOISER_CLASS:
+        supported = ", ".join(f"{f.denoiser_class} ({f.name})" for f in FAMILIES.values())
+        raise MotionsepError(f"unsupported model: its denoiser is {class_name}; motionsep supports {supported}")
+    return _BY_DENOISER_CLASS[class_name]
 
 
 def family_of(unet: UNet) -> Family:
-    return family_of_unet_class(type(unet).__name__)
+    return family_of_denoiser_class(type(unet).__name__)
 
 
-# The ModelScope/ZeroScope UNet config (REFERENCE.md), shipped so `inspect` and `bench cost` can build the
-# real architecture (random weights) with nothing downloaded.
-ZEROSCOPE_UNET_CONFIG = Path(__file__).parent / "configs" / "zeroscope_unet_config.json"
+def denoiser_of(pipe) -> UNet:
+    """The pipeline's denoiser: `pipe.unet` or, for a DiT family, `pipe.transformer`."""
+    return pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
+
+
+# Published denoiser configs, shipped so `inspect`, `probe` and `bench cost` can build the real architectures
+# (random weights) with nothing downloaded: the ModelScope/ZeroScope UNet (REFERENCE.md) and the transformers of
+# Wan-AI/Wan2.1-T2V-1.3B-Diffusers and Wan-AI/Wan2.1-T2V-14B-Diffusers.
+_CONFIGS = Path(__file__).parent / "configs"
+ZEROSCOPE_UNET_CONFIG = _CONFIGS / "zeroscope_unet_config.json"
+SHIPPED_CONFIGS = {
+    "zeroscope-config": ZEROSCOPE_UNET_CONFIG,
+    "wan-1.3b-config": _CONFIGS / "wan2.1_t2v_1.3b_transformer_config.json",
+    "wan-14b-config": _CONFIGS / "wan2.1_t2v_14b_transformer_config.json",
+}
 
 
 # The shapes-world models shipped in the package (data folders under toy/, built by `motionsep toy pretrain`),
@@ -156,11 +213,12 @@ def embedded_model_path(name: str = "toy") -> Path:
 
 
 def resolve_model(model: str) -> str:
-    """Map the names motionsep knows ('toy', 'toy-animatediff', 'zeroscope-config') to paths; others as given."""
+    """Map the names motionsep knows ('toy', 'toy-animatediff', 'zeroscope-config', 'wan-1.3b-config', ...) to
+    paths; others as given."""
     if model in EMBEDDED_MODELS:
         return str(embedded_model_path(model))
-    if model == "zeroscope-config":
-        return str(ZEROSCOPE_UNET_CONFIG)
+    if model in SHIPPED_CONFIGS:
+        return str(SHIPPED_CONFIGS[model])
     return model
 
 
@@ -169,14 +227,18 @@ def _is_local(model: str) -> bool:
 
 
 def load_unet_config(model: str) -> dict[str, Any]:
-    """The UNet's config.json as a dict, without loading any weights.
+    """The denoiser's config.json as a dict (the UNet's, or a DiT's transformer's), without loading any weights.
 
-    `model` may be a pipeline folder, a UNet folder, a config.json file, or a hub id.
+    `model` may be a pipeline folder, a UNet or transformer folder, a config.json file, or a hub id.
     """
     model = resolve_model(model)
     if _is_local(model):
         path = Path(model)
-        candidates = [path] if path.is_file() else [path / "unet" / "config.json", path / "config.json"]
+        candidates = (
+            [path]
+            if path.is_file()
+            else [path / "unet" / "config.json", path / "transformer" / "config.json", path / "config.json"]
+        )
         for candidate in candidates:
             if candidate.is_file():
                 try:
@@ -187,19 +249,23 @@ def load_unet_config(model: str) -> dict[str, Any]:
             raise MotionsepError(
                 f"model '{model}' not found: give a diffusers pipeline folder, a hub id, 'toy' or 'toy-animatediff'"
             )
-        raise MotionsepError(f"'{model}' is not a diffusers pipeline folder: it has no unet/config.json")
+        raise MotionsepError(
+            f"'{model}' is not a diffusers pipeline folder: it has no unet/config.json or transformer/config.json"
+        )
     from huggingface_hub import hf_hub_download
 
-    return json.loads(Path(hf_hub_download(model, "unet/config.json")).read_text())
+    index = json.loads(Path(hf_hub_download(model, "model_index.json")).read_text())
+    sub = "unet" if "unet" in index else "transformer"
+    return json.loads(Path(hf_hub_download(model, f"{sub}/config.json")).read_text())
 
 
 def build_unet_from_config(config: dict[str, Any], device: str = "meta") -> torch.nn.Module:
-    """Instantiate the UNet class a config names; on the meta device it allocates no memory."""
+    """Instantiate the denoiser class a config names; on the meta device it allocates no memory."""
     import diffusers
     from accelerate import init_empty_weights
 
-    family = family_of_unet_class(config.get("_class_name", "unknown"))
-    cls = getattr(diffusers, family.unet_class)
+    family = family_of_denoiser_class(config.get("_class_name", "unknown"))
+    cls = getattr(diffusers, family.denoiser_class)
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     if device == "meta":
         with init_empty_weights():
@@ -227,8 +293,14 @@ def load_pipeline(
             )
         if not (path / "model_index.json").is_file():
             raise MotionsepError(f"'{model}' is not a diffusers pipeline folder: it has no model_index.json")
-        unet_class = load_unet_config(model).get("_class_name", "unknown")
-        family_of_unet_class(unet_class, has_motion_adapter=motion_adapter is not None)
+        index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+        if (index.get("transformer_2") or [None])[0] is not None:
+            raise MotionsepError(
+                f"'{model}' has two transformers (Wan 2.2 A14B's high- and low-noise experts); motionsep trains "
+                "one denoiser: use a single-transformer Wan model (Wan 2.1, Wan 2.2 TI2V-5B)"
+            )
+        denoiser_class = load_unet_config(model).get("_class_name", "unknown")
+        family_of_denoiser_class(denoiser_class, has_motion_adapter=motion_adapter is not None)
     kwargs: dict[str, Any] = {"torch_dtype": dtype}
     if motion_adapter is not None:
         kwargs["motion_adapter"] = diffusers.MotionAdapter.from_pretrained(motion_adapter, torch_dtype=dtype)
@@ -239,7 +311,12 @@ def load_pipeline(
         pipe = pipe_cls.from_pretrained(model, **kwargs)
     except (OSError, ValueError, json.JSONDecodeError) as exc:
         raise MotionsepError(f"cannot load pipeline '{model}': {str(exc).splitlines()[0]}") from None
-    family = family_of(pipe.unet)
+    if getattr(pipe, "transformer_2", None) is not None:
+        raise MotionsepError(
+            f"'{model}' has two transformers (Wan 2.2 A14B's high- and low-noise experts); motionsep trains one "
+            "denoiser: use a single-transformer Wan model (Wan 2.1, Wan 2.2 TI2V-5B)"
+        )
+    family = family_of(denoiser_of(pipe))
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe, family
@@ -255,12 +332,24 @@ def _class_name(module: torch.nn.Module) -> str:
 def temporal_transformers(unet: UNet) -> list[str]:
     """Names of every temporal transformer.
 
-    ModelScope: transformer_in and temp_attentions; AnimateDiff: the motion modules."""
-    return [n for n, m in unet.named_modules() if _class_name(m) in TEMPORAL_TRANSFORMER_CLASSES]
+    ModelScope: transformer_in and temp_attentions; AnimateDiff: the motion modules; a DiT: the whole model
+    (its name is the empty string)."""
+    cls = family_of(unet).temporal_transformer_class
+    return [n for n, m in unet.named_modules() if _class_name(m) == cls]
 
 
 def spatial_transformers(unet: UNet) -> list[str]:
-    return [n for n, m in unet.named_modules() if _class_name(m) in SPATIAL_TRANSFORMER_CLASSES]
+    """Names of every spatial transformer (a DiT: the whole model)."""
+    cls = family_of(unet).spatial_transformer_class
+    return [n for n, m in unet.named_modules() if _class_name(m) == cls]
+
+
+def transformer_blocks(unet: UNet, transformer: str) -> list[str]:
+    """Module names of the blocks of the transformer named `transformer` ("" for the model itself)."""
+    attribute = family_of(unet).blocks_attribute
+    module = unet.get_submodule(transformer)
+    prefix = f"{transformer}.{attribute}" if transformer else attribute
+    return [f"{prefix}.{i}" for i in range(len(getattr(module, attribute)))]
 
 
 def attention_down_blocks(unet: UNet) -> list[int]:
@@ -297,7 +386,8 @@ class temporal_layers_bypassed:
     """
 
     def __init__(self, unet: UNet):
-        names = ("TemporalConvLayer",) + TEMPORAL_TRANSFORMER_CLASSES
+        family = family_of(unet)
+        names = () if family.is_dit else ("TemporalConvLayer", family.temporal_transformer_class)
         self.modules = [m for m in unet.modules() if _class_name(m) in names]
 
     def __enter__(self):

@@ -1,8 +1,9 @@
 """Where does a model's motion live? Switch off each temporal pathway and measure what remains.
 
 A family names its temporal pathways (``Family.pathways``: ModelScope's temporal attention, temporal
-convolutions and ``transformer_in``; AnimateDiff's motion-module attention and feed-forward). The probe
-switches each off with forward hooks on the unmodified diffusers modules and measures:
+convolutions and ``transformer_in``; AnimateDiff's motion-module attention and feed-forward; a DiT's
+cross-frame attention, switched off by restricting every self-attention to the tokens of its own frame).
+The probe switches each off with hooks on the unmodified diffusers modules and measures:
 
 * **cross-frame skill kept** (any model): clips are noised at a few timesteps and the model predicts
   the diffusion target; only the part of the prediction that changes across frames is scored
@@ -29,8 +30,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .losses import across_frames, diffusion_target
-from .models import Family, Pathway, UNet, _Bypass, temporal_layers_bypassed
+from .losses import DenoisingObjective, Objective, across_frames, objective_for
+from .models import Family, Pathway, UNet, _Bypass, denoiser_of, family_of, temporal_layers_bypassed
 
 ALL_OFF = "every temporal layer"  # the per-frame image model: the floor of every measure
 NOTHING_OFF = "nothing"
@@ -48,14 +49,45 @@ def _zero_output(module, args, kwargs, output):
     return torch.zeros_like(output)
 
 
+class _SameFrameAttention:
+    """Forward pre-hooks that give a DiT's self-attentions a mask letting each token attend only to tokens of
+    its own frame. The DiT's tokens are frame-major (patchified (frames, height, width) flattened), so the mask
+    is block-diagonal; its size is read from the input of each forward of the model."""
+
+    def __init__(self, model: UNet, attentions: list[torch.nn.Module]):
+        self.mask: torch.Tensor | None = None
+        self._handles = [model.register_forward_pre_hook(self._read_shape, with_kwargs=True)]
+        self._handles += [a.register_forward_pre_hook(self._restrict, with_kwargs=True) for a in attentions]
+        self.patch = model.config.patch_size
+
+    def _read_shape(self, module, args, kwargs):
+        sample = args[0] if args else kwargs["hidden_states"]
+        frames, height, width = (n // p for n, p in zip(sample.shape[2:], self.patch))
+        frame_of_token = torch.arange(frames, device=sample.device).repeat_interleave(height * width)
+        self.mask = frame_of_token[:, None] == frame_of_token[None, :]
+
+    def _restrict(self, module, args, kwargs):
+        if len(args) > 2:  # WanTransformerBlock calls attn1(hidden_states, None, None, rotary_emb)
+            return (*args[:2], self.mask, *args[3:]), kwargs
+        return args, {**kwargs, "attention_mask": self.mask}
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
 class pathways_off:
-    """Context manager: the named pathways of `family` switched off on `unet` by forward hooks.
+    """Context manager: the named pathways of `family` switched off on `unet` by hooks.
 
     ALL_OFF makes every temporal layer an identity (MotionDirector's spatial path): attention and
     feed-forward alone would leave the temporal transformers' GroupNorm, whose statistics span frames.
+    On a DiT it is every pathway at once (its only one: cross-frame attention).
     """
 
     def __init__(self, unet: UNet, family: Family, names: list[str]):
+        self.unet, self.same_frame = unet, []
+        if names == [ALL_OFF] and family.is_dit:
+            names = [p.name for p in family.pathways]
         if names == [ALL_OFF]:
             self.zero, self.identity = [], temporal_layers_bypassed(unet).modules
             return
@@ -70,21 +102,29 @@ class pathways_off:
         self.identity = [
             modules[m] for n in names if by_name[n].action == "identity" for m in pathway_modules(unet, by_name[n])
         ]
+        self.same_frame = [
+            modules[m] for n in names if by_name[n].action == "same_frame" for m in pathway_modules(unet, by_name[n])
+        ]
 
     def __enter__(self):
         self._handles = [m.register_forward_hook(_zero_output, with_kwargs=True) for m in self.zero]
         self._bypass = _Bypass(self.identity)
+        self._same_frame = _SameFrameAttention(self.unet, self.same_frame) if self.same_frame else None
         return self
 
     def __exit__(self, *exc):
         for handle in self._handles:
             handle.remove()
         self._bypass.remove()
+        if self._same_frame is not None:
+            self._same_frame.remove()
 
 
 def settings_to_probe(family: Family) -> dict[str, list[str]]:
-    """Every setting the probe measures: nothing off, each pathway alone, every temporal layer."""
-    return {NOTHING_OFF: [], **{p.name: [p.name] for p in family.pathways}, ALL_OFF: [ALL_OFF]}
+    """Every setting the probe measures: nothing off, each pathway alone, every temporal layer (on a DiT, whose
+    one pathway is all of it, the floor is that pathway's row)."""
+    pathways = {p.name: [p.name] for p in family.pathways}
+    return {NOTHING_OFF: [], **pathways, ALL_OFF: [ALL_OFF]}
 
 
 # --- the model's own measure -------------------------------------------------------------------
@@ -100,7 +140,7 @@ class ProbeBatch:
 
 @torch.no_grad()
 def cross_frame_errors(
-    unet, scheduler, family: Family, batch: ProbeBatch, timesteps: tuple[int, ...], seed: int = 0
+    unet, objective: Objective, family: Family, batch: ProbeBatch, timesteps: tuple[int, ...], seed: int = 0
 ) -> list[float]:
     """Per timestep, the mean squared error of the across-frame part of the prediction (fixed noise)."""
     g = torch.Generator().manual_seed(seed)
@@ -109,9 +149,9 @@ def cross_frame_errors(
     errors = []
     for step in timesteps:
         t = torch.full((batch.latents.shape[0],), step, dtype=torch.long)
-        noisy = scheduler.add_noise(batch.latents, noise, t)
+        noisy = objective.noisy(batch.latents, noise, t)
         pred = unet(noisy, t, encoder_hidden_states=text).sample
-        target = diffusion_target(scheduler, batch.latents, noise, t)
+        target = objective.target(batch.latents, noise, t)
         errors.append(torch.mean((across_frames(pred) - across_frames(target)) ** 2).item())
     return errors
 
@@ -143,20 +183,30 @@ def probe_batch_from_videos(pipe, videos: np.ndarray, captions: list[str]) -> Pr
     from .train import encode_clips, encode_text
 
     clips = [Clip(path=None, frames=v, caption=c) for v, c in zip(videos, captions)]  # type: ignore[arg-type]
-    return ProbeBatch(encode_clips(pipe, clips, "cpu"), encode_text(pipe, captions, "cpu"))
+    family = family_of(denoiser_of(pipe))
+    return ProbeBatch(encode_clips(pipe, family, clips, "cpu"), encode_text(pipe, family, captions, "cpu"))
+
+
+def probe_objective(scheduler) -> Objective:
+    """How the probe noises clips: as the model was trained (a sampling scheduler's training-time twin)."""
+    from diffusers import DDPMScheduler
+
+    objective = objective_for(scheduler)
+    if isinstance(objective, DenoisingObjective):
+        return DenoisingObjective(DDPMScheduler.from_config(scheduler.config))
+    return objective
 
 
 def model_measure(pipe, family: Family, batch: ProbeBatch, settings: ProbeSettings) -> dict[str, Any]:
     """Cross-frame error and skill kept for every setting of `family`."""
-    from diffusers import DDPMScheduler
-
-    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    objective = probe_objective(pipe.scheduler)
+    denoiser = denoiser_of(pipe)
     per_step = {}
     for name, off in tqdm(
         settings_to_probe(family).items(), desc="probe: model measure", disable=not settings.progress
     ):
-        with pathways_off(pipe.unet, family, off):
-            per_step[name] = cross_frame_errors(pipe.unet, scheduler, family, batch, settings.timesteps, settings.seed)
+        with pathways_off(denoiser, family, off):
+            per_step[name] = cross_frame_errors(denoiser, objective, family, batch, settings.timesteps, settings.seed)
     errors = {name: float(np.mean(e)) for name, e in per_step.items()}
     return {
         "cross_frame_error": errors,
@@ -187,7 +237,7 @@ def probe_pipeline(pipe, family: Family, batch: ProbeBatch, settings: ProbeSetti
     return {
         "family": family.name,
         "pathways": {
-            p.name: {"summary": p.summary, "action": p.action, "modules": len(pathway_modules(pipe.unet, p))}
+            p.name: {"summary": p.summary, "action": p.action, "modules": len(pathway_modules(denoiser_of(pipe), p))}
             for p in family.pathways
         },
         "tap_pathway": next(p.name for p in family.pathways if p.adapted_by_tap),
@@ -213,8 +263,13 @@ def probe_model(
     settings = settings or ProbeSettings()
     pipeline = MotionPipeline.from_pretrained(model)
     pipe, family = pipeline.pipe, pipeline.family
-    native = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    height, width = size or (native, native)
+    if family.native_size is not None:
+        native = family.native_size
+    else:
+        native = (pipe.unet.config.sample_size * pipe.vae_scale_factor,) * 2
+    height, width = size or native
+    if family.video_vae and (frames - 1) % 4:
+        frames = 4 * ((frames - 1) // 4) + 1  # Wan's causal VAE: 1 + 4k frames
     if clips is not None:
         from .data import caption_for
 
@@ -238,14 +293,14 @@ def probe_model(
 def probe_unet_config(
     config: dict[str, Any], frames: int = 8, latent_size: int = 8, progress: bool = True
 ) -> dict[str, Any]:
-    """The probe on an architecture alone (a UNet config): random weights, random latents and text.
+    """The probe on an architecture alone (a UNet or DiT config): random weights, random latents and text.
 
     One clip at one timestep: the architecture must run, and its numbers mean nothing anyway."""
     from types import SimpleNamespace
 
-    from diffusers import DDPMScheduler
+    from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
-    from .models import build_unet_from_config, family_of
+    from .models import build_unet_from_config
 
     settings = ProbeSettings(timesteps=(500,), clips=1, progress=progress)
     torch.manual_seed(settings.seed)
@@ -253,8 +308,10 @@ def probe_unet_config(
     family = family_of(unet)
     g = torch.Generator().manual_seed(settings.seed)
     latents = torch.randn((settings.clips, unet.config.in_channels, frames, latent_size, latent_size), generator=g)
-    text = torch.randn((settings.clips, 16, unet.config.cross_attention_dim), generator=g)
-    pipe = SimpleNamespace(unet=unet, scheduler=DDPMScheduler())
+    text_dim = unet.config.text_dim if family.is_dit else unet.config.cross_attention_dim
+    text = torch.randn((settings.clips, 16, text_dim), generator=g)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0) if family.is_dit else DDPMScheduler()
+    pipe = SimpleNamespace(**{family.denoiser: unet}, scheduler=scheduler)
     report = probe_pipeline(pipe, family, ProbeBatch(latents, text), settings, "random latents")
     report["note"] = RANDOM_WEIGHTS_NOTE
     return report

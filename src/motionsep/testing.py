@@ -12,7 +12,13 @@ import torch
 
 from .word_tokenizer import build_tokenizer
 
-__all__ = ["build_tokenizer", "save_tiny_pipeline", "tiny_animatediff_pipeline", "tiny_modelscope_pipeline"]
+__all__ = [
+    "build_tokenizer",
+    "save_tiny_pipeline",
+    "tiny_animatediff_pipeline",
+    "tiny_modelscope_pipeline",
+    "tiny_wan_pipeline",
+]
 
 TEXT_DIM = 32
 # Shared by both families' UNets: three resolutions, two of them with attention, two layers each.
@@ -122,8 +128,67 @@ def tiny_animatediff_pipeline(seed: int = 0):
     )
 
 
+# Wan: 32x32 frames give 4x4 latents (the VAE's 8x), 2x2 tokens a frame (patch 2); 9 frames are 3 latent frames.
+WAN_SIZE = 32
+WAN_FRAMES = 9
+
+
+def tiny_wan_pipeline(seed: int = 0):
+    """A WanPipeline of diffusers' own tiny test shapes: patch (1, 2, 2), 2 heads of 12, 2 blocks, a tiny causal
+    AutoencoderKLWan, a tiny UMT5 encoder (here over the in-memory word tokenizer) and flow matching."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(seed)
+    vae = AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    )
+    text_encoder = UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=len(tokenizer),
+            d_model=TEXT_DIM,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            pad_token_id=tokenizer.pad_token_id,
+            decoder_start_token_id=0,
+        )
+    ).eval()
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=16,
+        out_channels=16,
+        text_dim=TEXT_DIM,
+        freq_dim=256,
+        ffn_dim=32,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+    )
+    return WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+    )
+
+
+TINY_PIPELINES = {
+    "modelscope": tiny_modelscope_pipeline,
+    "animatediff": tiny_animatediff_pipeline,
+    "wan": tiny_wan_pipeline,
+}
+
+
 def save_tiny_pipeline(folder: str | Path, family: str = "modelscope", seed: int = 0) -> Path:
     """Write a tiny random pipeline of `family` as an ordinary diffusers folder."""
-    pipe = tiny_modelscope_pipeline(seed) if family == "modelscope" else tiny_animatediff_pipeline(seed)
+    pipe = TINY_PIPELINES[family](seed)
     pipe.save_pretrained(str(folder))
     return Path(folder)

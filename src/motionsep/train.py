@@ -3,7 +3,9 @@
 One function, :func:`train`, reads like the method: cache latents and text once, inject LoRA with
 peft as the preset says, then for each step noise a clip, run the UNet, take the loss, step.
 Dual-path presets (``motiondirector``, ``tap-official``) run MotionDirector's spatial path first on
-one random frame with the temporal layers bypassed; each path's loss updates only its own LoRA.
+one random frame with the temporal layers bypassed (a DiT: a one-frame clip, so its attention sees that
+frame alone); each path's loss updates only its own LoRA. The objective (denoising or flow matching)
+follows the model's scheduler (``losses.objective_for``).
 Runs on one CPU as it is and on several GPUs under ``accelerate launch`` with no change.
 """
 
@@ -21,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
@@ -45,9 +46,9 @@ from .config import LoraSettings, TrainConfig
 from .data import Clip, load_clips
 from .errors import MotionsepError, refuse_nonempty
 from .highway import AppearanceHighway
-from .losses import debiased_loss, diffusion_target
+from .losses import Objective, debiased_loss, objective_for
 from .methods import Method, lora_targets, resolve_method
-from .models import Family, UNet, load_pipeline, temporal_layers_bypassed
+from .models import Family, UNet, denoiser_of, load_pipeline, temporal_layers_bypassed
 from .record import LoraRecord
 
 
@@ -60,10 +61,14 @@ class TrainingState:
     family: Family
     pipe: Any
     unet: UNet
-    latents: torch.Tensor  # (clips, channels, frames, h, w), scaled by the VAE factor
+    latents: torch.Tensor  # (clips, channels, latent frames, h, w), normalised as the VAE's pipeline does
     text: torch.Tensor  # (clips, tokens, dim)
     lora_configs: dict[str, Any]
     targets: dict[str, list[str]]
+    objective: Objective
+    # what the spatial path samples one frame of: the latents themselves when the VAE works frame by frame;
+    # every frame encoded as a one-frame clip when it encodes clips causally (a latent frame there is 4 frames)
+    frame_latents: torch.Tensor | None = None
     highway: AppearanceHighway | None = None
     params: dict[str, list[torch.nn.Parameter]] = field(default_factory=dict)
 
@@ -72,21 +77,52 @@ class TrainingState:
 
 
 @torch.no_grad()
-def encode_clips(pipe, clips: list[Clip], device) -> torch.Tensor:
-    """VAE latents of every clip, computed once (the VAE mean; no sampling noise to cache)."""
+def encode_clips(pipe, family: Family, clips: list[Clip], device, one_frame_clips: bool = False) -> torch.Tensor:
+    """VAE latents of every clip, computed once (the VAE mean; no sampling noise to cache), as
+    (clips, channels, latent frames, h, w).
+
+    Frame-by-frame VAEs (SD's): each frame alone, times `scaling_factor`. Causal video VAEs (Wan's): the clip
+    at once, normalised by the VAE's per-channel latents_mean and latents_std as WanPipeline decodes them;
+    with `one_frame_clips` each frame is encoded as a clip of its own (one latent frame each).
+    """
     vae = pipe.vae
     out = []
     for clip in clips:
         frames = torch.from_numpy(clip.frames).to(device=device, dtype=vae.dtype).permute(0, 3, 1, 2) / 127.5 - 1
-        latent = vae.encode(frames).latent_dist.mode() * vae.config.scaling_factor  # (F, C, h, w)
-        out.append(latent.permute(1, 0, 2, 3))
+        if not family.video_vae:
+            latent = vae.encode(frames).latent_dist.mode() * vae.config.scaling_factor  # (F, C, h, w)
+            out.append(latent.permute(1, 0, 2, 3))
+            continue
+        video = frames.permute(1, 0, 2, 3)[None]  # (1, C, F, H, W)
+        parts = [video[:, :, i : i + 1] for i in range(video.shape[2])] if one_frame_clips else [video]
+        latent = torch.cat([vae.encode(part).latent_dist.mode() for part in parts], dim=2)[0]
+        mean = torch.tensor(vae.config.latents_mean, device=latent.device).view(-1, 1, 1, 1)
+        std = torch.tensor(vae.config.latents_std, device=latent.device).view(-1, 1, 1, 1)
+        out.append((latent - mean) / std)
     return torch.stack(out).float()
 
 
 @torch.no_grad()
-def encode_text(pipe, captions: list[str], device) -> torch.Tensor:
-    embeds, _ = pipe.encode_prompt(captions, device, 1, False)
+def encode_text(pipe, family: Family, captions: list[str], device) -> torch.Tensor:
+    if family.is_dit:
+        embeds, _ = pipe.encode_prompt(captions, do_classifier_free_guidance=False, device=device)
+    else:
+        embeds, _ = pipe.encode_prompt(captions, device, 1, False)
     return embeds.float()
+
+
+def check_clip_shape(family: Family, frames: int, size: tuple[int, int] | list[int]) -> None:
+    """Wan's causal VAE encodes 1 + 4k frames, and its latents (8x smaller) are cut in 2x2 patches."""
+    if not family.video_vae:
+        return
+    if (frames - 1) % 4:
+        near = 4 * round((frames - 1) / 4) + 1
+        raise MotionsepError(
+            f"data.frames is {frames}, but Wan's causal VAE encodes 1 + 4k frames (17, 33, 49, 81, ...): "
+            f"set data.frames to {near}"
+        )
+    if any(side % 16 for side in size):
+        raise MotionsepError(f"data.size is {list(size)}: Wan needs both sides divisible by 16 (e.g. 480 x 832)")
 
 
 # --- setup -------------------------------------------------------------------------------------
@@ -133,18 +169,42 @@ def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device
     method = resolve_method(config.method, config.lora.targets)
     if pipe is None:
         pipe, family = load_pipeline(config.model, config.motion_adapter, device=device)
+    assert family is not None  # load_pipeline returns it with the pipeline
+    if config.appearance_highway.enabled and not family.supports_highway:
+        raise MotionsepError(
+            f"appearance_highway.enabled is true, but the Appearance Highway reroutes U-Net skip connections and "
+            f"the {family.name} family (a DiT) has none: remove it or set it to false"
+        )
+    check_clip_shape(family, config.data.frames, config.data.size)
     clips = load_clips(config.data)
-    latents = encode_clips(pipe, clips, device)
-    text = encode_text(pipe, [c.caption for c in clips], device)
-    unet = pipe.unet
+    latents = encode_clips(pipe, family, clips, device)
+    frame_latents = latents
+    if method.dual_path and family.video_vae:
+        frame_latents = encode_clips(pipe, family, clips, device, one_frame_clips=True)
+    text = encode_text(pipe, family, [c.caption for c in clips], device)
+    unet = denoiser_of(pipe)
     targets, lora_configs, params = attach_method_lora(unet, method, config.lora)
     highway = None
     if config.appearance_highway.during_training:
         highway = AppearanceHighway(unet, config.appearance_highway)
     if config.train.gradient_checkpointing:
         enable_gradient_checkpointing(unet)
-    assert family is not None  # load_pipeline returns it with the pipeline
-    return TrainingState(config, method, family, pipe, unet, latents, text, lora_configs, targets, highway, params)
+    objective = objective_for(pipe.scheduler)
+    return TrainingState(
+        config,
+        method,
+        family,
+        pipe,
+        unet,
+        latents,
+        text,
+        lora_configs,
+        targets,
+        objective,
+        frame_latents,
+        highway,
+        params,
+    )
 
 
 # --- one step ----------------------------------------------------------------------------------
@@ -162,19 +222,24 @@ def step_losses(
     own LoRA only, inside the context it was computed in, so gradient checkpointing recomputes
     exactly the forward that was run (the spatial LoRA's switch and the bypass hooks included).
     """
-    unet, scheduler = state.unet, state.pipe.scheduler
+    unet, objective = state.unet, state.objective
     latents, text, noise, t = batch["latents"], batch["text"], batch["noise"], batch["timesteps"]
-    noisy = scheduler.add_noise(latents, noise, t)
-    target = diffusion_target(scheduler, latents, noise, t)
+    noisy = objective.noisy(latents, noise, t)
+    target = objective.target(latents, noise, t)
     num_frames = latents.shape[2]
     losses = {}
     spatial_off: contextlib.AbstractContextManager = contextlib.nullcontext()
     if state.method.dual_path:
-        frame = int(torch.randint(num_frames, (1,), generator=generator))
-        with temporal_layers_bypassed(unet):
+        frames, frame_noise = batch["frame_latents"], batch["frame_noise"]
+        frame = int(torch.randint(frames.shape[2], (1,), generator=generator))
+        one = slice(frame, frame + 1)
+        # the motion LoRA is off too: on a DiT it sits on the same layers as the spatial one
+        with temporal_layers_bypassed(unet), lora_disabled(unet, MOTION):
             one_frame = state.family.unet_text(text, 1)
-            pred = unet(noisy[:, :, frame : frame + 1], t, encoder_hidden_states=one_frame).sample
-            losses["spatial"] = F.mse_loss(pred.float(), target[:, :, frame : frame + 1].float())
+            pred = unet(
+                objective.noisy(frames[:, :, one], frame_noise[:, :, one], t), t, encoder_hidden_states=one_frame
+            ).sample
+            losses["spatial"] = objective.loss(pred, objective.target(frames[:, :, one], frame_noise[:, :, one], t), t)
             if backward is not None:
                 backward(losses["spatial"], inputs=state.params[SPATIAL])
         if float(torch.rand((1,), generator=generator)) < state.config.train.spatial_skip_probability:
@@ -182,7 +247,7 @@ def step_losses(
     anchor = int(torch.randint(num_frames, (1,), generator=generator))
     with spatial_off:
         pred = unet(noisy, t, encoder_hidden_states=state.family.unet_text(text, num_frames)).sample
-        temporal = F.mse_loss(pred.float(), target.float())
+        temporal = objective.loss(pred, target, t)
         if state.method.debiased_loss and num_frames > 1:
             temporal = temporal + debiased_loss(pred, target, anchor)
         losses["temporal"] = temporal
@@ -195,13 +260,17 @@ def sample_batch(state: TrainingState, generator: torch.Generator, device) -> di
     n = state.latents.shape[0]
     idx = torch.randint(n, (state.config.train.batch_size,), generator=generator)
     latents = state.latents[idx].to(device)
-    num_train_timesteps = state.pipe.scheduler.config.num_train_timesteps
-    return {
+    batch = {
         "latents": latents,
         "text": state.text[idx].to(device),
         "noise": torch.randn(latents.shape, generator=generator).to(device),
-        "timesteps": torch.randint(num_train_timesteps, (latents.shape[0],), generator=generator).to(device),
+        "timesteps": state.objective.draw_timesteps(latents.shape[0], generator).to(device),
     }
+    batch["frame_latents"], batch["frame_noise"] = batch["latents"], batch["noise"]
+    if state.frame_latents is not None and state.frame_latents is not state.latents:  # one-frame clips of their own
+        batch["frame_latents"] = state.frame_latents[idx].to(device)
+        batch["frame_noise"] = torch.randn(batch["frame_latents"].shape, generator=generator).to(device)
+    return batch
 
 
 # --- the loop ----------------------------------------------------------------------------------
@@ -211,7 +280,8 @@ def lora_record(state: TrainingState, step: int) -> LoraRecord:
     """What the LoRA folder records (save_lora_folder adds the peft config)."""
     config = state.config
     highway = config.appearance_highway
-    enabled = state.method.highway if highway.enabled is None else highway.enabled
+    default = state.method.highway and state.family.supports_highway
+    enabled = default if highway.enabled is None else highway.enabled
     return LoraRecord(
         family=state.family.name,
         method=state.method.name,

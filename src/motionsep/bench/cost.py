@@ -2,7 +2,9 @@
 
 Training: trainable parameters, LoRA file size, seconds per step and peak memory, each method in a
 fresh process (so one method's memory cannot hide in another's peak), on the embedded model and on
-the real ModelScope/ZeroScope UNet config with random weights at a reduced size. A step is
+the real ModelScope/ZeroScope UNet config with random weights at a reduced size; on request also on
+the Wan 2.1 1.3B transformer config (a DiT, flow matching), where the ratios are to `full-lora`, the
+LoRA its users would otherwise train. A step is
 motionsep's own training step (``train.step_losses`` + AdamW) on cached latents, as in training.
 Peak memory: on a GPU, torch's peak allocation; on the CPU, the process's peak resident memory
 above what it held once the model was built (Linux VmHWM).
@@ -32,6 +34,10 @@ from .report import BASE_AGAIN, FUSED_GENERATION, machine_line, write_json
 
 COST_METHODS = ("motiondirector", "temporal-lora", "tap-official", "tap")
 COST_MODELS = ("toy", "zeroscope")
+WAN_COST_MODEL = "wan-1.3b"
+WAN_COST_METHODS = ("full-lora", "motiondirector", "temporal-lora", "tap")
+# The method each model's ratios are taken to: MotionDirector on the U-Nets, the trainers' full LoRA on a DiT.
+BASELINE = {WAN_COST_MODEL: "full-lora"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,11 @@ class CostSettings:
     generation_videos: int = 4
     generation_repeats: int = 3
     zeroscope_generation_calls: int = 4
+    # Wan 1.3B: pixel size and frames (1 + 4k) of the clip whose latents a step trains on; reduced to fit a CPU,
+    # the real size on a GPU: --wan-size 480 832 --wan-frames 33
+    wan_size: tuple[int, int] = (64, 112)
+    wan_frames: int = 9
+    wan_steps: int = 2
 
     @classmethod
     def quick(cls) -> CostSettings:
@@ -75,8 +86,12 @@ class CostSettings:
             if m not in COST_METHODS:
                 raise MotionsepError(f"unknown method '{m}'{closest(m, COST_METHODS)}")
         for m in self.models:
-            if m not in COST_MODELS:
-                raise MotionsepError(f"unknown cost model '{m}'{closest(m, COST_MODELS)}")
+            if m not in (*COST_MODELS, WAN_COST_MODEL):
+                raise MotionsepError(f"unknown cost model '{m}'{closest(m, (*COST_MODELS, WAN_COST_MODEL))}")
+        if (self.wan_frames - 1) % 4 or any(side % 16 for side in self.wan_size):
+            raise MotionsepError(
+                "Wan clips are 1 + 4k frames with sides divisible by 16, e.g. --wan-size 480 832 --wan-frames 33"
+            )
 
 
 # --- building the UNet ------------------------------------------------------------------------
@@ -99,12 +114,13 @@ def _random_init(unet: UNet, seed: int = 0) -> None:
 def build_unet(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
     from diffusers import UNet3DConditionModel
 
-    from ..models import ZEROSCOPE_UNET_CONFIG, build_unet_from_config, load_unet_config, resolve_model
+    from ..models import SHIPPED_CONFIGS, ZEROSCOPE_UNET_CONFIG, build_unet_from_config, load_unet_config, resolve_model
 
     if model == "toy":
         unet = UNet3DConditionModel.from_pretrained(resolve_model("toy"), subfolder="unet")
     else:
-        unet = build_unet_from_config(load_unet_config(str(ZEROSCOPE_UNET_CONFIG)), device="meta")
+        config = ZEROSCOPE_UNET_CONFIG if model == "zeroscope" else SHIPPED_CONFIGS["wan-1.3b-config"]
+        unet = build_unet_from_config(load_unet_config(str(config)), device="meta")
         unet = unet.to_empty(device="cpu")
         _random_init(unet)
     unet = unet.to(device=device)
@@ -112,15 +128,19 @@ def build_unet(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
 
 
 def _latent_shape(model: str, unet, settings: CostSettings) -> tuple[int, ...]:
+    if model == WAN_COST_MODEL:  # Wan's VAE: 4x in time (causal, 1 + 4k frames), 8x in space
+        height, width = settings.wan_size
+        return (settings.batch, unet.config.in_channels, 1 + (settings.wan_frames - 1) // 4, height // 8, width // 8)
     side = settings.toy_size // 4 if model == "toy" else settings.zeroscope_latent
     return (settings.batch, unet.config.in_channels, settings.frames, side, side)
 
 
 def _text(unet, batch: int, device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    if "text_dim" in unet.config:  # Wan: UMT5 embeddings, 512 tokens
+        return torch.randn(batch, 512, unet.config.text_dim, generator=g).to(device)
     tokens = 77 if unet.config.cross_attention_dim >= 768 else 32  # CLIP's 77 on real models, the toy encoder's 32
-    return torch.randn(batch, tokens, unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1)).to(
-        device
-    )
+    return torch.randn(batch, tokens, unet.config.cross_attention_dim, generator=g).to(device)
 
 
 def _rss_kb(field: str) -> int:
@@ -153,11 +173,12 @@ def _peak(device: str) -> int:
 def measure_training(model: str, method_name: str, settings: dict) -> dict:
     """One method's training cost; meant to run in a fresh process (see `training_costs`)."""
     import diffusers.utils.logging
-    from diffusers import DDPMScheduler
+    from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
     from safetensors.torch import save_file
 
     from ..adapters import MOTION, SPATIAL, lora_state_dict
     from ..config import LoraSettings, TrainConfig
+    from ..losses import objective_for
     from ..methods import resolve_method
     from ..models import family_of
     from ..train import TrainingState, attach_method_lora, enable_gradient_checkpointing, sample_batch, step_losses
@@ -177,16 +198,19 @@ def measure_training(model: str, method_name: str, settings: dict) -> dict:
         enable_gradient_checkpointing(unet)
     g = torch.Generator().manual_seed(0)
     latents = torch.randn(_latent_shape(model, unet, s), generator=g)
+    family = family_of(unet)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0) if family.is_dit else DDPMScheduler()
     state = TrainingState(
         config=TrainConfig(method=method_name),
         method=method,
-        family=family_of(unet),
-        pipe=SimpleNamespace(scheduler=DDPMScheduler()),
+        family=family,
+        pipe=SimpleNamespace(scheduler=scheduler),
         unet=unet,
         latents=latents,
         text=_text(unet, s.batch, "cpu"),
         lora_configs=lora_configs,
         targets=targets,
+        objective=objective_for(scheduler),
         params=params,
     )
     state.config.train.batch_size = s.batch
@@ -194,7 +218,7 @@ def measure_training(model: str, method_name: str, settings: dict) -> dict:
     unet.train()
     baseline = _reset_peak(s.device)
     times = []
-    steps = s.toy_steps if model == "toy" else s.zeroscope_steps
+    steps = {"toy": s.toy_steps, "zeroscope": s.zeroscope_steps}.get(model, s.wan_steps)
     autocast = torch.autocast(device_type=s.device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32)
     for step in range(s.warmup_steps + steps):
         started = time.perf_counter()
@@ -240,14 +264,17 @@ def measure_training(model: str, method_name: str, settings: dict) -> dict:
 def training_costs(settings: CostSettings, progress: bool = True) -> list[dict]:
     ctx = multiprocessing.get_context("spawn")
     rows = []
-    jobs = [(m, meth) for m in settings.models for meth in settings.methods]
+    jobs = [
+        (m, meth) for m in settings.models for meth in (WAN_COST_METHODS if m == WAN_COST_MODEL else settings.methods)
+    ]
     for model, method in tqdm(jobs, desc="training cost", disable=not progress):
         with ctx.Pool(1) as pool:  # a fresh process per measurement: peaks do not mix
             rows.append(pool.apply(measure_training, (model, method, asdict(settings))))
     for row in rows:
-        ref = next((r for r in rows if r["model"] == row["model"] and r["method"] == "motiondirector"), None)
+        baseline = BASELINE.get(row["model"], "motiondirector")
+        ref = next((r for r in rows if r["model"] == row["model"] and r["method"] == baseline), None)
         if ref:
-            row["ratio_to_motiondirector"] = {
+            row[f"ratio_to_{baseline.replace('-', '_')}"] = {
                 k: round(row[k] / ref[k], 3) if ref[k] else None
                 for k in (
                     "trainable_parameters",
@@ -405,11 +432,13 @@ def format_cost_summary(r: dict, out: Path) -> str:
     """What `motionsep bench cost` prints at the end: one line per model and method, then generation."""
     lines = [f"\ncost benchmark in {r['wall_seconds'] / 60:.1f} min"]
     for row in r["training"]:
-        ratio = row.get("ratio_to_motiondirector", {})
+        baseline = BASELINE.get(row["model"], "motiondirector")
+        ratio = row.get(f"ratio_to_{baseline.replace('-', '_')}", {})
+        short = "MD" if baseline == "motiondirector" else baseline
         lines.append(
             f"  {row['model']:9s} {row['method']:15s} {row['trainable_parameters'] / 1e6:8.3f} M params  "
-            f"{row['seconds_per_step']:.3f} s/step ({ratio.get('seconds_per_step', 0):.2f}x MD)  "
-            f"peak {row['peak_memory_bytes'] / 2**20:.0f} MB ({ratio.get('peak_memory_bytes', 0):.2f}x MD)"
+            f"{row['seconds_per_step']:.3f} s/step ({ratio.get('seconds_per_step', 0):.2f}x {short})  "
+            f"peak {row['peak_memory_bytes'] / 2**20:.0f} MB ({ratio.get('peak_memory_bytes', 0):.2f}x {short})"
         )
     for model, g in r["generation"].items():
         lines.append(f"  generation ({model}): " + ", ".join(f"{k} {v:.3f}x" for k, v in g["ratio_to_base"].items()))

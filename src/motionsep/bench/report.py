@@ -277,7 +277,7 @@ def _bytes(n: float) -> str:
 
 
 def _ratio(row: dict, key: str) -> str:
-    r = row.get("ratio_to_motiondirector", {}).get(key)
+    r = row.get("ratio_to_motiondirector", row.get("ratio_to_full_lora", {})).get(key)
     return f" ({r:.2f}x)" if r is not None else ""
 
 
@@ -293,7 +293,7 @@ def cost_report(result: dict) -> str:
         f"Rank {settings['rank']}, batch {settings['batch']}, {settings['frames']} frames, {settings['dtype']} on "
         f"{settings['device']}, "
         f"gradient checkpointing {'on' if settings['gradient_checkpointing'] else 'off'}. Ratios in brackets are to "
-        "`motiondirector` "
+        "`motiondirector` (on Wan, a DiT: to `full-lora`, what its trainers train) "
         "in the same run. A step is motionsep's training step (both paths for dual-path methods) plus AdamW, on "
         "cached latents; "
         "peak memory is above the loaded model (CPU: peak resident memory, VmHWM; GPU: torch's peak allocation).",
@@ -303,7 +303,7 @@ def cost_report(result: dict) -> str:
         rows = [r for r in result["training"] if r["model"] == model]
         lat = rows[0]["latents"]
         lines += [
-            f"## Training: {model} (UNet {rows[0]['unet_parameters'] / 1e6:.1f} M parameters, latents {lat})",
+            f"## Training: {model} (denoiser {rows[0]['unet_parameters'] / 1e6:.1f} M parameters, latents {lat})",
             "",
             "| method | LoRA layers (temporal + spatial) | trainable parameters | motion LoRA file | all saved | s / "
             "step | peak memory |",

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_write_text, load_optimizer, save_optimizer
-from ..losses import across_frames, diffusion_target
+from ..losses import DenoisingObjective, across_frames
 from ..word_tokenizer import build_tokenizer
 from .world import FRAMES, PRETRAIN_MOTIONS, SIZE, caption, random_scene, render, vocabulary
 
@@ -63,6 +63,11 @@ class PretrainConfig:
     # False: every TemporalConvLayer is held at identity (its last convolution zeroed and frozen), so the
     # temporal transformers are the model's only path across frames, as motion modules are in AnimateDiff.
     temporal_convs: bool = True
+    # > 0: add this weight times the mean square of every TemporalConvLayer's residual (its output minus its
+    # input) to the loss, so the convolutions are pushed to do as little as they can (enough to tell the
+    # frames apart, which UNet3D's position-free temporal attention cannot do alone) and the temporal
+    # attention is left to carry the motion.
+    temporal_conv_penalty: float = 0.0
     device: str = "cpu"
 
 
@@ -79,14 +84,16 @@ def sample_scene(rng: random.Random, look: dict | None = None):
     )
 
 
-def clip_batch(seed: int, step: int, batch: int, look: dict | None = None) -> tuple[torch.Tensor, list[str]]:
+def clip_batch(
+    seed: int, step: int, batch: int, look: dict | None = None, frames: int = FRAMES
+) -> tuple[torch.Tensor, list[str]]:
     """Rendered clips in [-1, 1], (batch, 3, frames, H, W), and their captions: a function of (seed, step).
 
     `look` pins named appearance attributes (the curriculum's first phase); unnamed ones keep their rates.
     """
     rng = random.Random(seed * 1_000_003 + step)
     scenes = [sample_scene(rng, look) for _ in range(batch)]
-    videos = np.stack([render(s) for s in scenes])  # (B, F, H, W, 3)
+    videos = np.stack([render(s, frames) for s in scenes])  # (B, F, H, W, 3)
     captions = [caption(s, rng) for s in scenes]
     x = torch.from_numpy(videos).float().permute(0, 4, 1, 2, 3) / 127.5 - 1
     return x, captions
@@ -162,6 +169,24 @@ def hold_temporal_convs_at_identity(unet) -> int:
             last.bias.zero_()
         layer.requires_grad_(False)
     return len(layers)
+
+
+class TemporalConvResiduals:
+    """Forward hooks that keep the mean square of every TemporalConvLayer's residual of the last forward."""
+
+    def __init__(self, unet):
+        self.values: list[torch.Tensor] = []
+        layers = [m for m in unet.modules() if type(m).__name__ == "TemporalConvLayer"]
+        self._handles = [layer.register_forward_hook(self._keep) for layer in layers]
+
+    def _keep(self, module, args, output):
+        self.values.append((output - args[0]).pow(2).mean())
+
+    def take(self) -> torch.Tensor:
+        """The mean over layers since the last call (and forget them)."""
+        value = torch.stack(self.values).mean()
+        self.values = []
+        return value
 
 
 def _log(out: Path, record: dict) -> None:
@@ -266,23 +291,26 @@ def token_ids(tokenizer, captions: list[str]) -> torch.Tensor:
     ).input_ids
 
 
-def motion_weighted_loss(config, unet, noise_scheduler, vae, text_of, x: torch.Tensor, captions: list[str], step: int):
-    """One pretraining step's loss, shared by both embedded models: MSE on the diffusion target plus
-    `config.motion_loss_weight` times the MSE of what changes across frames.
+def motion_weighted_loss(config, unet, objective, encode, text_of, x: torch.Tensor, captions: list[str], step: int):
+    """One pretraining step's loss, shared by every embedded model: the objective's loss (MSE on the diffusion
+    target, or flow matching's velocity) plus `config.motion_loss_weight` times the MSE of what changes across
+    frames.
 
-    Caption dropout, posterior sample, noise and timesteps are drawn from the step's generator in this
-    order, so a resumed run sees what an uninterrupted one would. `text_of(captions, frames)` gives the
-    UNet's text conditioning (the families shape it differently).
+    Caption dropout, posterior sample (`encode(x, generator)`), noise and timesteps are drawn from the step's
+    generator in this order, so a resumed run sees what an uninterrupted one would. `text_of(captions, frames)`
+    gives the denoiser's text conditioning (the families shape it differently).
     """
     g = _step_generator(config.seed, step)
     captions = ["" if torch.rand((1,), generator=g).item() < config.caption_dropout else c for c in captions]
-    latents = encode_clips(vae, x, g)
+    latents = encode(x, g)
     noise = torch.randn(latents.shape, generator=g)
-    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=g)
+    t = objective.draw_timesteps(latents.shape[0], g)
     text = text_of(captions, latents.shape[2])
-    pred = unet(noise_scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=text).sample
-    target = diffusion_target(noise_scheduler, latents, noise, t)
-    return F.mse_loss(pred, target) + config.motion_loss_weight * F.mse_loss(across_frames(pred), across_frames(target))
+    pred = unet(objective.noisy(latents, noise, t), t, encoder_hidden_states=text).sample
+    target = objective.target(latents, noise, t)
+    return objective.loss(pred, target, t) + config.motion_loss_weight * F.mse_loss(
+        across_frames(pred), across_frames(target)
+    )
 
 
 def _start_ema(config: PretrainConfig, unet, text_encoder, out: Path, state: dict):
@@ -343,12 +371,24 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
     def text_of(captions: list[str], frames: int) -> torch.Tensor:  # trained with the UNet; one text per clip
         return text_encoder(token_ids(tokenizer, captions))[0]
 
+    residuals = TemporalConvResiduals(unet) if config.temporal_conv_penalty else None
     losses = []
     for step in bar:
         x, captions = clip_batch(
             config.seed, step, config.unet_batch, NARROW_LOOK if step <= config.narrow_steps else None
         )
-        loss = motion_weighted_loss(config, unet, noise_scheduler, vae, text_of, x, captions, step)
+        loss = motion_weighted_loss(
+            config,
+            unet,
+            DenoisingObjective(noise_scheduler),
+            lambda x, g: encode_clips(vae, x, g),
+            text_of,
+            x,
+            captions,
+            step,
+        )
+        if residuals is not None:
+            loss = loss + config.temporal_conv_penalty * residuals.take()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         lr = config.lr * min(1.0, (step - warmup_from) / 200)  # short warm-up
@@ -456,6 +496,8 @@ def export_from_run(
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     vae_seconds = state["vae_seconds"]
     held = "" if config.get("temporal_convs", True) else ", every TemporalConvLayer held at identity"
+    if config.get("temporal_conv_penalty"):
+        held += f", temporal convolutions' residuals penalised (weight {config['temporal_conv_penalty']})"
     card = {
         "what": "shapes-world text-to-video model (TextToVideoSDPipeline of ZeroScope's classes), "
         + (f"fine-tuned from {config['base']}" if config.get("base") else "trained from scratch")
@@ -463,7 +505,10 @@ def export_from_run(
         "command": f"motionsep toy pretrain --out {run} --steps {config['unet_steps']} --vae-steps "
         f"{config['vae_steps']}"
         + (f" --base {config['base']}" if config.get("base") else "")
-        + ("" if config.get("temporal_convs", True) else " --no-temporal-convs"),
+        + ("" if config.get("temporal_convs", True) else " --no-temporal-convs")
+        + (
+            f" --temporal-conv-penalty {config['temporal_conv_penalty']}" if config.get("temporal_conv_penalty") else ""
+        ),
         "vae_steps": state["vae_step"],
         "unet_steps": state["unet_step"],
         "unet_batch": config["unet_batch"],

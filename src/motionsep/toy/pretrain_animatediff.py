@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_write_text
+from ..losses import DenoisingObjective
 from .pretrain import (
     _log,
     _maybe_load_optimizer,
@@ -37,6 +38,7 @@ from .pretrain import (
     _state,
     base_pipeline,
     clip_batch,
+    encode_clips,
     motion_weighted_loss,
     token_ids,
 )
@@ -162,7 +164,16 @@ def pretrain_animatediff(config: AnimateDiffPretrainConfig) -> Path:
         for p in spatial_params:
             p.requires_grad_(spatial_trains)  # frozen params get no grad, and AdamW skips them
         x, captions = clip_batch(config.seed, step, config.unet_batch)
-        loss = motion_weighted_loss(config, unet, noise_scheduler, vae, text_of, x, captions, step)
+        loss = motion_weighted_loss(
+            config,
+            unet,
+            DenoisingObjective(noise_scheduler),
+            lambda x, g: encode_clips(vae, x, g),
+            text_of,
+            x,
+            captions,
+            step,
+        )
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in unet.parameters() if p.grad is not None], 1.0)
         ramp = min(1.0, (step - warmup_from) / 200)  # short warm-up, and again when the spatial weights join

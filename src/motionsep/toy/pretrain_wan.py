@@ -1,0 +1,344 @@
+"""Pretraining the Wan-family shapes-world model from scratch: a causal video VAE, then DiT + text encoder.
+
+The result is an ordinary ``WanPipeline`` folder made of Wan's classes (``WanTransformer3DModel``,
+``AutoencoderKLWan``, ``UMT5EncoderModel``, ``FlowMatchEulerDiscreteScheduler``), with a whole-word
+tokenizer for the world's vocabulary, so it loads through the same loader as any Wan model.
+
+Shapes, scaled to the world (32x32 pixels, 9 frames, 1 + 4k as Wan wants):
+
+* VAE: causal in time like Wan's, 4x down in space and 2x in time (``temperal_downsample=[False, True]``):
+  9 frames -> 5 latent frames of 8x8x8 (the first frame alone, then pairs, as Wan's first frame then
+  fours). WanPipeline reads the factors from the VAE config (``scale_factor_temporal=2``,
+  ``scale_factor_spatial=4``); a temporal factor of 1 is not possible there (it rounds every frame
+  count up by one). Its latents are normalised by per-channel mean and std measured after training
+  (``latents_mean``, ``latents_std``), as Wan's are.
+* DiT: patch (1, 2, 2), so a clip is 5 x 4 x 4 = 80 tokens; 4 blocks of 4 heads x 32.
+* Flow matching with Wan's 480p shift (3.0); the loss is the velocity MSE plus the motion weight on what
+  changes across frames (``pretrain.motion_weighted_loss``, shared with the other embedded models).
+
+A DiT has no layer that is temporal alone, so its motion can only come from the attention across frames
+(the probe measures it). Data and noise of step N depend only on (seed, N): a resumed run sees what an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..checkpoint import atomic_write_text
+from ..losses import FlowMatchingObjective
+from ..word_tokenizer import build_tokenizer
+from .pretrain import (
+    NARROW_LOOK,
+    _log,
+    _maybe_load_optimizer,
+    _save_stage,
+    _state,
+    _step_generator,
+    clip_batch,
+    motion_weighted_loss,
+)
+from .world import vocabulary
+
+WAN_FRAMES = 9  # 1 + 4k frames, as Wan's causal VAE wants
+LATENT_CHANNELS = 8
+FLOW_SHIFT = 3.0
+TEXT_TOKENS = 226  # WanPipeline's default max_sequence_length: training conditions on the text exactly as sampling
+
+
+@dataclass
+class WanPretrainConfig:
+    out: str = "toy-pretrain-wan"
+    family: str = "wan"  # recorded in the run's config.json, so `toy export` knows the run
+    seed: int = 0
+    vae_steps: int = 3000
+    vae_batch: int = 4  # clips of 9 frames
+    unet_steps: int = 12000  # the DiT's steps ("unet" in the shared state file and flags)
+    unet_batch: int = 16
+    lr: float = 3e-4
+    checkpoint_every: int = 250
+    caption_dropout: float = 0.1
+    motion_loss_weight: float = 3.0  # toy/pretrain.py says why
+    narrow_steps: int = 800  # the curriculum of toy/pretrain.py: one look first, so motion words are learned
+    ema_decay: float = 0.999
+
+
+def build_wan_models(seed: int):
+    """(tokenizer, text encoder, VAE, transformer, scheduler) of the world's size, randomly initialised."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(vocabulary(), max_length=32)
+    text_encoder = UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=len(tokenizer),
+            d_model=64,
+            d_kv=16,
+            d_ff=128,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=16,
+            pad_token_id=tokenizer.pad_token_id,
+            decoder_start_token_id=0,
+        )
+    )
+    vae = AutoencoderKLWan(
+        base_dim=32,
+        z_dim=LATENT_CHANNELS,
+        dim_mult=[1, 2, 2],
+        num_res_blocks=1,
+        temperal_downsample=[False, True],
+        latents_mean=[0.0] * LATENT_CHANNELS,
+        latents_std=[1.0] * LATENT_CHANNELS,
+        scale_factor_temporal=2,
+        scale_factor_spatial=4,
+    )
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=4,
+        attention_head_dim=32,
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
+        text_dim=64,
+        freq_dim=64,
+        ffn_dim=512,
+        num_layers=4,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=64,
+    )
+    return tokenizer, text_encoder, vae, transformer, FlowMatchEulerDiscreteScheduler(shift=FLOW_SHIFT)
+
+
+def encode_latents(vae, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Clips in [-1, 1] (B, 3, F, H, W) -> normalised latents (B, C, 1 + (F-1)/2, h, w); sampled with `generator`."""
+    dist = vae.encode(x).latent_dist
+    z = dist.sample(generator=generator) if generator is not None else dist.mode()
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    return (z - mean) / std
+
+
+def train_vae(config: WanPretrainConfig, vae, out: Path, state: dict) -> None:
+    from diffusers import AutoencoderKLWan
+
+    if state["vae_step"] >= config.vae_steps:
+        return
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3)
+    if state["vae_step"] > 0:
+        vae.load_state_dict(AutoencoderKLWan.from_pretrained(str(out / "vae_stage" / "vae")).state_dict())
+        _maybe_load_optimizer(optimizer, out / "vae_stage" / "optimizer.safetensors")
+    vae.train()
+    started = time.time() - state["vae_seconds"]
+    bar = tqdm(range(state["vae_step"] + 1, config.vae_steps + 1), desc="pretrain wan vae", initial=state["vae_step"])
+    for step in bar:
+        x, _ = clip_batch(config.seed + 7, step, config.vae_batch, frames=WAN_FRAMES)
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator=_step_generator(config.seed, step))).sample
+        # L1 on top of MSE keeps edges sharp, as for the ModelScope-family VAE
+        loss = F.mse_loss(recon, x) + F.l1_loss(recon, x) + 1e-6 * posterior.kl().mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % config.checkpoint_every == 0 or step == config.vae_steps:
+            if step == config.vae_steps:
+                set_latent_statistics(vae, config.seed)  # saved with the final weights, in one swap
+            state.update(vae_step=step, vae_seconds=time.time() - started)
+            _log(out, {"stage": "vae", "step": step, "loss": loss.item(), "seconds": state["vae_seconds"]})
+            _save_stage(out, "vae_stage", {"vae": vae}, optimizer, state)
+
+
+@torch.no_grad()
+def set_latent_statistics(vae, seed: int) -> None:
+    """Per-channel mean and std of the latents of 64 rendered clips, into the VAE config (Wan's normalisation)."""
+    x, _ = clip_batch(seed + 11, 0, 64, frames=WAN_FRAMES)
+    z = vae.encode(x).latent_dist.mode()
+    vae.register_to_config(latents_mean=z.mean(dim=(0, 2, 3, 4)).tolist(), latents_std=z.std(dim=(0, 2, 3, 4)).tolist())
+
+
+def _pipeline(models) -> Any:
+    from diffusers import WanPipeline
+
+    tokenizer, text_encoder, vae, transformer, scheduler = models
+    return WanPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
+    )
+
+
+def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict) -> None:
+    from diffusers import WanTransformer3DModel
+    from diffusers.training_utils import EMAModel
+    from transformers import UMT5EncoderModel
+
+    _, text_encoder, vae, transformer, scheduler = models
+    vae.eval().requires_grad_(False)
+    params = list(transformer.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=1e-2)
+    stage = out / "unet_stage"
+    warmup_from = 0
+    if state["unet_step"] > 0:
+        transformer.load_state_dict(WanTransformer3DModel.from_pretrained(str(stage / "transformer")).state_dict())
+        text_encoder.load_state_dict(UMT5EncoderModel.from_pretrained(str(stage / "text_encoder")).state_dict())
+        if not _maybe_load_optimizer(optimizer, stage / "optimizer.safetensors"):
+            warmup_from = state["unet_step"]
+    ema: Any = None
+    copies: tuple[Any, ...] = ()
+    if config.ema_decay:
+        if (stage / "ema_transformer").is_dir():
+            copies = (
+                WanTransformer3DModel.from_pretrained(str(stage / "ema_transformer")),
+                UMT5EncoderModel.from_pretrained(str(stage / "ema_text_encoder")),
+            )
+        else:
+            copies = (copy.deepcopy(transformer), copy.deepcopy(text_encoder))
+        ema = EMAModel([p for m in copies for p in m.parameters()], decay=config.ema_decay)
+        ema.optimization_step = state["unet_step"]  # warm-up counted from the training step (pretrain.py)
+    objective = FlowMatchingObjective(scheduler)
+    pipe = _pipeline(models)
+    transformer.train()
+    text_encoder.train()
+
+    def text_of(captions: list[str], frames: int) -> torch.Tensor:  # as WanPipeline encodes it, with gradients
+        embeds, _ = pipe.encode_prompt(
+            captions, do_classifier_free_guidance=False, max_sequence_length=TEXT_TOKENS, device="cpu"
+        )
+        return embeds
+
+    started = time.time() - state["seconds"]
+    bar = tqdm(
+        range(state["unet_step"] + 1, config.unet_steps + 1),
+        desc="pretrain wan transformer",
+        initial=state["unet_step"],
+        total=config.unet_steps,
+    )
+    losses: list[float] = []
+    for step in bar:
+        look = NARROW_LOOK if step <= config.narrow_steps else None
+        x, captions = clip_batch(config.seed, step, config.unet_batch, look, frames=WAN_FRAMES)
+        loss = motion_weighted_loss(  # the clips are encoded inside, with the step's generator
+            config, transformer, objective, lambda clips, g: _no_grad_encode(vae, clips, g), text_of, x, captions, step
+        )
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * min(1.0, (step - warmup_from) / 200)
+        optimizer.step()
+        optimizer.zero_grad()
+        if ema is not None:
+            ema.step(params)
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        if step % config.checkpoint_every == 0 or step == config.unet_steps:
+            state.update(unet_step=step, seconds=time.time() - started)
+            _log(
+                out,
+                {
+                    "stage": "transformer",
+                    "step": step,
+                    "loss": float(np.mean(losses[-config.checkpoint_every :])),
+                    "seconds": state["seconds"],
+                },
+            )
+            modules = {"transformer": transformer, "text_encoder": text_encoder}
+            if ema is not None:
+                ema.copy_to([p for m in copies for p in m.parameters()])
+                modules.update(ema_transformer=copies[0], ema_text_encoder=copies[1])
+            _save_stage(out, "unet_stage", modules, optimizer, state)
+
+
+@torch.no_grad()
+def _no_grad_encode(vae, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return encode_latents(vae, x, generator)
+
+
+def pretrain_wan(config: WanPretrainConfig) -> Path:
+    """Run (or resume) both stages in `config.out`; returns the exported pipeline folder."""
+    from diffusers import AutoencoderKLWan
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2))
+    state = _state(out)
+    models = build_wan_models(config.seed)
+    train_vae(config, models[2], out, state)
+    vae = AutoencoderKLWan.from_pretrained(str(out / "vae_stage" / "vae"))
+    models = (*models[:2], vae, *models[3:])
+    train_transformer(config, models, out, state)
+    if state["unet_step"] == 0:  # no transformer step yet: ship the initial weights, card-less
+        return _save_pipeline(models, out / "pipeline")
+    return export_wan(out, out / "pipeline")
+
+
+def _save_pipeline(models, dest: Path) -> Path:
+    """The models as a WanPipeline folder with fp16 weights (small to ship), then back to fp32 in memory."""
+    pipe = _pipeline(models)
+    pipe.to(dtype=torch.float16)
+    shutil.rmtree(dest, ignore_errors=True)
+    pipe.save_pretrained(str(dest))
+    pipe.to(dtype=torch.float32)
+    return dest
+
+
+def is_wan_run(run: str | Path) -> bool:
+    config = Path(run) / "config.json"
+    return config.is_file() and json.loads(config.read_text()).get("family") == "wan"
+
+
+def export_wan(
+    run: str | Path, dest: str | Path, quality: dict | None = None, probe: dict | None = None, ema: bool = True
+) -> Path:
+    """Ship the newest checkpoint of a run as a WanPipeline folder (fp16 weights) with a model card."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import UMT5EncoderModel
+
+    run, dest = Path(run), Path(dest)
+    state = _state(run)
+    config = json.loads((run / "config.json").read_text())
+    tokenizer, _, _, _, scheduler = build_wan_models(config["seed"])
+    stage = run / "unet_stage"
+    prefix = "ema_" if ema and (stage / "ema_transformer").is_dir() else ""
+    models = (
+        tokenizer,
+        UMT5EncoderModel.from_pretrained(str(stage / f"{prefix}text_encoder")),
+        AutoencoderKLWan.from_pretrained(str(run / "vae_stage" / "vae")),
+        WanTransformer3DModel.from_pretrained(str(stage / f"{prefix}transformer")),
+        scheduler,
+    )
+    _save_pipeline(models, dest)
+    card = {
+        "what": "shapes-world text-to-video model of the Wan family (WanPipeline: WanTransformer3DModel, "
+        "AutoencoderKLWan, UMT5EncoderModel, flow matching), trained from scratch",
+        "command": f"motionsep toy pretrain --family wan --out {run} --steps {config['unet_steps']} "
+        f"--vae-steps {config['vae_steps']}",
+        "recipe": {k: config[k] for k in ("unet_batch", "lr", "motion_loss_weight", "caption_dropout", "narrow_steps")},
+        "vae_steps": state["vae_step"],
+        "transformer_steps": state["unet_step"],
+        "weights": f"exponential moving average, decay {config.get('ema_decay')}" if prefix else "raw",
+        "wall_time_hours": {
+            "vae": round(state["vae_seconds"] / 3600, 2),
+            "transformer": round(state["seconds"] / 3600, 2),
+        },
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}",
+        "parameters_millions": {
+            name: round(sum(p.numel() for p in m.parameters()) / 1e6, 2)
+            for name, m in (("transformer", models[3]), ("vae", models[2]), ("text_encoder", models[1]))
+        },
+        "quality": quality,
+        "probe": probe,
+    }
+    (dest / "model_card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return dest

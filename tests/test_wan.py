@@ -1,0 +1,322 @@
+"""The Wan family (a DiT trained by flow matching): presets, training, PLI, LoRA I/O, generation, probe."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from accelerate.utils import set_seed
+
+from motionsep.adapters import MOTION, SPATIAL, lora_layers
+from motionsep.cli import main
+from motionsep.config import config_from_dict
+from motionsep.generate import MotionPipeline, SamplingSettings
+from motionsep.losses import FlowMatchingObjective, objective_for
+from motionsep.methods import METHODS, lora_targets
+from motionsep.models import WAN, load_pipeline
+from motionsep.probe import pathways_off
+from motionsep.testing import WAN_FRAMES, WAN_SIZE, tiny_wan_pipeline
+from motionsep.train import prepare, sample_batch, step_losses, train
+from motionsep.video import read_video, write_mp4
+
+
+def _block_layers(block: int, attention: str, names=("to_q", "to_k", "to_v", "to_out.0")) -> set[str]:
+    return {f"blocks.{block}.{attention}.{name}" for name in names}
+
+
+FFN = ("ffn.net.0.proj", "ffn.net.2")
+SELF = set().union(*(_block_layers(b, "attn1") for b in (0, 1)))
+CROSS = set().union(*(_block_layers(b, "attn2") for b in (0, 1)))
+FEED_FORWARD = {f"blocks.{b}.{layer}" for b in (0, 1) for layer in FFN}
+EXPECTED = {  # (motion LoRA, spatial LoRA) of every preset on the 2-block tiny Wan
+    "tap": ({f"blocks.{b}.attn1.{n}" for b in (0, 1) for n in ("to_q", "to_k")}, set()),
+    "temporal-lora": (SELF, set()),
+    "full-lora": (SELF | CROSS | FEED_FORWARD, set()),
+    "motiondirector": (SELF | FEED_FORWARD, SELF | FEED_FORWARD),
+    "tap-official": ({f"blocks.{b}.attn1.{n}" for b in (0, 1) for n in ("to_k", "to_out.0")}, SELF | FEED_FORWARD),
+}
+
+
+def moving_square(frames: int = 12, size: int = WAN_SIZE) -> np.ndarray:
+    video = np.full((frames, size, size, 3), 30, np.uint8)
+    for i in range(frames):
+        video[i, 10:18, 2 * i : 2 * i + 8] = (220, 60, 40)
+    return video
+
+
+@pytest.fixture(scope="module")
+def wan_clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wan-clips")
+    write_mp4(moving_square(), root / "square.mp4")
+    (root / "square.txt").write_text("a red square moving right\n")
+    return root
+
+
+@pytest.fixture
+def wan_config(pipeline_dirs, wan_clips, tmp_path):
+    def make(method="tap", **sections):
+        data = {
+            "model": pipeline_dirs["wan"],
+            "method": method,
+            "output_dir": str(tmp_path / f"run-{method}"),
+            "data": {"path": str(wan_clips), "frames": WAN_FRAMES, "size": [WAN_SIZE, WAN_SIZE]},
+            "train": {"steps": 3, "checkpoint_every": 0},
+            "lora": {"rank": 4, "dropout": 0.0},
+        }
+        for key, value in sections.items():
+            data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+        return config_from_dict(data)
+
+    return make
+
+
+def test_preset_module_lists_on_a_dit():
+    transformer = tiny_wan_pipeline().transformer
+    assert set(EXPECTED) == set(METHODS)
+    for name, (motion, spatial) in EXPECTED.items():
+        targets = lora_targets(transformer, METHODS[name])
+        assert set(targets["temporal"]) == motion and len(targets["temporal"]) == len(motion), name
+        assert set(targets["spatial"]) == spatial, name
+
+
+@pytest.mark.parametrize("method", ["tap", "motiondirector"])
+def test_training_injects_exactly_the_preset_and_trains_only_lora(wan_config, method):
+    state = prepare(wan_config(method))
+    motion, spatial = EXPECTED[method]
+    names = {n for n, m in state.unet.named_modules() if m in lora_layers(state.unet, MOTION)}
+    assert names == motion
+    assert {n for n, m in state.unet.named_modules() if m in lora_layers(state.unet, SPATIAL)} == spatial
+    trainable = {n for n, p in state.unet.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
+
+
+def test_zero_initialised_lora_changes_nothing(wan_config):
+    pipe = tiny_wan_pipeline()
+    g = torch.Generator().manual_seed(0)
+    x, text, t = torch.randn(1, 16, 3, 4, 4, generator=g), torch.randn(1, 7, 32, generator=g), torch.tensor([700])
+    with torch.no_grad():
+        before = pipe.transformer(x, t, encoder_hidden_states=text).sample
+    state = prepare(wan_config("full-lora"), pipe=pipe, family=WAN)
+    with torch.no_grad():
+        after = state.unet(x, t, encoder_hidden_states=text).sample
+    assert torch.equal(before, after)
+
+
+def test_flow_matching_objective_matches_the_scheduler():
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+    objective = objective_for(tiny_wan_pipeline().scheduler)
+    assert isinstance(objective, FlowMatchingObjective) and objective.shift == 3.0
+    # Wan's shipped sampler: UniPC with flow sigmas and flow_shift
+    unipc = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0)
+    assert objective_for(unipc).shift == 5.0
+    t = objective.draw_timesteps(64, torch.Generator().manual_seed(0))
+    assert set(t.tolist()) <= set(objective.table.timesteps.tolist())
+    x, noise = torch.randn(2, 16, 3, 4, 4), torch.randn(2, 16, 3, 4, 4)
+    reference = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    for step in t[:2]:
+        expected = reference.scale_noise(x, step.reshape(1), noise)  # (1 - sigma) x + sigma noise
+        torch.testing.assert_close(objective.noisy(x, noise, step.repeat(2)), expected)
+    assert torch.equal(objective.target(x, noise, t[:2]), noise - x)
+
+
+@pytest.mark.parametrize("method", ["tap", "motiondirector"])
+def test_steps_lower_the_loss_on_a_fixed_batch(wan_config, method):
+    set_seed(0)
+    state = prepare(wan_config(method, train={"spatial_skip_probability": 0.0}))
+    assert state.latents.shape[2] == 3  # 9 frames: 1 + 2 x 4, three latent frames
+    if method == "motiondirector":
+        assert state.frame_latents.shape[2] == WAN_FRAMES  # the spatial path's one-frame clips
+    batch = sample_batch(state, torch.Generator().manual_seed(0), "cpu")
+    params = [p for group in state.params.values() for p in group]
+    optimizer = torch.optim.AdamW(params, lr=1e-2)
+
+    def losses(backward=None):
+        return step_losses(state, batch, torch.Generator().manual_seed(1), backward)
+
+    with torch.no_grad():
+        before = {k: float(v) for k, v in losses().items()}
+    for _ in range(8):
+        losses(backward=lambda loss, inputs: loss.backward(inputs=inputs))
+        optimizer.step()
+        optimizer.zero_grad()
+    with torch.no_grad():
+        after = {k: float(v) for k, v in losses().items()}
+    for path in before:
+        assert after[path] < before[path] * 0.99, (path, before, after)
+
+
+def test_resume_ends_with_the_uninterrupted_lora(wan_config, tmp_path):
+    from safetensors.torch import load_file
+
+    sections = {"lora": {"rank": 4, "dropout": 0.1}}
+    train(
+        wan_config(
+            "motiondirector", train={"steps": 4, "checkpoint_every": 2}, output_dir=str(tmp_path / "whole"), **sections
+        ),
+        progress=False,
+    )
+    part = wan_config(
+        "motiondirector", train={"steps": 3, "checkpoint_every": 2}, output_dir=str(tmp_path / "part"), **sections
+    )
+    train(part, progress=False)
+    resumed = wan_config(
+        "motiondirector", train={"steps": 4, "checkpoint_every": 2}, output_dir=str(tmp_path / "part"), **sections
+    )
+    train(resumed, progress=False, resume=True)
+    for name in ("pytorch_lora_weights.safetensors", "spatial/pytorch_lora_weights.safetensors"):
+        a, b = load_file(tmp_path / "whole" / name), load_file(tmp_path / "part" / name)
+        assert a.keys() == b.keys() and all(k.startswith("transformer.") for k in a)
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
+    rows = list(csv.DictReader((tmp_path / "part" / "train_log.csv").read_text().splitlines()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+
+
+@pytest.fixture(scope="module")
+def wan_lora(pipeline_dirs, wan_clips, tmp_path_factory):
+    config = config_from_dict(
+        {
+            "model": pipeline_dirs["wan"],
+            "output_dir": str(tmp_path_factory.mktemp("wan-lora") / "tap"),
+            "data": {"path": str(wan_clips), "frames": WAN_FRAMES, "size": [WAN_SIZE, WAN_SIZE]},
+            "train": {"steps": 3, "checkpoint_every": 0, "learning_rate": 0.05},
+            "lora": {"rank": 4, "dropout": 0.0},
+        }
+    )
+    return train(config, progress=False)
+
+
+SAMPLING = SamplingSettings(num_frames=WAN_FRAMES, height=WAN_SIZE, width=WAN_SIZE, steps=4, guidance=1.0)
+
+
+def test_lora_loads_with_plain_diffusers_and_gives_the_same_video(pipeline_dirs, wan_lora):
+    from diffusers import WanPipeline
+
+    ours = MotionPipeline.from_pretrained(pipeline_dirs["wan"], lora=str(wan_lora))
+    assert ours.describe()["appearance_highway"] is None and ours.lora_meta.appearance_highway.enabled is False
+    video = ours("a red square moving right", 0, SAMPLING)
+    base = MotionPipeline.from_pretrained(pipeline_dirs["wan"])("a red square moving right", 0, SAMPLING)
+    assert not np.array_equal(video, base)
+    plain = WanPipeline.from_pretrained(pipeline_dirs["wan"])
+    plain.set_progress_bar_config(disable=True)
+    plain.load_lora_weights(str(wan_lora))
+    frames = plain(
+        prompt=["a red square moving right"],
+        num_frames=WAN_FRAMES,
+        height=WAN_SIZE,
+        width=WAN_SIZE,
+        num_inference_steps=4,
+        guidance_scale=1.0,
+        generator=[torch.Generator("cpu").manual_seed(0)],
+        output_type="np",
+    ).frames
+    assert np.array_equal((np.clip(np.asarray(frames)[0], 0, 1) * 255).round().astype(np.uint8), video)
+
+
+def test_pli_on_flow_matching_switches_by_timestep_without_extra_calls(pipeline_dirs, wan_lora):
+    settings = SamplingSettings(steps=4, guidance=3.0)  # classifier-free guidance: two calls a step in WanPipeline
+    plain = MotionPipeline.from_pretrained(pipeline_dirs["wan"], lora=str(wan_lora))
+    calls = []
+    plain.pipe.transformer.register_forward_pre_hook(lambda module, args: calls.append(1))
+    with_lora = plain("a red square", 0, settings)
+    phased = MotionPipeline.from_pretrained(pipeline_dirs["wan"], lora=str(wan_lora), pli_tau=500)
+    mixed = phased("a red square", 0, settings)
+    assert len(phased.pli.calls) == len(calls) == 8  # PLI adds no transformer evaluation
+    assert [on for _, on in phased.pli.calls] == [t > 500 for t, _ in phased.pli.calls]
+    assert {on for _, on in phased.pli.calls} == {True, False}
+    assert not np.array_equal(mixed, with_lora)
+
+
+def test_generate_cli_writes_decodable_mp4(pipeline_dirs, wan_lora, tmp_path, capsys):
+    out = tmp_path / "videos"
+    args = ["generate", "--model", pipeline_dirs["wan"], "--lora", str(wan_lora), "--prompt", "a blue circle"]
+    args += ["--steps", "3", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    (mp4,) = out.glob("*.mp4")
+    assert read_video(mp4).shape == (WAN_FRAMES, WAN_SIZE, WAN_SIZE, 3)
+    assert (out / "contact_sheet.png").is_file()
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                pipeline_dirs["wan"],
+                "--prompt",
+                "x",
+                "--frames",
+                "8",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    assert "1 + 4k frames" in capsys.readouterr().err
+
+
+def test_bad_wan_input_gets_one_line(pipeline_dirs, wan_clips, tmp_path, capsys):
+    def run(**extra):
+        data = {
+            "model": pipeline_dirs["wan"],
+            "output_dir": str(tmp_path / "out"),
+            "data": {"path": str(wan_clips), "frames": WAN_FRAMES, "size": [WAN_SIZE, WAN_SIZE]},
+            "train": {"steps": 1},
+        }
+        for key, value in extra.items():
+            data[key] = {**data.get(key, {}), **value}
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(data))
+        code = main(["train", str(path), "--no-progress", "--overwrite"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        return err
+
+    assert "Appearance Highway" in run(appearance_highway={"enabled": True})
+    assert "1 + 4k frames" in run(data={"frames": 8}) and "set data.frames to 9" in run(data={"frames": 8})
+
+
+def test_two_transformer_wan_is_refused(tmp_path):
+    import copy
+
+    from diffusers import WanPipeline
+
+    from motionsep.errors import MotionsepError
+
+    pipe = tiny_wan_pipeline()
+    both = WanPipeline(**pipe.components | {"transformer_2": copy.deepcopy(pipe.transformer)}, boundary_ratio=0.875)
+    both.save_pretrained(str(tmp_path / "wan22"))
+    with pytest.raises(MotionsepError, match="two transformers"):
+        load_pipeline(str(tmp_path / "wan22"))
+
+
+def test_same_frame_attention_is_each_frame_alone():
+    transformer = tiny_wan_pipeline().transformer
+    g = torch.Generator().manual_seed(0)
+    x, text, t = torch.randn(1, 16, 3, 4, 4, generator=g), torch.randn(1, 7, 32, generator=g), torch.tensor([500])
+    with torch.no_grad():
+        full = transformer(x, t, encoder_hidden_states=text).sample
+        with pathways_off(transformer, WAN, ["cross-frame attention"]):
+            off = transformer(x, t, encoder_hidden_states=text).sample
+        alone = [transformer(x[:, :, f : f + 1], t, encoder_hidden_states=text).sample for f in range(3)]
+    # RoPE is relative: within one frame the temporal rotation cancels, so a frame attending only to itself is
+    # the frame run alone
+    torch.testing.assert_close(off, torch.cat(alone, dim=2), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(off, full, atol=1e-3)
+
+
+def test_probe_and_inspect_commands_on_wan(pipeline_dirs, wan_clips, capsys):
+    probe = ["probe", "--model", pipeline_dirs["wan"], "--clips", str(wan_clips), "--frames", "9", "--size", "32", "32"]
+    assert main([*probe, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "cross-frame attention" in printed
+    assert main(["inspect", "--model", "wan-1.3b-config", "--method", "tap", "--json"]) == 0
+    import json
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["family"] == "wan" and len(report["paths"]["temporal"]["layers"]) == 60
+    assert report["trainable_parameters"] == 60 * 32 * (1536 + 1536)  # rank 32 on 1536 -> 1536 q and k
+    assert "unavailable" in report["appearance_highway"]
