@@ -106,3 +106,71 @@ def test_fused_lora_matches_unfused_and_switches_exactly(pipeline_dirs, lora_dir
     assert any(not torch.equal(m.get_base_layer().weight, base[n].weight) for n, m in wrapped.items())
     fused.pli.fused.set(False)  # the phase without LoRA: the original weights, bit for bit
     assert all(torch.equal(m.get_base_layer().weight, base[n].weight) for n, m in wrapped.items())
+
+
+def _lora_delta(folder) -> dict:
+    """Each layer's weight change, from the saved file alone: (alpha / r) * B @ A."""
+    from safetensors.torch import load_file
+
+    meta = json.loads((folder / "motionsep.json").read_text())["lora_config"]
+    weights = load_file(folder / "pytorch_lora_weights.safetensors")
+    scale = meta["lora_alpha"] / meta["r"]
+    return {
+        k.removeprefix("unet.").removesuffix(".lora_A.weight"): scale
+        * weights[k.replace("lora_A", "lora_B")]
+        @ weights[k]
+        for k in weights
+        if ".lora_A." in k
+    }
+
+
+def test_mixed_motion_loras_add_their_weighted_deltas(pipeline_dirs, lora_dirs, make_config, tmp_path):
+    import torch
+
+    from conftest import run_unet
+    from motionsep.models import load_pipeline
+
+    second = train(
+        make_config("modelscope", train={"steps": 2, "learning_rate": 0.05, "seed": 7}, output_dir=str(tmp_path / "b")),
+        progress=False,
+    )
+    first = lora_dirs["modelscope"]
+    mixed = MotionPipeline.from_pretrained(
+        pipeline_dirs["modelscope"], lora=[str(first), f"{second}:0.6"], highway=False
+    )
+    assert [(x["weight"], x["kind"]) for x in mixed.describe()["loras"]] == [(1.0, "motion"), (0.6, "motion")]
+    reference, _ = load_pipeline(pipeline_dirs["modelscope"])
+    modules = dict(reference.unet.named_modules())
+    with torch.no_grad():
+        for weight, folder in ((1.0, first), (0.6, second)):
+            for name, delta in _lora_delta(folder).items():
+                modules[name].weight += weight * delta
+    torch.testing.assert_close(
+        run_unet(mixed.pipe.unet, "modelscope"), run_unet(reference.unet, "modelscope"), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_an_appearance_lora_stacks_and_pli_leaves_it_on(pipeline_dirs, lora_dirs, make_config, tmp_path):
+    appearance_run = train(
+        make_config("animatediff", "motiondirector", train={"steps": 2, "learning_rate": 0.05}), progress=False
+    )
+    appearance = str(appearance_run / "spatial")  # a diffusers-format image LoRA with no motionsep.json
+    model, motion = pipeline_dirs["animatediff"], str(lora_dirs["animatediff"])
+    settings = SamplingSettings(num_frames=4, steps=4)
+    base = MotionPipeline.from_pretrained(model)("a red square", 0, settings)
+    look = MotionPipeline.from_pretrained(model, lora=appearance)
+    alone = look("a red square", 0, settings)
+    assert look.describe()["loras"][0]["kind"] == "appearance" and not np.array_equal(alone, base)
+    both = MotionPipeline.from_pretrained(model, lora=[motion, appearance], highway=False, pli_tau=1000)
+    assert np.array_equal(both("a red square", 0, settings), alone)  # motion never on, the look always
+    stacked = MotionPipeline.from_pretrained(model, lora=[motion, appearance], highway=False, pli_tau=-1)
+    assert not np.array_equal(stacked("a red square", 0, settings), alone)
+
+
+def test_bad_mixes_get_one_line(pipeline_dirs, lora_dirs, tmp_path, capsys):
+    args = ["generate", "--model", pipeline_dirs["modelscope"], "--prompt", "x", "--out", str(tmp_path / "o")]
+    assert main([*args, "--lora", f"{lora_dirs['modelscope']}:strong"]) == 2
+    assert "is not a number" in capsys.readouterr().err
+    assert main([*args, "--lora", str(lora_dirs["modelscope"]), "--lora", str(lora_dirs["animatediff"])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "trained for the animatediff family" in err and len(err.splitlines()) == 1

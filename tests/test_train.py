@@ -109,3 +109,40 @@ def test_resume_ends_with_the_uninterrupted_lora(make_config, tmp_path):
     )
     with pytest.raises(MotionsepError, match="config differs"):
         train(changed, progress=False, resume=True)
+
+
+def test_validation_samples_are_what_generate_gives_and_leave_the_run_unchanged(make_config, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from motionsep.cli import main
+    from motionsep.video import read_video
+
+    validation = {"prompts": ["a blue circle"], "seeds": [3], "every": 2, "steps": 3, "guidance": 4.0}
+    sections = {"lora": {"rank": 4, "dropout": 0.1}}
+    plain = make_config(
+        "modelscope", train={"steps": 4, "checkpoint_every": 2}, output_dir=str(tmp_path / "a"), **sections
+    )
+    sampled = make_config(
+        "modelscope",
+        train={"steps": 4, "checkpoint_every": 2, "validation": validation},
+        output_dir=str(tmp_path / "b"),
+        **sections,
+    )
+    train(plain, progress=False)
+    train(sampled, progress=False)
+    a, b = load_file(tmp_path / "a" / WEIGHTS), load_file(tmp_path / "b" / WEIGHTS)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # sampling changed nothing
+    for step in (2, 4):
+        folder = tmp_path / "b" / "samples" / f"step-{step:06d}"
+        (sample,) = folder.glob("*.mp4")
+        assert (folder / "contact_sheet.png").is_file()
+        args = ["generate", "--model", plain.model, "--lora", str(tmp_path / "b" / "checkpoints" / f"step-{step:06d}")]
+        args += ["--prompt", "a blue circle", "--seed", "3", "--steps", "3", "--guidance", "4"]
+        assert main([*args, "--out", str(tmp_path / f"gen-{step}"), "--no-progress"]) == 0
+        (generated,) = (tmp_path / f"gen-{step}").glob("*.mp4")
+        assert sample.name == generated.name and sample.read_bytes() == generated.read_bytes()
+        assert read_video(sample).shape == (8, 16, 16, 3)
+    capsys.readouterr()
+
+
+WEIGHTS = "pytorch_lora_weights.safetensors"

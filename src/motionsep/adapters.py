@@ -109,14 +109,19 @@ class FusedLora:
     The peft layers stay in the model with the adapter switched off, so they add no LoRA matmuls.
     """
 
-    def __init__(self, unet: UNet, adapter_name: str = MOTION):
+    def __init__(self, unet: UNet, adapter_names: str | list[str] = MOTION):
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
         self.layers = []
         with torch.no_grad():
-            for layer in lora_layers(unet, adapter_name):
+            for layer in lora_layers(unet):
+                mine = [n for n in names if n in layer.lora_A]
+                if not mine:
+                    continue
                 plain = layer.get_base_layer().weight.data
-                merged = plain + layer.get_delta_weight(adapter_name).to(plain.dtype)
+                merged = plain + sum(layer.get_delta_weight(n) for n in mine).to(plain.dtype)
                 self.layers.append((layer.get_base_layer(), plain, merged))
-        set_lora_enabled(unet, False, adapter_name)
+        for name in names:
+            set_lora_enabled(unet, False, name)
         self.set(True)
 
     def set(self, on: bool) -> None:
@@ -243,6 +248,43 @@ def set_lora_weights(unet: UNet, weights: dict[str, torch.Tensor], adapter_name:
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise MotionsepError(f"LoRA '{source}' does not fit this UNet: unexpected key '{unexpected[0]}'")
+
+
+def load_appearance_lora(pipe, unet: UNet, path: str | os.PathLike, adapter_name: str) -> None:
+    """Add a LoRA made by another trainer (an image or appearance LoRA in diffusers format) as `adapter_name`,
+    keeping every adapter already there active.
+
+    Where the denoiser has diffusers' PEFT integration (AnimateDiff's UNetMotionModel, Wan), through the
+    pipeline's own `load_lora_weights`, which also reads kohya-style SD1.5 files; otherwise (ModelScope's
+    UNet3DConditionModel has none) peft-format keys are injected with peft, the config read from the keys.
+    """
+    path = Path(path)
+    file = path / WEIGHTS_NAME if path.is_dir() else path
+    weights = read_lora_weights(file)  # before touching the model: a bad file changes nothing
+    if hasattr(unet, "load_lora_adapter") and hasattr(pipe, "load_lora_weights"):
+        try:
+            with warnings.catch_warnings():  # several adapters in one model is what we want here
+                warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+                pipe.load_lora_weights(str(file), adapter_name=adapter_name)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise MotionsepError(f"LoRA '{path}' does not fit this model: {str(exc).splitlines()[0]}") from None
+        names = sorted({name for layer in lora_layers(unet) for name in layer.lora_A})
+        for layer in lora_layers(unet):  # diffusers activates the new adapter alone; keep the motion LoRAs on
+            layer.set_adapter(names)
+        unet.requires_grad_(False)
+    else:
+        prefix = family_of(unet).denoiser + "."
+        keys = [k[len(prefix) :] for k in weights if k.startswith(prefix) and ".lora_A." in k]
+        if not keys:
+            raise MotionsepError(
+                f"LoRA '{path}' holds no '{prefix}'-prefixed peft keys (lora_A / lora_B): convert it to the diffusers "
+                "format first"
+            )
+        modules = sorted({k.split(".lora_A.")[0] for k in keys})
+        rank = int(weights[prefix + keys[0]].shape[0])
+        add_lora(unet, make_lora_config(modules, rank, None, 0.0), adapter_name)
+        set_lora_weights(unet, weights, adapter_name, path)
+    unet.train(unet.training)
 
 
 def load_motion_lora(unet: UNet, folder: str | os.PathLike, adapter_name: str = MOTION) -> LoraRecord:

@@ -362,7 +362,12 @@ def _generate_parser(sub) -> None:
         description="Generate an MP4 and a GIF per prompt and seed, plus a contact sheet.",
     )
     p.add_argument("--model", required=True, help=MODEL_HELP)
-    p.add_argument("--lora", help="motion LoRA folder written by `motionsep train` (omit for the plain base model)")
+    p.add_argument(
+        "--lora",
+        action="append",
+        help="LoRA folder or file, optionally PATH:WEIGHT; repeat to mix: motion LoRAs written by `motionsep train` "
+        "mix by weight, a diffusers-format LoRA of another trainer stacks as appearance (omit for the base model)",
+    )
     p.add_argument("--motion-adapter", help="AnimateDiff: MotionAdapter folder when --model is an SD1.5 pipeline")
     p.add_argument("--prompt", action="append", required=True, help="text prompt (repeatable)")
     p.add_argument("--seed", action="append", type=int, help="random seed (repeatable; default 0)")

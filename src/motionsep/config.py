@@ -61,6 +61,21 @@ class HighwaySettings:
 
 
 @dataclass
+class ValidationConfig:
+    """Samples during training (`train.validation`): videos for these prompts and seeds every `every` steps and
+    at the end, made exactly as `motionsep generate` makes them from the checkpoint of that step."""
+
+    prompts: list[str] = field(default_factory=list)  # empty: no validation samples
+    seeds: list[int] = field(default_factory=lambda: [0])
+    every: int = 0  # 0: at the end only
+    steps: int = 30  # sampling steps and guidance, as `generate --steps --guidance`
+    guidance: float = 12.0
+    num_frames: int | None = None  # None: the training clips' length and size
+    height: int | None = None
+    width: int | None = None
+
+
+@dataclass
 class OptimConfig:
     steps: int = 300
     learning_rate: float = 5e-4
@@ -71,6 +86,7 @@ class OptimConfig:
     mixed_precision: str = "no"  # "no", "fp16" or "bf16"
     checkpoint_every: int = 100
     spatial_skip_probability: float = 0.2  # dual-path methods: temporal steps without the spatial LoRA
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
 
 @dataclass
@@ -186,4 +202,9 @@ def validate(config: TrainConfig) -> None:
         )
     if config.train.steps < 1 or config.train.batch_size < 1:
         raise MotionsepError("train.steps and train.batch_size must be at least 1")
+    validation = config.train.validation
+    if validation.prompts and (not validation.seeds or validation.every < 0 or validation.steps < 1):
+        raise MotionsepError("train.validation needs at least one seed, every >= 0 (0: at the end only) and steps >= 1")
+    if any(not p.strip() for p in validation.prompts):
+        raise MotionsepError("train.validation.prompts holds an empty prompt: describe each video to sample")
     config.appearance_highway.check()

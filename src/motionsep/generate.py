@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .adapters import MOTION, FusedLora, load_motion_lora, set_lora_scale
+from .adapters import MOTION, FusedLora, load_appearance_lora, load_motion_lora, set_lora_scale
 from .errors import MotionsepError, refuse_existing
 from .highway import AppearanceHighway, HighwaySettings
 from .models import denoiser_of, load_pipeline
 from .pli import PhasedLora
-from .record import LoraRecord
+from .record import METADATA_NAME, LoraRecord
 from .video import contact_sheet, write_gif, write_mp4
 
 
@@ -38,19 +38,48 @@ class SamplingSettings:
     fps: int = 8
 
 
+@dataclass(frozen=True)
+class LoraSpec:
+    """One LoRA of a mix: a folder or file, and its weight (`--lora PATH` or `--lora PATH:0.6`).
+
+    A motionsep folder (it has motionsep.json) is a motion LoRA: PLI and the highway act on it. Anything else
+    is an appearance LoRA of another trainer, in diffusers format: it stays on at every step."""
+
+    path: str
+    weight: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> LoraSpec:
+        path, sep, weight = text.rpartition(":")
+        if not sep or not path or Path(text).exists():
+            return cls(text)
+        try:
+            return cls(path, float(weight))
+        except ValueError:
+            raise MotionsepError(
+                f"LoRA weight '{weight}' in '{text}' is not a number: write --lora PATH or --lora PATH:0.6"
+            ) from None
+
+    @property
+    def is_motion(self) -> bool:
+        return (Path(self.path) / METADATA_NAME).is_file()
+
+
 class MotionPipeline:
-    """A base pipeline with an optional motion LoRA, Appearance Highway and Phased LoRA Integration."""
+    """A base pipeline with optional motion LoRAs (mixed by weight), appearance LoRAs, Appearance Highway and
+    Phased LoRA Integration."""
 
     def __init__(self, pipe, family, lora_meta: LoraRecord | None = None):
         self.pipe, self.family, self.lora_meta = pipe, family, lora_meta
         self.highway: AppearanceHighway | None = None
         self.pli: PhasedLora | None = None
+        self.loras: list[dict[str, Any]] = []  # what is loaded, for describe()
 
     @classmethod
     def from_pretrained(
         cls,
         model: str,
-        lora: str | None = None,
+        lora: str | LoraSpec | list[str | LoraSpec] | None = None,
         motion_adapter: str | None = None,
         highway: bool | None = None,
         highway_blocks: str | list[int] | None = None,
@@ -61,19 +90,36 @@ class MotionPipeline:
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> MotionPipeline:
-        """Highway and PLI settings default to the LoRA's motionsep.json; explicit arguments win.
+        """Highway and PLI settings default to the first motion LoRA's motionsep.json; explicit arguments win.
 
-        `fuse_lora` folds the motion LoRA into the weights (no LoRA matmuls at sampling; PLI then
+        `lora`: one LoRA or several (`LoraSpec`s or "PATH[:WEIGHT]" strings). Motion LoRAs are mixed by weight
+        (their deltas add, each times its weight and `lora_scale`); appearance LoRAs stack on them.
+        `fuse_lora` folds the motion LoRAs into the weights (no LoRA matmuls at sampling; PLI then
         swaps the fused and plain weights, exactly).
         """
+        given = [] if lora is None else [lora] if isinstance(lora, (str, LoraSpec)) else list(lora)
+        specs = [s if isinstance(s, LoraSpec) else LoraSpec.parse(s) for s in given]
+        for spec in specs:
+            if not Path(spec.path).exists():
+                raise MotionsepError(f"LoRA '{spec.path}' does not exist: give a LoRA folder or .safetensors file")
         pipe, family = load_pipeline(model, motion_adapter, dtype=dtype, device=device)
         denoiser = denoiser_of(pipe)
-        meta = None
-        if lora is not None:
-            meta = load_motion_lora(denoiser, lora)
-            set_lora_scale(denoiser, lora_scale, MOTION)
+        meta, motion_names, loaded = None, [], []
+        for i, spec in enumerate(s for s in specs if s.is_motion):
+            name = MOTION if i == 0 else f"{MOTION}-{i}"
+            record = load_motion_lora(denoiser, spec.path, name)
+            meta = meta or record
+            set_lora_scale(denoiser, lora_scale * spec.weight, name)
+            motion_names.append(name)
+            loaded.append({"path": spec.path, "weight": spec.weight, "kind": "motion", "method": record.method})
+        for j, spec in enumerate(s for s in specs if not s.is_motion):
+            name = f"appearance-{j}"
+            load_appearance_lora(pipe, denoiser, spec.path, name)
+            set_lora_scale(denoiser, spec.weight, name)
+            loaded.append({"path": spec.path, "weight": spec.weight, "kind": "appearance"})
         self = cls(pipe, family, meta)
-        fused = FusedLora(denoiser, MOTION) if (fuse_lora and meta is not None) else None
+        self.loras = loaded
+        fused = FusedLora(denoiser, motion_names) if (fuse_lora and motion_names) else None
         settings = meta.appearance_highway if meta is not None else HighwaySettings(enabled=False)
         settings = replace(
             settings,
@@ -85,7 +131,7 @@ class MotionPipeline:
             self.highway = AppearanceHighway(denoiser, settings, enabled=enabled)
         tau = pli_tau if pli_tau is not None else (meta.pli_tau if meta is not None else None)
         if tau is not None and tau >= 0 and meta is not None:
-            self.pli = PhasedLora(denoiser, tau, fused=fused)
+            self.pli = PhasedLora(denoiser, tau, motion_names, fused=fused)
         return self
 
     def describe(self) -> dict[str, Any]:
@@ -94,6 +140,7 @@ class MotionPipeline:
             "lora": None
             if self.lora_meta is None
             else {"method": self.lora_meta.method, "steps": self.lora_meta.steps},
+            "loras": self.loras,
             "appearance_highway": {**self.highway.settings.to_dict(), "enabled": self.highway.enabled}
             if self.highway
             else None,

@@ -14,10 +14,12 @@ from .models import UNet
 
 
 class PhasedLora:
-    """`fused`: the LoRA was folded into the weights (adapters.FusedLora); switch by swapping weights."""
+    """Switches the motion LoRA(s) `adapter_names` by timestep; other adapters (an appearance LoRA) stay on.
+    `fused`: the LoRAs were folded into the weights (adapters.FusedLora); switch by swapping weights."""
 
-    def __init__(self, unet: UNet, tau: int, adapter_name: str = MOTION, fused=None):
-        self.unet, self.tau, self.adapter_name, self.fused = unet, tau, adapter_name, fused
+    def __init__(self, unet: UNet, tau: int, adapter_names: str | list[str] = MOTION, fused=None):
+        self.unet, self.tau, self.fused = unet, tau, fused
+        self.adapter_names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
         self._on: bool | None = None
         self.calls: list[tuple[float, bool]] = []  # (timestep, LoRA on) per UNet call, for checking
         self._handle = unet.register_forward_pre_hook(self._switch, with_kwargs=True)
@@ -30,7 +32,8 @@ class PhasedLora:
             if self.fused is not None:
                 self.fused.set(on)
             else:
-                set_lora_enabled(self.unet, on, self.adapter_name)
+                for name in self.adapter_names:
+                    set_lora_enabled(self.unet, on, name)
             self._on = on
         self.calls.append((t, on))
 
@@ -39,5 +42,6 @@ class PhasedLora:
         if self.fused is not None:
             self.fused.set(True)
         else:
-            set_lora_enabled(self.unet, True, self.adapter_name)
+            for name in self.adapter_names:
+                set_lora_enabled(self.unet, True, name)
         self._on = None

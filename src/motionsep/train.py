@@ -50,6 +50,7 @@ from .losses import Objective, debiased_loss, objective_for
 from .methods import Method, lora_targets, resolve_method
 from .models import Family, UNet, denoiser_of, load_pipeline, temporal_layers_bypassed
 from .record import LoraRecord
+from .validation import ValidationSampler, is_validation_step
 
 
 @dataclass
@@ -314,8 +315,8 @@ def remove_results(out: Path) -> None:
 def _comparable(config: dict) -> dict:
     """The parts of a config that must not change when a run is resumed (steps may grow)."""
     config = json.loads(json.dumps(config))
-    config["train"].pop("steps", None)
-    config["train"].pop("checkpoint_every", None)
+    for key in ("steps", "checkpoint_every", "validation"):
+        config["train"].pop(key, None)
     return config
 
 
@@ -372,6 +373,8 @@ def train(
         ["step", "loss", *(["spatial"] if state.method.dual_path else []), "temporal"],
         keep_until=first - 1,
     )
+    validation = config.train.validation
+    sampler = ValidationSampler(config, accelerator.device) if validation.prompts else None
     bar = tqdm(
         range(first, config.train.steps + 1),
         desc=f"train {state.method.name}",
@@ -394,11 +397,17 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         bar.set_postfix(loss=f"{total:.4f}")
         log.write([step, f"{total:.6f}", *(f"{float(losses[k].detach()):.6f}" for k in sorted(losses))])
-        if config.train.checkpoint_every and (step % config.train.checkpoint_every == 0 or step == config.train.steps):
+        every = config.train.checkpoint_every
+        samples = is_validation_step(validation, step, config.train.steps)
+        if (every and (step % every == 0 or step == config.train.steps)) or samples:
             folder = out / "checkpoints" / f"step-{step:06d}"
             save(accelerator, state, folder, step)
             if accelerator.is_main_process:
                 save_training_state(folder / "training_state", optimizer, generator, step)
+                if sampler is not None and samples:  # from the checkpoint, as `motionsep generate` would
+                    bar.set_postfix(loss=f"{total:.4f}", sampling=f"step {step}")
+                    sampler.sample(step, folder)
+            accelerator.wait_for_everyone()
     log.close()
     save(accelerator, state, out, config.train.steps)
     if state.highway is not None:

@@ -96,7 +96,7 @@ def build_wan_models(seed: int):
         )
     )
     vae = AutoencoderKLWan(
-        base_dim=32,
+        base_dim=24,  # 1.4 M parameters; 32 trains 1.8x slower here, 16 may blur the 10-px shapes
         z_dim=LATENT_CHANNELS,
         dim_mult=[1, 2, 2],
         num_res_blocks=1,
