@@ -16,7 +16,7 @@ from motionsep.adapters import MOTION, add_lora, load_motion_lora, lora_layers, 
 from motionsep.errors import MotionsepError
 from motionsep.methods import lora_targets, resolve_method
 from motionsep.models import load_pipeline
-from motionsep.train import lora_record, prepare
+from motionsep.train import lora_record, prepare, train
 
 
 @pytest.mark.parametrize("family", ["modelscope", "animatediff"])
@@ -115,3 +115,44 @@ def test_bad_lora_folders(pipeline_dirs, make_config, tmp_path):
     (folder / "motionsep.json").unlink()
     with pytest.raises(MotionsepError, match="not a motionsep LoRA"):
         load_motion_lora(pipe.unet, folder)
+
+
+def test_comfyui_export_of_an_animatediff_lora(make_config, tmp_path, capsys):
+    """AnimateDiff-Evolved's own reading of the file (its key rewrite, then up @ down) gives the LoRA's deltas."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from motionsep.cli import main
+    from motionsep.export import to_diffusers
+
+    lora = train(make_config("animatediff", "motiondirector", train={"learning_rate": 0.05}), progress=False)
+    out = tmp_path / "orbit_comfyui.safetensors"
+    assert main(["export", str(lora), "--format", "comfyui", "--out", str(out)]) == 0
+    exported, original = load_file(out), load_file(lora / "pytorch_lora_weights.safetensors")
+    meta = json.loads((lora / "motionsep.json").read_text())["lora_config"]
+    scale = meta["lora_alpha"] / meta["r"]
+    assert len(exported) == len(original)  # one key for one key
+    for key in (k for k in exported if ".down." in k):
+        assert "temporal_transformer" in key and ("processor" in key or ".ff.net." in key)
+        model_key = key.replace("processor.", "").replace("_lora", "").replace("down.", "").replace("up.", "")
+        model_key = model_key.replace("to_out.", "to_out.0.")  # AnimateDiff-Evolved's rewrite, as it does it
+        module = model_key.replace(".temporal_transformer", "").replace(".attention_blocks.0", ".attn1")
+        module = module.replace(".attention_blocks.1", ".attn2").removesuffix(".weight")
+        delta = scale * original[f"unet.{module}.lora_B.weight"] @ original[f"unet.{module}.lora_A.weight"]
+        torch.testing.assert_close(exported[key.replace(".down.", ".up.")] @ exported[key], delta)
+    back = to_diffusers(exported, "animatediff", meta["lora_alpha"])
+    assert back.keys() == original.keys()
+    for key in back:
+        torch.testing.assert_close(back[key], original[key], rtol=1e-6, atol=0)
+    assert main(["export", str(lora), "--out", str(out)]) == 2  # not overwritten silently
+    capsys.readouterr()
+
+
+def test_comfyui_export_refuses_modelscope_in_one_line(make_config, tmp_path, capsys):
+    from motionsep.cli import main
+
+    lora = train(make_config("modelscope"), progress=False)
+    assert main(["export", str(lora), "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "ComfyUI has no loader for modelscope" in err and len(err.splitlines()) == 1

@@ -320,3 +320,34 @@ def test_probe_and_inspect_commands_on_wan(pipeline_dirs, wan_clips, capsys):
     assert report["family"] == "wan" and len(report["paths"]["temporal"]["layers"]) == 60
     assert report["trainable_parameters"] == 60 * 32 * (1536 + 1536)  # rank 32 on 1536 -> 1536 q and k
     assert "unavailable" in report["appearance_highway"]
+
+
+def test_comfyui_export_loads_in_plain_diffusers_and_converts_back(pipeline_dirs, wan_lora, tmp_path):
+    """The exported file is ComfyUI's native Wan layout, which diffusers' Wan loader also reads: same video."""
+    from diffusers import WanPipeline
+    from safetensors.torch import load_file
+
+    from motionsep.export import export_lora, to_diffusers
+
+    out = export_lora(wan_lora, tmp_path / "wan_comfyui.safetensors")
+    exported, original = load_file(out), load_file(wan_lora / "pytorch_lora_weights.safetensors")
+    assert all(k.startswith("diffusion_model.blocks.") and ".self_attn." in k for k in exported)
+    assert sum(k.endswith(".lora_A.weight") for k in exported) == sum(k.endswith(".lora_A.weight") for k in original)
+    back = to_diffusers(exported, "wan", 4.0)
+    assert back.keys() == original.keys() and all(torch.equal(back[k], original[k]) for k in back)
+    ours = MotionPipeline.from_pretrained(pipeline_dirs["wan"], lora=str(wan_lora))("a red square", 0, SAMPLING)
+    plain = WanPipeline.from_pretrained(pipeline_dirs["wan"])
+    plain.set_progress_bar_config(disable=True)
+    plain.load_lora_weights(str(out))
+    frames = plain(
+        prompt=["a red square"],
+        num_frames=WAN_FRAMES,
+        height=WAN_SIZE,
+        width=WAN_SIZE,
+        num_inference_steps=4,
+        guidance_scale=1.0,
+        generator=[torch.Generator("cpu").manual_seed(0)],
+        output_type="np",
+    ).frames
+    video = (np.clip(np.asarray(frames)[0], 0, 1) * 255).round().astype(np.uint8)
+    assert np.abs(video.astype(int) - ours.astype(int)).max() <= 1  # alpha folded by diffusers: rounding only

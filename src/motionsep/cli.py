@@ -333,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     _bench_parser(sub)
     _probe_parser(sub)
     _inspect_parser(sub)
+    _export_parser(sub)
     return parser
 
 
@@ -652,6 +653,27 @@ def _cuda() -> bool:
         return torch.cuda.is_available()
     except Exception:
         return False
+
+
+def cmd_export(args) -> None:
+    from .export import export_lora
+
+    print(f"exported: {export_lora(args.lora, args.out, args.format, args.overwrite)}")
+
+
+def _export_parser(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a motion LoRA in another tool's layout (ComfyUI)",
+        description="Write the motion LoRA of a motionsep folder as one safetensors file in the key layout "
+        "ComfyUI's loaders read: AnimateDiff -> ComfyUI-AnimateDiff-Evolved's motion LoRA layout; Wan -> "
+        "ComfyUI's native Wan LoRA layout. ComfyUI has no loader for ModelScope/ZeroScope models.",
+    )
+    p.add_argument("lora", help="LoRA folder written by `motionsep train`")
+    p.add_argument("--format", default="comfyui", choices=("comfyui",), help="target layout (default comfyui)")
+    p.add_argument("--out", required=True, help="the .safetensors file to write")
+    _overwrite(p, "--out if it exists")
+    p.set_defaults(func=cmd_export)
 
 
 def main(argv: list[str] | None = None) -> int:
