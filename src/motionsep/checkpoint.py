@@ -56,16 +56,30 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
     optimizer.load_state_dict({"state": state, "param_groups": side["param_groups"]})
 
 
+def _rng_file(folder: Path, rank: int) -> Path:
+    return folder / ("rng.safetensors" if rank == 0 else f"rng-{rank}.safetensors")
+
+
+def save_rng_state(folder: Path, generator: torch.Generator, rank: int = 0) -> None:
+    """One process's RNG streams (data and noise; dropout's global torch stream); each process writes its own."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_save_file({"generator": generator.get_state(), "torch": torch.get_rng_state()}, _rng_file(folder, rank))
+
+
 def save_training_state(folder: Path, optimizer: torch.optim.Optimizer, generator: torch.Generator, step: int) -> None:
+    """The main process's part, written last: optimizer moments (the same in every process), its RNG streams,
+    and state.json, which marks the checkpoint complete."""
     folder.mkdir(parents=True, exist_ok=True)
     save_optimizer(optimizer, folder / "optimizer.safetensors")
-    atomic_save_file({"generator": generator.get_state(), "torch": torch.get_rng_state()}, folder / "rng.safetensors")
+    save_rng_state(folder, generator, 0)
     atomic_write_text(folder / "state.json", json.dumps({"step": step}))
 
 
-def load_training_state(folder: Path, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
+def load_training_state(
+    folder: Path, optimizer: torch.optim.Optimizer, generator: torch.Generator, rank: int = 0
+) -> int:
     load_optimizer(optimizer, folder / "optimizer.safetensors")
-    rng = load_file(str(folder / "rng.safetensors"))
+    rng = load_file(str(_rng_file(folder, rank)))
     generator.set_state(rng["generator"])
     torch.set_rng_state(rng["torch"])
     return json.loads((folder / "state.json").read_text(encoding="utf-8"))["step"]

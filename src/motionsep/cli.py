@@ -49,6 +49,8 @@ def cmd_train(args) -> None:
 
     config = load_config(args.config, args.set or [])
     out = train(config, overwrite=args.overwrite, progress=not args.no_progress, resume=args.resume)
+    if os.environ.get("RANK", "0") != "0":  # several processes (torchrun / accelerate launch): the main one reports
+        return
     print(f"motion LoRA: {out}")
     print(f"  weights  {out / 'pytorch_lora_weights.safetensors'}")
     print(f"  metadata {out / 'motionsep.json'}")

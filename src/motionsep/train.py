@@ -41,7 +41,7 @@ from .adapters import (
     save_lora_folder,
     set_lora_weights,
 )
-from .checkpoint import latest_checkpoint, load_training_state, save_training_state
+from .checkpoint import latest_checkpoint, load_training_state, save_rng_state, save_training_state
 from .config import LoraSettings, TrainConfig
 from .data import Clip, load_clips
 from .errors import MotionsepError, refuse_nonempty
@@ -72,6 +72,10 @@ class TrainingState:
     frame_latents: torch.Tensor | None = None
     highway: AppearanceHighway | None = None
     params: dict[str, list[torch.nn.Parameter]] = field(default_factory=dict)
+    # what a forward pass calls: under several processes accelerate's DistributedDataParallel wrapper (which
+    # all-reduces the gradients), else the denoiser itself; hooks and switches always go on `unet`
+    forward: Any = None
+    clip_indices: list[int] | None = None  # this process's shard of the clips; None: all of them
 
 
 # --- caching -----------------------------------------------------------------------------------
@@ -224,6 +228,7 @@ def step_losses(
     exactly the forward that was run (the spatial LoRA's switch and the bypass hooks included).
     """
     unet, objective = state.unet, state.objective
+    model = state.forward or unet
     latents, text, noise, t = batch["latents"], batch["text"], batch["noise"], batch["timesteps"]
     noisy = objective.noisy(latents, noise, t)
     target = objective.target(latents, noise, t)
@@ -237,7 +242,7 @@ def step_losses(
         # the motion LoRA is off too: on a DiT it sits on the same layers as the spatial one
         with temporal_layers_bypassed(unet), lora_disabled(unet, MOTION):
             one_frame = state.family.unet_text(text, 1)
-            pred = unet(
+            pred = model(
                 objective.noisy(frames[:, :, one], frame_noise[:, :, one], t), t, encoder_hidden_states=one_frame
             ).sample
             losses["spatial"] = objective.loss(pred, objective.target(frames[:, :, one], frame_noise[:, :, one], t), t)
@@ -247,7 +252,7 @@ def step_losses(
             spatial_off = lora_disabled(unet, SPATIAL)
     anchor = int(torch.randint(num_frames, (1,), generator=generator))
     with spatial_off:
-        pred = unet(noisy, t, encoder_hidden_states=state.family.unet_text(text, num_frames)).sample
+        pred = model(noisy, t, encoder_hidden_states=state.family.unet_text(text, num_frames)).sample
         temporal = objective.loss(pred, target, t)
         if state.method.debiased_loss and num_frames > 1:
             temporal = temporal + debiased_loss(pred, target, anchor)
@@ -258,8 +263,8 @@ def step_losses(
 
 
 def sample_batch(state: TrainingState, generator: torch.Generator, device) -> dict[str, torch.Tensor]:
-    n = state.latents.shape[0]
-    idx = torch.randint(n, (state.config.train.batch_size,), generator=generator)
+    shard = state.clip_indices or list(range(state.latents.shape[0]))
+    idx = torch.tensor(shard)[torch.randint(len(shard), (state.config.train.batch_size,), generator=generator)]
     latents = state.latents[idx].to(device)
     batch = {
         "latents": latents,
@@ -320,7 +325,7 @@ def _comparable(config: dict) -> dict:
     return config
 
 
-def resume_from(out: Path, config: TrainConfig, state: TrainingState, optimizer, generator) -> int:
+def resume_from(out: Path, config: TrainConfig, state: TrainingState, optimizer, generator, rank: int = 0) -> int:
     """Load the newest complete checkpoint in `out`; returns its step (0 when there is none)."""
     found = latest_checkpoint(out / "checkpoints")
     if found is None:
@@ -335,7 +340,7 @@ def resume_from(out: Path, config: TrainConfig, state: TrainingState, optimizer,
     for name, sub in ((MOTION, folder), (SPATIAL, folder / "spatial")):
         if name in state.lora_configs:
             set_lora_weights(state.unet, read_lora_weights(sub / WEIGHTS_NAME), name, sub)
-    load_training_state(folder / "training_state", optimizer, generator)
+    load_training_state(folder / "training_state", optimizer, generator, rank)
     return step
 
 
@@ -363,16 +368,15 @@ def train(
     groups = [{"params": p} for p in state.params.values()]
     optimizer = torch.optim.AdamW(groups, lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
     generator = torch.Generator().manual_seed(config.train.seed + accelerator.process_index)
-    first = 1 + (resume_from(out, config, state, optimizer, generator) if resume else 0)
+    rank, processes = accelerator.process_index, accelerator.num_processes
+    if processes > 1 and state.latents.shape[0] >= processes:  # each process its own clips (and its own noise)
+        state.clip_indices = list(range(rank, state.latents.shape[0], processes))
+    first = 1 + (resume_from(out, config, state, optimizer, generator, rank) if resume else 0)
     state.unet.train()
-    unet, optimizer = accelerator.prepare(state.unet, optimizer)
-    state.unet = unet
+    state.forward, optimizer = accelerator.prepare(state.unet, optimizer)
     out.mkdir(parents=True, exist_ok=True)
-    log = TrainingLog(
-        out / "train_log.csv",
-        ["step", "loss", *(["spatial"] if state.method.dual_path else []), "temporal"],
-        keep_until=first - 1,
-    )
+    columns = ["step", "loss", *(["spatial"] if state.method.dual_path else []), "temporal"]
+    log = TrainingLog(out / "train_log.csv", columns, keep_until=first - 1) if accelerator.is_main_process else None
     validation = config.train.validation
     sampler = ValidationSampler(config, accelerator.device) if validation.prompts else None
     bar = tqdm(
@@ -386,7 +390,9 @@ def train(
         batch = sample_batch(state, generator, accelerator.device)
         with accelerator.autocast():
             losses = step_losses(state, batch, generator, backward=accelerator.backward)
-        total = sum(float(v.detach()) for v in losses.values())
+        # the mean over processes (each saw its own clips and noise), the same number in every process
+        means = accelerator.reduce(torch.stack([losses[k].detach().float() for k in sorted(losses)]), "mean")
+        total = float(means.sum())
         if not math.isfinite(total):  # before the step: the weights a checkpoint would save stay good
             kept = latest_checkpoint(out / "checkpoints")
             where = f"the last good checkpoint is {kept[0]}" if kept else "no checkpoint was written yet"
@@ -396,19 +402,23 @@ def train(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         bar.set_postfix(loss=f"{total:.4f}")
-        log.write([step, f"{total:.6f}", *(f"{float(losses[k].detach()):.6f}" for k in sorted(losses))])
+        if log is not None:
+            log.write([step, f"{total:.6f}", *(f"{float(v):.6f}" for v in means)])
         every = config.train.checkpoint_every
         samples = is_validation_step(validation, step, config.train.steps)
         if (every and (step % every == 0 or step == config.train.steps)) or samples:
             folder = out / "checkpoints" / f"step-{step:06d}"
             save(accelerator, state, folder, step)
+            save_rng_state(folder / "training_state", generator, rank)  # every process its own streams
+            accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                save_training_state(folder / "training_state", optimizer, generator, step)
+                save_training_state(folder / "training_state", optimizer, generator, step)  # complete: last
                 if sampler is not None and samples:  # from the checkpoint, as `motionsep generate` would
                     bar.set_postfix(loss=f"{total:.4f}", sampling=f"step {step}")
                     sampler.sample(step, folder)
             accelerator.wait_for_everyone()
-    log.close()
+    if log is not None:
+        log.close()
     save(accelerator, state, out, config.train.steps)
     if state.highway is not None:
         state.highway.remove()
@@ -439,5 +449,5 @@ class TrainingLog:
 def save(accelerator: Accelerator, state: TrainingState, folder: Path, step: int) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        unet = accelerator.unwrap_model(state.unet)
+        unet = state.unet  # never the DDP wrapper: LoRA keys without its 'module.' prefix
         save_lora_folder(unet, folder, lora_record(state, step), state.lora_configs)
