@@ -72,9 +72,6 @@ class TrainingState:
     frame_latents: torch.Tensor | None = None
     highway: AppearanceHighway | None = None
     params: dict[str, list[torch.nn.Parameter]] = field(default_factory=dict)
-    # what a forward pass calls: under several processes accelerate's DistributedDataParallel wrapper (which
-    # all-reduces the gradients), else the denoiser itself; hooks and switches always go on `unet`
-    forward: Any = None
     clip_indices: list[int] | None = None  # this process's shard of the clips; None: all of them
 
 
@@ -228,7 +225,6 @@ def step_losses(
     exactly the forward that was run (the spatial LoRA's switch and the bypass hooks included).
     """
     unet, objective = state.unet, state.objective
-    model = state.forward or unet
     latents, text, noise, t = batch["latents"], batch["text"], batch["noise"], batch["timesteps"]
     noisy = objective.noisy(latents, noise, t)
     target = objective.target(latents, noise, t)
@@ -242,7 +238,7 @@ def step_losses(
         # the motion LoRA is off too: on a DiT it sits on the same layers as the spatial one
         with temporal_layers_bypassed(unet), lora_disabled(unet, MOTION):
             one_frame = state.family.unet_text(text, 1)
-            pred = model(
+            pred = unet(
                 objective.noisy(frames[:, :, one], frame_noise[:, :, one], t), t, encoder_hidden_states=one_frame
             ).sample
             losses["spatial"] = objective.loss(pred, objective.target(frames[:, :, one], frame_noise[:, :, one], t), t)
@@ -252,7 +248,7 @@ def step_losses(
             spatial_off = lora_disabled(unet, SPATIAL)
     anchor = int(torch.randint(num_frames, (1,), generator=generator))
     with spatial_off:
-        pred = model(noisy, t, encoder_hidden_states=state.family.unet_text(text, num_frames)).sample
+        pred = unet(noisy, t, encoder_hidden_states=state.family.unet_text(text, num_frames)).sample
         temporal = objective.loss(pred, target, t)
         if state.method.debiased_loss and num_frames > 1:
             temporal = temporal + debiased_loss(pred, target, anchor)
@@ -358,6 +354,11 @@ def train(
     if overwrite:
         remove_results(out)
     accelerator = Accelerator(mixed_precision=config.train.mixed_precision)
+    if accelerator.distributed_type.name in ("FSDP", "DEEPSPEED"):
+        raise MotionsepError(
+            f"{accelerator.distributed_type.name} launches are not supported yet: motionsep averages the LoRA "
+            "gradients itself and does not shard the model; launch with --multi_gpu (or torchrun) instead"
+        )
     set_seed(config.train.seed)  # LoRA init and dropout
     state = prepare(config, pipe, family, device=accelerator.device)
     if accelerator.mixed_precision != "no" and accelerator.device.type == "cuda":
@@ -373,7 +374,8 @@ def train(
         state.clip_indices = list(range(rank, state.latents.shape[0], processes))
     first = 1 + (resume_from(out, config, state, optimizer, generator, rank) if resume else 0)
     state.unet.train()
-    state.forward, optimizer = accelerator.prepare(state.unet, optimizer)
+    optimizer = accelerator.prepare(optimizer)
+    trainable = [p for group in state.params.values() for p in group]
     out.mkdir(parents=True, exist_ok=True)
     columns = ["step", "loss", *(["spatial"] if state.method.dual_path else []), "temporal"]
     log = TrainingLog(out / "train_log.csv", columns, keep_until=first - 1) if accelerator.is_main_process else None
@@ -390,6 +392,8 @@ def train(
         batch = sample_batch(state, generator, accelerator.device)
         with accelerator.autocast():
             losses = step_losses(state, batch, generator, backward=accelerator.backward)
+        if accelerator.num_processes > 1:
+            average_gradients(accelerator, trainable)
         # the mean over processes (each saw its own clips and noise), the same number in every process
         means = accelerator.reduce(torch.stack([losses[k].detach().float() for k in sorted(losses)]), "mean")
         total = float(means.sum())
@@ -425,6 +429,21 @@ def train(
     return out
 
 
+def average_gradients(accelerator: Accelerator, params: list[torch.nn.Parameter]) -> None:
+    """What DistributedDataParallel does, by hand: every LoRA gradient becomes its mean over the processes.
+
+    DDP's hooks expect one backward pass per forward over every trainable parameter; the dual-path presets
+    run two forwards and two partial backward passes a step (each path into its own LoRA), which DDP
+    refuses. The LoRA is small: one all-reduce of all its gradients at once costs little.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = accelerator.reduce(torch.cat([g.flatten() for g in grads]), "mean")
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
 class TrainingLog:
     """train_log.csv: one row a step, flushed at once; on resume the rows past the checkpoint are dropped."""
 
@@ -449,5 +468,5 @@ class TrainingLog:
 def save(accelerator: Accelerator, state: TrainingState, folder: Path, step: int) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        unet = state.unet  # never the DDP wrapper: LoRA keys without its 'module.' prefix
+        unet = state.unet
         save_lora_folder(unet, folder, lora_record(state, step), state.lora_configs)
