@@ -13,7 +13,7 @@ FLOORS = {
     1: ("errors", "checkpoint", "video", "config", "data", "stats", "__init__"),
     2: ("models",),
     3: ("methods", "adapters", "highway", "pli", "losses", "record"),
-    4: ("train", "generate", "validation", "export", "inspection", "probe"),
+    4: ("train", "generate", "validation", "export", "noise_prior", "inspection", "probe"),
     5: ("evaluation", "motion_fidelity", "toy", "bench", "demo"),
     6: ("cli", "__main__"),
 }

@@ -174,3 +174,35 @@ def test_bad_mixes_get_one_line(pipeline_dirs, lora_dirs, tmp_path, capsys):
     assert main([*args, "--lora", str(lora_dirs["modelscope"]), "--lora", str(lora_dirs["animatediff"])]) == 2
     err = capsys.readouterr().err.strip()
     assert "trained for the animatediff family" in err and len(err.splitlines()) == 1
+
+
+def test_noise_prior_starts_from_the_inverted_clip_mixed_with_the_seed_noise(
+    pipeline_dirs, lora_dirs, clip_dir, capsys
+):
+    import math
+
+    import torch
+    from diffusers import DDIMInverseScheduler
+
+    from motionsep.noise_prior import inverse_scheduler
+
+    pipeline = MotionPipeline.from_pretrained(pipeline_dirs["modelscope"], lora=str(lora_dirs["modelscope"]))
+    assert isinstance(inverse_scheduler(pipeline.pipe.scheduler), DDIMInverseScheduler)
+    plain = SamplingSettings(num_frames=8, steps=3)
+    prior = SamplingSettings(num_frames=8, steps=3, noise_prior=0.3, prior_clip=str(clip_dir / "square.mp4"))
+    first_inputs = []
+    handle = pipeline.pipe.unet.register_forward_pre_hook(lambda m, args: first_inputs.append(args[0].clone()))
+    without = pipeline("a red square", 5, plain)
+    with_prior = pipeline("a red square", 5, prior)
+    handle.remove()
+    assert not np.array_equal(without, with_prior)
+    start = first_inputs[6][1]  # after 3 calls of video 1 and 3 of the inversion; CFG batch: (uncond, cond)
+    eps = torch.randn(start.shape, generator=torch.Generator().manual_seed(5))
+    inverted = pipeline._inverted[1][0]
+    torch.testing.assert_close(start, math.sqrt(0.3) * inverted + math.sqrt(0.7) * eps)
+    zero = SamplingSettings(num_frames=8, steps=3, noise_prior=0.0, prior_clip=str(clip_dir / "square.mp4"))
+    assert np.array_equal(pipeline("a red square", 5, zero), without)  # P = 0 is plain sampling, bit for bit
+    args = ["generate", "--model", pipeline_dirs["modelscope"], "--prompt", "x", "--frames", "40"]
+    assert main([*args, "--noise-prior", "0.2", "--prior-clip", str(clip_dir / "square.mp4")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("motionsep: error")]
+    assert len(errors) == 1 and "prior clip" in errors[0] and "has 12 frames, fewer than the 40" in errors[0]

@@ -351,3 +351,19 @@ def test_comfyui_export_loads_in_plain_diffusers_and_converts_back(pipeline_dirs
     ).frames
     video = (np.clip(np.asarray(frames)[0], 0, 1) * 255).round().astype(np.uint8)
     assert np.abs(video.astype(int) - ours.astype(int)).max() <= 1  # alpha folded by diffusers: rounding only
+
+
+def test_noise_prior_on_flow_matching_inverts_towards_noise(pipeline_dirs, wan_clips):
+    from dataclasses import replace
+
+    from motionsep.noise_prior import inverse_scheduler
+
+    pipeline = MotionPipeline.from_pretrained(pipeline_dirs["wan"])
+    scheduler = inverse_scheduler(pipeline.pipe.scheduler)
+    assert type(scheduler).__name__ == "FlowMatchEulerDiscreteScheduler" and scheduler.config.invert_sigmas
+    scheduler.set_timesteps(4)
+    assert bool((scheduler.sigmas[1:] >= scheduler.sigmas[:-1]).all())  # from data (sigma 0) up to noise
+    plain = pipeline("a red square", 0, SAMPLING)
+    prior = replace(SAMPLING, noise_prior=0.5, prior_clip=str(wan_clips / "square.mp4"))
+    video = pipeline("a red square", 0, prior)
+    assert video.shape == plain.shape and not np.array_equal(video, plain)

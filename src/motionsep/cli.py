@@ -82,6 +82,8 @@ def cmd_generate(args) -> None:
         guidance=args.guidance,
         negative_prompt=args.negative_prompt,
         fps=args.fps,
+        noise_prior=args.noise_prior,
+        prior_clip=args.prior_clip,
     )
     records = generate_videos(
         pipeline, args.prompt, args.seed or [0], args.out, settings, args.overwrite, not args.no_progress
@@ -399,6 +401,14 @@ def _generate_parser(sub) -> None:
         help="Phased LoRA Integration: LoRA only for timesteps t > tau (release: 333; -1 turns it off)",
     )
     p.add_argument("--fps", type=int, default=8, help="frames per second of the MP4/GIF (default 8)")
+    p.add_argument(
+        "--noise-prior",
+        type=float,
+        default=0.0,
+        help="MotionDirector's noise prior P in [0, 1]: start from sqrt(P) x the inverted --prior-clip + sqrt(1-P) x "
+        "noise (default 0: off)",
+    )
+    p.add_argument("--prior-clip", help="the reference clip whose inversion the noise prior mixes in")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="torch device (default: cuda if available)")
     _out(p, "outputs", "output folder")
     _overwrite(p, "videos already in --out")

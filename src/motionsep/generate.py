@@ -36,6 +36,8 @@ class SamplingSettings:
     guidance: float = 12.0  # MotionDirector's guidance scale
     negative_prompt: str | None = None
     fps: int = 8
+    noise_prior: float = 0.0  # MotionDirector's noise prior P (0: plain noise); needs prior_clip
+    prior_clip: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,7 @@ class MotionPipeline:
                 f"pass --frames {4 * round((num_frames - 1) / 4) + 1}"
             )
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        latents = self._prior_latents(settings, num_frames, height, width, generators) if settings.noise_prior else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             result = self.pipe(
@@ -200,10 +203,25 @@ class MotionPipeline:
                 num_inference_steps=settings.steps,
                 guidance_scale=settings.guidance,
                 generator=generators,
+                latents=latents,
                 output_type="np",
             )
         frames = np.asarray(result.frames)
         return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
+
+    def _prior_latents(self, settings: SamplingSettings, frames: int, height: int, width: int, generators):
+        """Initial latents with the noise prior: the inverted prior clip mixed with each seed's own noise."""
+        from .noise_prior import clip_latents, invert_latents, mix
+
+        if not settings.prior_clip:
+            raise MotionsepError("--noise-prior needs --prior-clip: the clip whose layout the noise should carry")
+        key = (settings.prior_clip, frames, height, width, settings.steps)
+        if getattr(self, "_inverted", (None,))[0] != key:  # one inversion per clip and size, reused
+            latents = clip_latents(self.pipe, self.family, settings.prior_clip, frames, height, width)
+            self._inverted = (key, invert_latents(self.pipe, self.family, latents, settings.steps))
+        inverted = self._inverted[1]
+        noise = [torch.randn(inverted.shape[1:], generator=g).to(inverted) for g in generators]
+        return torch.stack([mix(settings.noise_prior, inverted[0], n) for n in noise])
 
     def __call__(self, prompt: str, seed: int = 0, settings: SamplingSettings | None = None) -> np.ndarray:
         """One video as uint8 frames (frames, height, width, 3)."""
