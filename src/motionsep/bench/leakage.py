@@ -51,6 +51,7 @@ TRAININGS = {
     "tap-k": Training("tap", targets=("k",)),
     "tap-k-out": Training("tap", targets=("k", "out")),
     "full-lora-1clip": Training("full-lora", clips=1),
+    "motiondirector-1clip": Training("motiondirector", clips=1),
 }
 
 
@@ -65,6 +66,7 @@ class Variant:
     highway_scale: float = HIGHWAY_SCALE
     pli_tau: int | None = None
     group: str = "methods"
+    noise_prior: float = 0.0  # MotionDirector's noise prior from the first reference clip (0: plain noise)
 
 
 FLOOR = "no LoRA (floor)"
@@ -87,9 +89,20 @@ VARIANTS = (
     Variant("tap + AH + PLI, tau 500", "tap", highway=True, pli_tau=500, group="PLI tau"),
     Variant("tap[k] + AH", "tap-k", highway=True, group="TAP targets"),
     Variant("tap[k+out] + AH", "tap-k-out", highway=True, group="TAP targets"),
+    # MotionDirector's one-video mode and its noise prior (the inverted reference clip mixed into the noise)
+    Variant("motiondirector, 1 clip", "motiondirector-1clip", group="noise prior"),
+    Variant("motiondirector, 1 clip, prior 0.1", "motiondirector-1clip", noise_prior=0.1, group="noise prior"),
+    Variant("motiondirector, 1 clip, prior 0.3", "motiondirector-1clip", noise_prior=0.3, group="noise prior"),
+    Variant("motiondirector, 1 clip, prior 0.5", "motiondirector-1clip", noise_prior=0.5, group="noise prior"),
 )
 # The point every sweep is measured against (the sweep groups list only what they change).
-SWEEP_CENTRE = {"AH blocks": "tap + AH", "AH scale": "tap + AH", "PLI tau": "tap + AH + PLI", "TAP targets": "tap + AH"}
+SWEEP_CENTRE = {
+    "AH blocks": "tap + AH",
+    "AH scale": "tap + AH",
+    "PLI tau": "tap + AH + PLI",
+    "TAP targets": "tap + AH",
+    "noise prior": "motiondirector, 1 clip",
+}
 
 
 @dataclass(frozen=True)
@@ -166,8 +179,12 @@ def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, pr
     return train(config, resume=True, progress=progress)  # an interrupted training continues from its checkpoint
 
 
-def _videos(pipeline: MotionPipeline, scenes: list[Scene], settings: LeakageSettings) -> np.ndarray:
+def _videos(
+    pipeline: MotionPipeline, scenes: list[Scene], settings: LeakageSettings, prior: tuple[float, Path] | None = None
+) -> np.ndarray:
     sampling = replace(TOY_SAMPLING, steps=settings.sampling_steps, guidance=settings.guidance)
+    if prior is not None and prior[0] > 0:
+        sampling = replace(sampling, noise_prior=prior[0], prior_clip=str(prior[1]))
     prompts = [caption(s) for s in scenes for _ in settings.seeds]
     seeds = [seed for _ in scenes for seed in settings.seeds]
     return pipeline.videos(prompts, seeds, sampling)
@@ -216,7 +233,8 @@ def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: boo
             predictions = base
         else:
             lora = _train_one(work, motion, variant.training, settings, progress)
-            videos = _videos(_variant_pipeline(variant, lora, settings.model), scenes, settings)
+            prior = (variant.noise_prior, reference / "clips" / f"{motion}-0.mp4")  # the one clip it learned from
+            videos = _videos(_variant_pipeline(variant, lora, settings.model), scenes, settings, prior)
             np.save(scored_dir / f"{slug(variant.name)}-first.npy", videos[0])
             predictions = _predictions(videos)
         scored = score(predictions, prompt_scenes, REFERENCE_LOOK, base)

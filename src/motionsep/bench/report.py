@@ -249,9 +249,12 @@ def leakage_report(result: dict, sweep_centre: dict[str, str]) -> str:
     if groups:
         lines += ["", "## Sweeps", ""]
     for group in groups:
-        members = [sweep_centre[group]] * (sweep_centre[group] in pooled) + [
-            n for n, v in variants.items() if v["group"] == group
-        ]
+        members = list(
+            dict.fromkeys(
+                [sweep_centre[group]] * (sweep_centre[group] in pooled)
+                + [n for n, v in variants.items() if v["group"] == group and n in pooled]
+            )
+        )
         lines += [
             f"### {group}",
             "",
