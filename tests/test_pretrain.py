@@ -178,3 +178,28 @@ def test_wan_pretraining_resumes_to_the_uninterrupted_run_and_exports_a_wan_pipe
     assert video.shape == (WAN_FRAMES, 32, 32, 3)  # 9 frames through 5 latent frames and back
     card = json.loads((tmp_path / "resumed" / "pipeline" / "model_card.json").read_text())
     assert card["transformer_steps"] == 2 and "--family wan" in card["command"]
+
+
+def test_temporal_conv_residuals_measure_what_each_convolution_adds():
+    from motionsep.testing import tiny_modelscope_unet
+    from motionsep.toy.pretrain import TemporalConvResiduals
+
+    unet = tiny_modelscope_unet()
+    layers = [m for m in unet.modules() if type(m).__name__ == "TemporalConvLayer"]
+    for layer in layers:  # diffusers zero-initialises the last convolution: give the residuals a size
+        torch.nn.init.normal_(layer.conv4[-1].weight, std=0.05)
+    reference = []
+    handles = [
+        layer.register_forward_hook(lambda m, args, out: reference.append(((out - args[0]) ** 2).mean()))
+        for layer in layers
+    ]
+    residuals = TemporalConvResiduals(unet)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        unet(torch.randn(1, 4, 4, 8, 8, generator=g), torch.tensor([500]), torch.randn(1, 7, 32, generator=g))
+    value = residuals.take()
+    assert len(reference) == len(layers) and value > 0
+    torch.testing.assert_close(value, torch.stack(reference).mean())
+    assert residuals.values == []  # taken: the next step starts empty
+    for handle in handles:
+        handle.remove()
