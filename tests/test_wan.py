@@ -190,22 +190,15 @@ def wan_lora(pipeline_dirs, wan_clips, tmp_path_factory):
     return train(config, progress=False)
 
 
-SAMPLING = SamplingSettings(num_frames=WAN_FRAMES, height=WAN_SIZE, width=WAN_SIZE, steps=4, guidance=1.0)
-
-
-def test_lora_loads_with_plain_diffusers_and_gives_the_same_video(pipeline_dirs, wan_lora):
+def plain_diffusers_video(model: str, lora, prompt: str) -> np.ndarray:
+    """The video plain diffusers makes with the LoRA (WanPipeline.load_lora_weights), as SAMPLING, seed 0."""
     from diffusers import WanPipeline
 
-    ours = MotionPipeline.from_pretrained(pipeline_dirs["wan"], lora=str(wan_lora))
-    assert ours.describe()["appearance_highway"] is None and ours.lora_meta.appearance_highway.enabled is False
-    video = ours("a red square moving right", 0, SAMPLING)
-    base = MotionPipeline.from_pretrained(pipeline_dirs["wan"])("a red square moving right", 0, SAMPLING)
-    assert not np.array_equal(video, base)
-    plain = WanPipeline.from_pretrained(pipeline_dirs["wan"])
+    plain = WanPipeline.from_pretrained(model)
     plain.set_progress_bar_config(disable=True)
-    plain.load_lora_weights(str(wan_lora))
+    plain.load_lora_weights(str(lora))
     frames = plain(
-        prompt=["a red square moving right"],
+        prompt=[prompt],
         num_frames=WAN_FRAMES,
         height=WAN_SIZE,
         width=WAN_SIZE,
@@ -214,7 +207,20 @@ def test_lora_loads_with_plain_diffusers_and_gives_the_same_video(pipeline_dirs,
         generator=[torch.Generator("cpu").manual_seed(0)],
         output_type="np",
     ).frames
-    assert np.array_equal((np.clip(np.asarray(frames)[0], 0, 1) * 255).round().astype(np.uint8), video)
+    return (np.clip(np.asarray(frames)[0], 0, 1) * 255).round().astype(np.uint8)
+
+
+SAMPLING = SamplingSettings(num_frames=WAN_FRAMES, height=WAN_SIZE, width=WAN_SIZE, steps=4, guidance=1.0)
+
+
+def test_lora_loads_with_plain_diffusers_and_gives_the_same_video(pipeline_dirs, wan_lora):
+
+    ours = MotionPipeline.from_pretrained(pipeline_dirs["wan"], lora=str(wan_lora))
+    assert ours.describe()["appearance_highway"] is None and ours.lora_meta.appearance_highway.enabled is False
+    video = ours("a red square moving right", 0, SAMPLING)
+    base = MotionPipeline.from_pretrained(pipeline_dirs["wan"])("a red square moving right", 0, SAMPLING)
+    assert not np.array_equal(video, base)
+    assert np.array_equal(plain_diffusers_video(pipeline_dirs["wan"], wan_lora, "a red square moving right"), video)
 
 
 def test_pli_on_flow_matching_switches_by_timestep_without_extra_calls(pipeline_dirs, wan_lora):
@@ -324,7 +330,6 @@ def test_probe_and_inspect_commands_on_wan(pipeline_dirs, wan_clips, capsys):
 
 def test_comfyui_export_loads_in_plain_diffusers_and_converts_back(pipeline_dirs, wan_lora, tmp_path):
     """The exported file is ComfyUI's native Wan layout, which diffusers' Wan loader also reads: same video."""
-    from diffusers import WanPipeline
     from safetensors.torch import load_file
 
     from motionsep.export import export_lora, to_diffusers
@@ -336,20 +341,7 @@ def test_comfyui_export_loads_in_plain_diffusers_and_converts_back(pipeline_dirs
     back = to_diffusers(exported, "wan", 4.0)
     assert back.keys() == original.keys() and all(torch.equal(back[k], original[k]) for k in back)
     ours = MotionPipeline.from_pretrained(pipeline_dirs["wan"], lora=str(wan_lora))("a red square", 0, SAMPLING)
-    plain = WanPipeline.from_pretrained(pipeline_dirs["wan"])
-    plain.set_progress_bar_config(disable=True)
-    plain.load_lora_weights(str(out))
-    frames = plain(
-        prompt=["a red square"],
-        num_frames=WAN_FRAMES,
-        height=WAN_SIZE,
-        width=WAN_SIZE,
-        num_inference_steps=4,
-        guidance_scale=1.0,
-        generator=[torch.Generator("cpu").manual_seed(0)],
-        output_type="np",
-    ).frames
-    video = (np.clip(np.asarray(frames)[0], 0, 1) * 255).round().astype(np.uint8)
+    video = plain_diffusers_video(pipeline_dirs["wan"], out, "a red square")
     assert np.abs(video.astype(int) - ours.astype(int)).max() <= 1  # alpha folded by diffusers: rounding only
 
 

@@ -313,6 +313,37 @@ def motion_weighted_loss(config, unet, objective, encode, text_of, x: torch.Tens
     )
 
 
+def denoising_step_loss(config, unet, noise_scheduler, vae, text_of, x: torch.Tensor, captions: list[str], step: int):
+    """`motion_weighted_loss` for the DDPM-family embedded models, their VAE encoding frame by frame."""
+    objective = DenoisingObjective(noise_scheduler)
+    return motion_weighted_loss(
+        config, unet, objective, lambda clips, g: encode_clips(vae, clips, g), text_of, x, captions, step
+    )
+
+
+def checkpoint_stage(
+    out: Path,
+    state: dict,
+    stage: str,
+    step: int,
+    losses: list[float],
+    every: int,
+    started: float,
+    modules: dict,
+    optimizer,
+    ema=None,
+    ema_modules: dict | None = None,
+) -> None:
+    """Log the mean loss since the last checkpoint and save the denoiser stage, the EMA copies as 'ema_<name>'."""
+    state.update(unet_step=step, seconds=time.time() - started)
+    _log(out, {"stage": stage, "step": step, "loss": float(np.mean(losses[-every:])), "seconds": state["seconds"]})
+    modules = dict(modules)
+    if ema is not None and ema_modules:
+        ema.copy_to([p for m in ema_modules.values() for p in m.parameters()])
+        modules.update({f"ema_{name}": m for name, m in ema_modules.items()})
+    _save_stage(out, "unet_stage", modules, optimizer, state)
+
+
 def _start_ema(config: PretrainConfig, unet, text_encoder, out: Path, state: dict):
     """EMA weights as (EMAModel, its own copies of unet and text encoder), resumed from the stage if there."""
     from diffusers import UNet3DConditionModel
@@ -377,16 +408,7 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
         x, captions = clip_batch(
             config.seed, step, config.unet_batch, NARROW_LOOK if step <= config.narrow_steps else None
         )
-        loss = motion_weighted_loss(
-            config,
-            unet,
-            DenoisingObjective(noise_scheduler),
-            lambda x, g: encode_clips(vae, x, g),
-            text_of,
-            x,
-            captions,
-            step,
-        )
+        loss = denoising_step_loss(config, unet, noise_scheduler, vae, text_of, x, captions, step)
         if residuals is not None:
             loss = loss + config.temporal_conv_penalty * residuals.take()
         loss.backward()
@@ -401,21 +423,20 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if step % config.checkpoint_every == 0 or step == config.unet_steps:
-            state.update(unet_step=step, seconds=time.time() - started)
-            _log(
+            ema_modules = {"unet": ema_copies[0], "text_encoder": ema_copies[1]} if ema_copies else None
+            checkpoint_stage(
                 out,
-                {
-                    "stage": "unet",
-                    "step": step,
-                    "loss": float(np.mean(losses[-config.checkpoint_every :])),
-                    "seconds": state["seconds"],
-                },
+                state,
+                "unet",
+                step,
+                losses,
+                config.checkpoint_every,
+                started,
+                {"unet": unet, "text_encoder": text_encoder},
+                optimizer,
+                ema,
+                ema_modules,
             )
-            modules = {"unet": unet, "text_encoder": text_encoder}
-            if ema is not None and ema_copies:
-                ema.copy_to([p for m in ema_copies for p in m.parameters()])
-                modules.update(ema_unet=ema_copies[0], ema_text_encoder=ema_copies[1])
-            _save_stage(out, "unet_stage", modules, optimizer, state)
 
 
 def export_pipeline(models, folder: Path, dtype=torch.float16) -> Path:

@@ -30,16 +30,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_write_text
-from ..losses import DenoisingObjective
 from .pretrain import (
-    _log,
     _maybe_load_optimizer,
-    _save_stage,
     _state,
     base_pipeline,
+    checkpoint_stage,
     clip_batch,
-    encode_clips,
-    motion_weighted_loss,
+    denoising_step_loss,
     token_ids,
 )
 
@@ -164,16 +161,7 @@ def pretrain_animatediff(config: AnimateDiffPretrainConfig) -> Path:
         for p in spatial_params:
             p.requires_grad_(spatial_trains)  # frozen params get no grad, and AdamW skips them
         x, captions = clip_batch(config.seed, step, config.unet_batch)
-        loss = motion_weighted_loss(
-            config,
-            unet,
-            DenoisingObjective(noise_scheduler),
-            lambda x, g: encode_clips(vae, x, g),
-            text_of,
-            x,
-            captions,
-            step,
-        )
+        loss = denoising_step_loss(config, unet, noise_scheduler, vae, text_of, x, captions, step)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in unet.parameters() if p.grad is not None], 1.0)
         ramp = min(1.0, (step - warmup_from) / 200)  # short warm-up, and again when the spatial weights join
@@ -186,21 +174,19 @@ def pretrain_animatediff(config: AnimateDiffPretrainConfig) -> Path:
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", spatial="on" if spatial_trains else "frozen")
         if step % config.checkpoint_every == 0 or step == config.unet_steps:
-            state.update(unet_step=step, seconds=time.time() - started)
-            _log(
+            checkpoint_stage(
                 out,
-                {
-                    "stage": "motion" if not spatial_trains else "motion+spatial",
-                    "step": step,
-                    "loss": float(np.mean(losses[-config.checkpoint_every :])),
-                    "seconds": state["seconds"],
-                },
+                state,
+                "motion+spatial" if spatial_trains else "motion",
+                step,
+                losses,
+                config.checkpoint_every,
+                started,
+                {"unet": unet},
+                optimizer,
+                ema,
+                {"unet": ema_unet} if ema_unet is not None else None,
             )
-            modules = {"unet": unet}
-            if ema is not None and ema_unet is not None:
-                ema.copy_to(ema_unet.parameters())
-                modules["ema_unet"] = ema_unet
-            _save_stage(out, "unet_stage", modules, optimizer, state)
     return export_animatediff(out, out / "pipeline")
 
 

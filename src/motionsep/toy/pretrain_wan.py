@@ -47,6 +47,7 @@ from .pretrain import (
     _save_stage,
     _state,
     _step_generator,
+    checkpoint_stage,
     clip_batch,
     motion_weighted_loss,
 )
@@ -243,21 +244,20 @@ def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if step % config.checkpoint_every == 0 or step == config.unet_steps:
-            state.update(unet_step=step, seconds=time.time() - started)
-            _log(
+            ema_modules = {"transformer": copies[0], "text_encoder": copies[1]} if copies else None
+            checkpoint_stage(
                 out,
-                {
-                    "stage": "transformer",
-                    "step": step,
-                    "loss": float(np.mean(losses[-config.checkpoint_every :])),
-                    "seconds": state["seconds"],
-                },
+                state,
+                "transformer",
+                step,
+                losses,
+                config.checkpoint_every,
+                started,
+                {"transformer": transformer, "text_encoder": text_encoder},
+                optimizer,
+                ema,
+                ema_modules,
             )
-            modules = {"transformer": transformer, "text_encoder": text_encoder}
-            if ema is not None:
-                ema.copy_to([p for m in copies for p in m.parameters()])
-                modules.update(ema_transformer=copies[0], ema_text_encoder=copies[1])
-            _save_stage(out, "unet_stage", modules, optimizer, state)
 
 
 @torch.no_grad()
