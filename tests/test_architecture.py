@@ -15,7 +15,7 @@ FLOORS = {
     3: ("methods", "adapters", "highway", "pli", "losses", "record"),
     4: ("train", "generate", "validation", "export", "noise_prior", "inspection", "probe"),
     5: ("evaluation", "motion_fidelity", "toy", "bench", "demo"),
-    6: ("cli", "__main__"),
+    6: ("cli", "ui", "__main__"),
 }
 FLOOR_OF = {name: floor for floor, names in FLOORS.items() for name in names}
 

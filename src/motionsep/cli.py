@@ -338,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     _probe_parser(sub)
     _inspect_parser(sub)
     _export_parser(sub)
+    _ui_parser(sub)
     return parser
 
 
@@ -686,6 +687,27 @@ def _export_parser(sub) -> None:
     p.add_argument("--out", required=True, help="the .safetensors file to write")
     _overwrite(p, "--out if it exists")
     p.set_defaults(func=cmd_export)
+
+
+def cmd_ui(args) -> None:
+    from .ui import launch
+
+    print(f"motionsep ui: http://127.0.0.1:{args.port} (runs kept in {Path(args.root).resolve()}; Ctrl-C stops)")
+    launch(args.model, args.port, args.root)
+
+
+def _ui_parser(sub) -> None:
+    p = sub.add_parser(
+        "ui",
+        help="the whole job in a local web page (needs motionsep[ui])",
+        description="A local Gradio app: reference clips (upload, or render a shapes-world motion), training with a "
+        "live loss curve and validation samples (stop and resume), and generation with and without the LoRA side by "
+        "side. It calls the same Python API as the CLI.",
+    )
+    p.add_argument("--model", default="toy-animatediff", help=MODEL_HELP + " (default toy-animatediff)")
+    p.add_argument("--port", type=int, default=7860, help="port on localhost (default 7860)")
+    p.add_argument("--root", default="motionsep-ui", help="folder for the runs (default ./motionsep-ui)")
+    p.set_defaults(func=cmd_ui)
 
 
 def main(argv: list[str] | None = None) -> int:

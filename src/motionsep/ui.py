@@ -1,0 +1,340 @@
+"""`motionsep ui`: the whole job in a local web page (Gradio), a thin layer over the Python API.
+
+Nothing here is a second implementation: reference clips come from `toy.reference.write_reference_clips` or
+the user's uploads; training is `motionsep train` itself, run as a child process on a config written to
+the run folder, so it can be stopped, resumed from its checkpoint (`--resume`), and survives a closed
+page or a stopped server; the loss curve and the validation samples are read from the files that run
+writes (train_log.csv, samples/); generation is `generate.generate_videos` with and without the LoRA; the
+shapes-world scores are `toy.evaluate.evaluate_video`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import MotionsepError
+
+MOTIONS_TO_RENDER = ("zigzag", "orbit", "bounce", "spiral")
+DEFAULT_MODEL = "toy-animatediff"
+
+
+class Session:
+    """One browser session's run: its folder, its training process."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def clips(self) -> Path:
+        return self.root / "reference" / "clips"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "lora"
+
+
+def render_motion(session: Session, motion: str, model: str) -> tuple[str, str]:
+    """Shapes-world reference clips of `motion`; returns (first clip, message)."""
+    from .toy.reference import write_reference_clips
+
+    shutil.rmtree(session.root / "reference", ignore_errors=True)
+    write_reference_clips(session.root / "reference", motion, count=4, overwrite=True, model=model)
+    first = sorted(session.clips.glob("*.mp4"))[0]
+    return str(first), f"4 reference clips of '{motion}' rendered in {session.clips}"
+
+
+def held_out_prompts(motion: str, count: int) -> list[str]:
+    """Prompts with the rendered motion and looks unlike the reference's (the benchmark's looks)."""
+    from .toy.protocol import BENCH_LOOKS
+    from .toy.world import Scene, caption
+
+    return [caption(Scene(shape, colour, background, motion)) for shape, colour, background in BENCH_LOOKS[:count]]
+
+
+def upload_clips(session: Session, files: list[Any] | None, caption: str) -> str:
+    if not files:
+        raise MotionsepError("no clips uploaded: choose video files, or render a shapes-world motion")
+    shutil.rmtree(session.clips, ignore_errors=True)
+    session.clips.mkdir(parents=True)
+    for f in files:
+        source = Path(getattr(f, "name", f))
+        target = session.clips / source.name
+        shutil.copy(source, target)
+        if caption.strip():
+            target.with_suffix(".txt").write_text(caption.strip() + "\n", encoding="utf-8")
+    return f"{len(files)} clip(s) in {session.clips}"
+
+
+def training_config(session: Session, model: str, method: str, steps: int, lr: float, prompt: str) -> Path:
+    """The run's config.yaml: the same file `motionsep train` reads. Shapes-world models take the world's
+    sampling settings; validation samples every quarter of the run."""
+    from .models import EMBEDDED_MODELS
+
+    clips = sorted(session.clips.glob("*.mp4")) if session.clips.is_dir() else []
+    if not clips:
+        raise MotionsepError("no reference clips yet: upload clips or render a shapes-world motion first")
+    world = model in EMBEDDED_MODELS
+    data = {
+        "model": model,
+        "method": method,
+        "output_dir": str(session.run),
+        "data": {"path": str(session.clips), "frames": 8, "size": [32, 32] if world else [384, 384]},
+        "train": {
+            "steps": int(steps),
+            "learning_rate": float(lr),
+            "batch_size": 4 if world else 1,
+            "checkpoint_every": max(1, int(steps) // 4),
+            "validation": {"prompts": [prompt], "seeds": [0], "every": max(1, int(steps) // 4)}
+            | ({"steps": 25, "guidance": 6.0} if world else {}),
+        },
+        "lora": {"rank": 16 if world else 32},
+    }
+    path = session.root / "config.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def start_training(session: Session, config: Path, resume: bool) -> None:
+    """`motionsep train` as a child process; --resume continues a stopped run from its newest checkpoint."""
+    if session.process is not None and session.process.poll() is None:
+        raise MotionsepError("training is already running: stop it first")
+    args = [sys.executable, "-m", "motionsep", "train", str(config), "--no-progress"]
+    args += ["--resume"] if resume else ["--overwrite"]
+    log = open(session.root / "train_output.txt", "w")  # noqa: SIM115 - the child process writes it
+    session.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+
+
+def stop_training(session: Session) -> str:
+    if session.process is None or session.process.poll() is not None:
+        return "nothing is training"
+    session.process.terminate()
+    session.process.wait(timeout=30)
+    return "stopped: the newest checkpoint is kept; Resume continues from it"
+
+
+def training_status(session: Session, steps: int) -> tuple[str, list[dict], list[tuple[str, str]], bool]:
+    """(status line, loss rows, validation samples, finished) read from the files the run writes."""
+    rows = []
+    log = session.run / "train_log.csv"
+    if log.is_file():
+        rows = [
+            {"step": int(r["step"]), "loss": float(r["loss"])}
+            for r in csv.DictReader(log.read_text().splitlines())
+            if r.get("step", "").isdigit()
+        ]
+    samples = [
+        (str(mp4), mp4.parent.name)
+        for mp4 in sorted(session.run.glob("samples/step-*/*.mp4"), key=lambda p: p.parent.name)
+    ]
+    running = session.process is not None and session.process.poll() is None
+    done = (session.run / "motionsep.json").is_file() and not running
+    failed = session.process is not None and not running and session.process.returncode not in (0, None)
+    if failed:
+        output = (session.root / "train_output.txt").read_text().strip().splitlines()
+        status = f"training failed: {output[-1] if output else 'no output'}"
+    elif done:
+        status = f"training finished: {len(rows)} steps, LoRA in {session.run}"
+    else:
+        status = f"training: step {rows[-1]['step'] if rows else 0} of {int(steps)}"
+    return status, rows, samples, done or failed
+
+
+def generate(
+    session: Session, model: str, prompts: str, seeds: str, highway: bool, pli: bool, lora_scale: float
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[list[Any]], str]:
+    """Videos with and without the LoRA for every prompt and seed; scores when the model is a shapes world."""
+    from .generate import MotionPipeline, generate_videos
+    from .models import EMBEDDED_MODELS
+    from .toy.protocol import TOY_SAMPLING
+
+    if not (session.run / "motionsep.json").is_file():
+        raise MotionsepError("no LoRA yet: train first")
+    prompt_list = [p.strip() for p in prompts.splitlines() if p.strip()]
+    seed_list = [int(s) for s in seeds.replace(",", " ").split()] or [0]
+    settings = TOY_SAMPLING if model in EMBEDDED_MODELS else None
+    out = session.root / "videos"
+    shutil.rmtree(out, ignore_errors=True)
+    pipelines = {
+        "base": MotionPipeline.from_pretrained(model),
+        "lora": MotionPipeline.from_pretrained(
+            model, lora=str(session.run), highway=highway, pli_tau=333 if pli else -1, lora_scale=lora_scale
+        ),
+    }
+    records = {
+        name: generate_videos(p, prompt_list, seed_list, out / name, settings, progress=False)
+        for name, p in pipelines.items()
+    }
+    scores: list[list[Any]] = []
+    if model in EMBEDDED_MODELS:
+        from .toy.evaluate import evaluate_video
+        from .video import read_video
+
+        for name, recs in records.items():
+            for r in recs:
+                predicted = evaluate_video(read_video(r["mp4"]))
+                scores.append(
+                    [name, r["prompt"], r["seed"], predicted["motion"], predicted["shape"], predicted["colour"]]
+                )
+    archive = shutil.make_archive(str(session.root / "motionsep-results"), "zip", session.root, ".")
+    galleries = [[(r["mp4"], f"{r['prompt']} (seed {r['seed']})") for r in records[name]] for name in ("base", "lora")]
+    return galleries[0], galleries[1], scores, archive
+
+
+def build_app(model: str = DEFAULT_MODEL, root: str | Path | None = None):
+    """The Gradio Blocks app. `root`: where runs are kept (default ./motionsep-ui)."""
+    import gradio as gr
+
+    from .methods import METHODS
+
+    runs = Path(root or "motionsep-ui").resolve()
+    runs.mkdir(parents=True, exist_ok=True)
+
+    def session_for(state: Session | None) -> Session:
+        return state or Session(runs / time.strftime("run-%Y%m%d-%H%M%S"))
+
+    def guarded(fn):
+        def wrapped(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except MotionsepError as exc:
+                raise gr.Error(str(exc)) from None
+
+        return wrapped
+
+    with gr.Blocks(title="motionsep") as app:
+        state = gr.State(None)
+        gr.Markdown("# motionsep\nLearn a motion from reference clips, then generate it with any appearance.")
+        with gr.Row():
+            model_box = gr.Dropdown(
+                [model, "toy", "toy-animatediff"], value=model, allow_custom_value=True, label="base model"
+            )
+            method_box = gr.Dropdown(
+                [(f"{m.name}: {m.summary}", m.name) for m in METHODS.values()], value="tap", label="method"
+            )
+        with gr.Tab("1. reference clips"):
+            with gr.Row():
+                motion_box = gr.Dropdown(list(MOTIONS_TO_RENDER), value="zigzag", label="shapes-world motion")
+                render_button = gr.Button("Render motion", elem_id="render")
+            uploads = gr.File(file_count="multiple", file_types=["video"], label="or upload clips")
+            caption_box = gr.Textbox(label="caption for uploaded clips", value="")
+            upload_button = gr.Button("Use uploaded clips")
+            clip_preview = gr.Video(label="first reference clip", elem_id="reference")
+            clip_status = gr.Markdown(elem_id="clip-status")
+        with gr.Tab("2. train"):
+            with gr.Row():
+                steps_box = gr.Number(value=300, precision=0, label="steps", elem_id="steps")
+                lr_box = gr.Number(value=1e-3, label="learning rate")
+                prompt_box = gr.Textbox(value="a blue circle on a plain background", label="validation prompt")
+            with gr.Row():
+                train_button = gr.Button("Train", variant="primary", elem_id="train")
+                stop_button = gr.Button("Stop")
+                resume_button = gr.Button("Resume")
+            train_status = gr.Markdown(elem_id="train-status")
+            loss_plot = gr.LinePlot(x="step", y="loss", label="loss")
+            samples = gr.Gallery(label="validation samples", columns=4)
+        with gr.Tab("3. generate"):
+            prompts_box = gr.Textbox(
+                value="a green square on a striped background",
+                lines=3,
+                label="prompts, one per line",
+                elem_id="prompts",
+            )
+            with gr.Row():
+                seeds_box = gr.Textbox(value="0", label="seeds")
+                highway_box = gr.Checkbox(value=True, label="Appearance Highway")
+                pli_box = gr.Checkbox(value=False, label="Phased LoRA Integration (tau 333)")
+                scale_box = gr.Slider(0.0, 2.0, value=1.0, step=0.1, label="LoRA scale")
+            generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
+            with gr.Row():
+                base_gallery = gr.Gallery(label="base model", columns=2, elem_id="base-videos")
+                lora_gallery = gr.Gallery(label="with the motion LoRA", columns=2, elem_id="lora-videos")
+            scores_table = gr.Dataframe(
+                headers=["model", "prompt", "seed", "motion seen", "shape seen", "colour seen"],
+                label="shapes-world evaluator",
+            )
+            download = gr.File(label="download: LoRA folder and videos (zip)")
+
+        @guarded
+        def on_render(s, motion, m):
+            s = session_for(s)
+            clip, message = render_motion(s, motion, m)
+            return s, clip, message, "\n".join(held_out_prompts(motion, 2)), held_out_prompts(motion, 1)[0]
+
+        @guarded
+        def on_upload(s, files, caption):
+            s = session_for(s)
+            return s, upload_clips(s, files, caption)
+
+        def follow(s, steps):
+            """Re-read the run's files every second until its process ends: status, loss curve, samples."""
+            import pandas as pd
+
+            while True:
+                running = s.process is not None and s.process.poll() is None
+                status, rows, shown, _ = training_status(s, steps)
+                yield s, status, pd.DataFrame(rows or [{"step": 0, "loss": float("nan")}]), shown
+                if not running:
+                    return
+                time.sleep(1.0)
+
+        def on_train(s, m, method, steps, lr, prompt, resume=False):
+            try:
+                s = session_for(s)
+                config = s.root / "config.yaml"
+                if not resume or not config.is_file():
+                    config = training_config(s, m, method, steps, lr, prompt)
+                start_training(s, config, resume)
+            except MotionsepError as exc:
+                raise gr.Error(str(exc)) from None
+            yield from follow(s, steps)
+
+        def on_resume(s, m, method, steps, lr, prompt):
+            yield from on_train(s, m, method, steps, lr, prompt, resume=True)
+
+        @guarded
+        def on_stop(s):
+            return stop_training(session_for(s))
+
+        @guarded
+        def on_generate(s, m, prompts, seeds, highway, pli, scale):
+            return generate(session_for(s), m, prompts, seeds, highway, pli, scale)
+
+        render_button.click(
+            on_render, [state, motion_box, model_box], [state, clip_preview, clip_status, prompts_box, prompt_box]
+        )
+        upload_button.click(on_upload, [state, uploads, caption_box], [state, clip_status])
+        train_inputs = [state, model_box, method_box, steps_box, lr_box, prompt_box]
+        train_outputs = [state, train_status, loss_plot, samples]
+        train_button.click(on_train, train_inputs, train_outputs)
+        resume_button.click(on_resume, train_inputs, train_outputs)
+        stop_button.click(on_stop, [state], [train_status])
+        generate_button.click(
+            on_generate,
+            [state, model_box, prompts_box, seeds_box, highway_box, pli_box, scale_box],
+            [base_gallery, lora_gallery, scores_table, download],
+        )
+    app.runs_root = runs
+    return app
+
+
+def launch(model: str = DEFAULT_MODEL, port: int = 7860, root: str | None = None, block: bool = True):
+    """Start the app on localhost:`port`."""
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise MotionsepError('the web UI needs Gradio: pip install "motionsep[ui]"') from None
+    app = build_app(model, root)
+    app.queue()
+    allowed = [str(Path(root or "motionsep-ui").resolve())]
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=not block, allowed_paths=allowed)
+    return app

@@ -1,0 +1,61 @@
+"""The web UI, driven end to end in a real browser: Debian's chromium through Playwright (never downloaded)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import urllib.request
+
+from motionsep.video import read_video
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_render_train_generate_in_the_browser(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from motionsep.ui import launch
+
+    chromium = shutil.which("chromium")
+    assert chromium, "the browser test needs Debian's chromium: apt-get install chromium (.ci/run does)"
+    port = _free_port()
+    app = launch("toy-animatediff", port, str(tmp_path / "runs"), block=False)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.goto(f"http://127.0.0.1:{port}")
+            page.click("#render")
+            page.wait_for_selector("#clip-status:has-text('rendered')", timeout=120_000)
+            page.get_by_role("tab", name="2. train").click()
+            page.fill("#steps input", "2")
+            page.click("#train")
+            page.wait_for_selector("#train-status:has-text('training finished')", timeout=300_000)
+            assert any((tmp_path / "runs").glob("run-*/lora/samples/step-000002/*.mp4"))  # validation samples
+            page.get_by_role("tab", name="3. generate").click()
+            page.fill("#prompts textarea", "a green triangle moving in a zigzag on a stripes background")
+            page.click("#generate")
+            page.wait_for_selector("#lora-videos video", timeout=300_000)
+            page.wait_for_selector("#base-videos video", timeout=60_000)
+            sources = page.eval_on_selector_all("#base-videos video, #lora-videos video", "els => els.map(e => e.src)")
+            browser.close()
+        assert len(sources) == 2  # one prompt, one seed: the base model and the LoRA side by side
+        for i, src in enumerate(sources):
+            video = tmp_path / f"shown-{i}.mp4"
+            video.write_bytes(urllib.request.urlopen(src).read())  # as the page's <video> fetches it
+            assert read_video(video).shape == (8, 32, 32, 3)  # what the page shows decodes, 8 frames each
+    finally:
+        app.close()
