@@ -59,3 +59,29 @@ def test_render_train_generate_in_the_browser(tmp_path):
             assert read_video(video).shape == (8, 32, 32, 3)  # what the page shows decodes, 8 frames each
     finally:
         app.close()
+
+
+def test_stopped_training_resumes_from_its_checkpoint(tmp_path):
+    """Stop kills the `motionsep train` child; Resume continues from the newest checkpoint to the end."""
+    import csv
+    import time
+
+    from motionsep.ui import Session, render_motion, start_training, stop_training, training_config, training_status
+
+    session = Session(tmp_path / "run")
+    render_motion(session, "zigzag", "toy-animatediff")
+    config = training_config(session, "toy-animatediff", "tap", 8, 1e-3, "a blue circle moving in a zigzag")
+    start_training(session, config, resume=False)
+    checkpoints = session.run / "checkpoints"
+    deadline = time.time() + 240
+    while not any(checkpoints.glob("step-*/training_state/state.json")) and time.time() < deadline:
+        time.sleep(0.5)
+    assert stop_training(session).startswith("stopped")
+    assert not (session.run / "motionsep.json").is_file()  # stopped before the end
+    start_training(session, config, resume=True)
+    session.process.wait(timeout=300)
+    status, rows, samples, finished = training_status(session, 8)
+    assert finished and status.startswith("training finished"), status
+    logged = [int(r["step"]) for r in csv.DictReader((session.run / "train_log.csv").read_text().splitlines())]
+    assert logged == [r["step"] for r in rows] == list(range(1, 9))  # every step once, as the loss curve shows it
+    assert samples  # the validation samples the page shows
