@@ -145,7 +145,8 @@ def training_status(session: Session, steps: int) -> tuple[str, list[dict], list
     elif done:
         status = f"training finished: {len(rows)} steps, LoRA in {session.run}"
     else:
-        status = f"training: step {rows[-1]['step'] if rows else 0} of {int(steps)}"
+        step = rows[-1]["step"] if rows else 0
+        status = f'training: step {step} of {int(steps)} <progress value="{step}" max="{int(steps)}"></progress>'
     return status, rows, samples, done or failed
 
 
@@ -239,7 +240,7 @@ def build_app(model: str = DEFAULT_MODEL, root: str | Path | None = None):
                 train_button = gr.Button("Train", variant="primary", elem_id="train")
                 stop_button = gr.Button("Stop")
                 resume_button = gr.Button("Resume")
-            train_status = gr.Markdown(elem_id="train-status")
+            train_status = gr.HTML(elem_id="train-status")  # the status line and a progress bar
             loss_plot = gr.LinePlot(x="step", y="loss", label="loss")
             samples = gr.Gallery(label="validation samples", columns=4)
         with gr.Tab("3. generate"):
