@@ -359,3 +359,29 @@ def test_noise_prior_on_flow_matching_inverts_towards_noise(pipeline_dirs, wan_c
     prior = replace(SAMPLING, noise_prior=0.5, prior_clip=str(wan_clips / "square.mp4"))
     video = pipeline("a red square", 0, prior)
     assert video.shape == plain.shape and not np.array_equal(video, plain)
+
+
+def test_shapes_world_measurements_run_on_a_wan_model(pipeline_dirs, tmp_path):
+    """The world renders 9-frame clips (1 + 4k) for a Wan-family model, and the leakage bench scores them."""
+    from motionsep.bench.leakage import LeakageSettings, run_leakage_bench
+    from motionsep.toy.protocol import world_frames, world_sampling
+
+    assert world_frames(pipeline_dirs["wan"]) == 9 and world_frames(pipeline_dirs["modelscope"]) == 8
+    assert world_sampling(pipeline_dirs["wan"]).num_frames == 9
+    settings = LeakageSettings(
+        motions=("zigzag",),
+        prompts=1,
+        seeds=(0,),
+        train_steps=1,
+        sampling_steps=2,
+        model=pipeline_dirs["wan"],
+        variants=("no LoRA (floor)", "tap"),
+    )
+    result = run_leakage_bench(tmp_path, settings, progress=False)
+    assert set(result["pooled"]) == {"no LoRA (floor)", "tap"}
+    clip = tmp_path / "leakage-work" / "zigzag" / "reference" / "clips" / "zigzag-0.mp4"
+    assert read_video(clip).shape[0] == 9
+    scored = tmp_path / "leakage-work" / "zigzag" / "scored" / "tap.json"
+    import json
+
+    assert len(json.loads(scored.read_text())["predictions"][0]["trajectory"]) == 9  # every frame read back

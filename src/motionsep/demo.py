@@ -20,7 +20,7 @@ from .errors import refuse_nonempty
 from .generate import MotionPipeline
 from .toy.evaluate import evaluate_video
 from .toy.metrics import score
-from .toy.protocol import DEMO_LOOKS, REFERENCE_LOOK, TOY_SAMPLING
+from .toy.protocol import DEMO_LOOKS, REFERENCE_LOOK, TOY_SAMPLING, world_sampling
 from .toy.reference import toy_training_config, write_reference_clips
 from .toy.world import Scene, caption, render
 from .train import train
@@ -37,9 +37,8 @@ def demo_prompts(motion: str) -> list[Scene]:
 
 
 def _generate(
-    pipeline: MotionPipeline, prompts: list[str], seeds: list[int], desc: str, progress: bool, steps: int
+    pipeline: MotionPipeline, prompts: list[str], seeds: list[int], desc: str, progress: bool, settings
 ) -> np.ndarray:
-    settings = replace(TOY_SAMPLING, steps=steps)
     videos = []
     for prompt in tqdm(prompts, desc=desc, disable=not progress):
         videos.append(pipeline.videos([prompt] * len(seeds), seeds, settings))
@@ -72,9 +71,8 @@ def run_demo(
     scenes = demo_prompts(motion)
     prompts = [caption(s) for s in scenes]
     jobs = [(scene, prompt, seed) for scene, prompt in zip(scenes, prompts) for seed in seeds]
-    base = _generate(
-        MotionPipeline.from_pretrained(model), prompts, list(seeds), "base model", progress, sampling_steps
-    )
+    sampling = replace(world_sampling(model), steps=sampling_steps)
+    base = _generate(MotionPipeline.from_pretrained(model), prompts, list(seeds), "base model", progress, sampling)
     base_predictions = [evaluate_video(v) for v in base]
     reference = {**REFERENCE_LOOK, "motion": motion}
     results, videos = {}, {}
@@ -90,7 +88,7 @@ def run_demo(
             list(seeds),
             f"generate ({method})",
             progress,
-            sampling_steps,
+            sampling,
         )
         results[method] = _write_method_videos(
             out / "videos" / method, method, jobs, videos[method], reference, base_predictions

@@ -79,6 +79,7 @@ def training_config(session: Session, model: str, method: str, steps: int, lr: f
     """The run's config.yaml: the same file `motionsep train` reads. Shapes-world models take the world's
     sampling settings; validation samples every quarter of the run."""
     from .models import EMBEDDED_MODELS
+    from .toy.protocol import world_frames
 
     clips = sorted(session.clips.glob("*.mp4")) if session.clips.is_dir() else []
     if not clips:
@@ -88,7 +89,7 @@ def training_config(session: Session, model: str, method: str, steps: int, lr: f
         "model": model,
         "method": method,
         "output_dir": str(session.run),
-        "data": {"path": str(session.clips), "frames": 8, "size": [32, 32] if world else [384, 384]},
+        "data": {"path": str(session.clips), "frames": world_frames(model), "size": [32, 32] if world else [384, 384]},
         "train": {
             "steps": int(steps),
             "learning_rate": float(lr),
@@ -156,13 +157,13 @@ def generate(
     """Videos with and without the LoRA for every prompt and seed; scores when the model is a shapes world."""
     from .generate import MotionPipeline, generate_videos
     from .models import EMBEDDED_MODELS
-    from .toy.protocol import TOY_SAMPLING
+    from .toy.protocol import world_sampling
 
     if not (session.run / "motionsep.json").is_file():
         raise MotionsepError("no LoRA yet: train first")
     prompt_list = [p.strip() for p in prompts.splitlines() if p.strip()]
     seed_list = [int(s) for s in seeds.replace(",", " ").split()] or [0]
-    settings = TOY_SAMPLING if model in EMBEDDED_MODELS else None
+    settings = world_sampling(model) if model in EMBEDDED_MODELS else None
     out = session.root / "videos"
     shutil.rmtree(out, ignore_errors=True)
     pipelines = {

@@ -26,7 +26,7 @@ from ..errors import MotionsepError, closest, refuse_existing
 from ..generate import MotionPipeline, slug
 from ..toy.evaluate import evaluate_video
 from ..toy.metrics import score
-from ..toy.protocol import BENCH_LOOKS, REFERENCE_LOOK, TOY_SAMPLING
+from ..toy.protocol import BENCH_LOOKS, REFERENCE_LOOK, TOY_SAMPLING, world_frames, world_sampling
 from ..toy.reference import toy_training_config, write_reference_clips
 from ..toy.world import HELD_OUT_MOTIONS, Scene, caption
 from ..train import train
@@ -182,7 +182,7 @@ def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, pr
 def _videos(
     pipeline: MotionPipeline, scenes: list[Scene], settings: LeakageSettings, prior: tuple[float, Path] | None = None
 ) -> np.ndarray:
-    sampling = replace(TOY_SAMPLING, steps=settings.sampling_steps, guidance=settings.guidance)
+    sampling = replace(world_sampling(settings.model), steps=settings.sampling_steps, guidance=settings.guidance)
     if prior is not None and prior[0] > 0:
         sampling = replace(sampling, noise_prior=prior[0], prior_clip=str(prior[1]))
     prompts = [caption(s) for s in scenes for _ in settings.seeds]
@@ -210,7 +210,7 @@ def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: boo
     folder = work / motion
     reference = folder / "reference"
     if not (reference / "scenes.json").is_file():
-        write_reference_clips(reference, motion, count=4, overwrite=True)
+        write_reference_clips(reference, motion, count=4, overwrite=True, model=settings.model)
     scenes = bench_prompts(motion, settings.prompts)
     prompt_scenes = [s for s in scenes for _ in settings.seeds]
     scored_dir = folder / "scored"
@@ -246,7 +246,7 @@ def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: boo
 
     ref_scene = json.loads((reference / "scenes.json").read_text())[0]
     ref_scene["start"] = tuple(ref_scene["start"])
-    rows = [(f"reference ({motion})", render(Scene(**ref_scene)))] + [
+    rows = [(f"reference ({motion})", render(Scene(**ref_scene), world_frames(settings.model)))] + [
         (
             f"{v.name}: {caption(scenes[0])} (seed {settings.seeds[0]})",
             np.load(scored_dir / f"{slug(v.name)}-first.npy"),

@@ -31,7 +31,10 @@ def score(
         "generations": len(predictions),
         "motion_accuracy": share([p["motion"] == s.motion for p, s in zip(predictions, prompts)]),
         "trajectory_error": mean_ci(
-            [trajectory_error(p["trajectory"], offsets(s.motion)) for p, s in zip(predictions, prompts)]
+            [
+                trajectory_error(p["trajectory"], offsets(s.motion, len(p["trajectory"])))
+                for p, s in zip(predictions, prompts)
+            ]
         ),
         "appearance_accuracy": {a: share([p[a] == getattr(s, a) for p, s in zip(predictions, prompts)]) for a in NAMED},
         "leakage": {a: share([p[a] == reference[a] for p in predictions]) for a in NAMED},

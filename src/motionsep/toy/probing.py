@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..generate import MotionPipeline
+from ..generate import MotionPipeline, SamplingSettings
+from ..models import denoiser_of
 from ..probe import ProbeSettings, pathways_off, probe_batch_from_videos, probe_pipeline, settings_to_probe
 from .evaluate import evaluate_video
 from .metrics import share
-from .protocol import TOY_SAMPLING
+from .protocol import world_frames, world_sampling
 from .world import PRETRAIN_MOTIONS, caption, random_scene, render
 
 # Motions whose accuracy can only come from a working temporal path: a model that moves nothing still
@@ -26,7 +27,7 @@ def _scenes(n: int, seed: int):
     return [random_scene(rng, motions=MOVING_MOTIONS) for _ in range(n)]
 
 
-def evaluator_measure(pipeline: MotionPipeline, settings: ProbeSettings) -> dict[str, Any]:
+def evaluator_measure(pipeline: MotionPipeline, settings: ProbeSettings, sampling: SamplingSettings) -> dict[str, Any]:
     """Motion and colour accuracy of generations (prompts with moving pretraining motions) per setting."""
     scenes = _scenes(settings.generations, settings.seed)
     prompts = [caption(s) for s in scenes]
@@ -35,8 +36,8 @@ def evaluator_measure(pipeline: MotionPipeline, settings: ProbeSettings) -> dict
     for name, off in tqdm(
         settings_to_probe(pipeline.family).items(), desc="probe: evaluator measure", disable=not settings.progress
     ):
-        with pathways_off(pipeline.pipe.unet, pipeline.family, off):
-            videos = pipeline.videos(prompts, seeds, TOY_SAMPLING)
+        with pathways_off(denoiser_of(pipeline.pipe), pipeline.family, off):
+            videos = pipeline.videos(prompts, seeds, sampling)
         read = [evaluate_video(v) for v in videos]
         accuracy[name] = {
             "motion": share([r["motion"] == s.motion for r, s in zip(read, scenes)]),
@@ -44,7 +45,7 @@ def evaluator_measure(pipeline: MotionPipeline, settings: ProbeSettings) -> dict
         }
     full = accuracy["nothing"]["motion"]["value"]
     kept = {k: (round(v["motion"]["value"] / full, 4) if full else None) for k, v in accuracy.items()}
-    return {"generations": len(prompts), "accuracy": accuracy, "kept": kept, "sampling": TOY_SAMPLING.__dict__}
+    return {"generations": len(prompts), "accuracy": accuracy, "kept": kept, "sampling": sampling.__dict__}
 
 
 def probe_world_model(model: str, settings: ProbeSettings | None = None) -> dict[str, Any]:
@@ -52,7 +53,7 @@ def probe_world_model(model: str, settings: ProbeSettings | None = None) -> dict
     settings = settings or ProbeSettings()
     pipeline = MotionPipeline.from_pretrained(model)
     scenes = _scenes(settings.clips, settings.seed + 1)
-    videos = np.stack([render(s) for s in scenes])
+    videos = np.stack([render(s, world_frames(model)) for s in scenes])
     batch = probe_batch_from_videos(pipeline.pipe, videos, [caption(s) for s in scenes])
     report = probe_pipeline(
         pipeline.pipe,
@@ -61,7 +62,7 @@ def probe_world_model(model: str, settings: ProbeSettings | None = None) -> dict
         settings,
         f"{len(scenes)} rendered shapes-world clips (moving pretraining motions)",
     )
-    report["evaluator_measure"] = evaluator_measure(pipeline, settings)
+    report["evaluator_measure"] = evaluator_measure(pipeline, settings, world_sampling(model))
     report["same_ranking"] = same_ranking(
         report["model_measure"]["kept"], report["evaluator_measure"]["kept"], [p.name for p in pipeline.family.pathways]
     )

@@ -4,10 +4,33 @@ quality check and the probe all read it from here."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from ..errors import MotionsepError
 from ..generate import SamplingSettings
+from .world import FRAMES
 
 # Sampling settings used for every shapes-world measurement (chosen on the base model, see README).
-TOY_SAMPLING = SamplingSettings(num_frames=8, height=32, width=32, steps=25, guidance=6.0)
+TOY_SAMPLING = SamplingSettings(num_frames=FRAMES, height=32, width=32, steps=25, guidance=6.0)
+# A Wan-family model's clips are 1 + 4k frames (its causal VAE); the world renders 9 for it.
+WAN_WORLD_FRAMES = 9
+
+
+def world_frames(model: str) -> int:
+    """Frames of the world's clips for `model`: 8, or 9 for a model whose VAE encodes 1 + 4k frames."""
+    from ..models import family_of_denoiser_class, load_unet_config
+
+    try:
+        family = family_of_denoiser_class(load_unet_config(model).get("_class_name", ""))
+    except MotionsepError:
+        return FRAMES  # not a model motionsep reads here: the loader will say why, where it matters
+    return WAN_WORLD_FRAMES if family.video_vae else FRAMES
+
+
+def world_sampling(model: str) -> SamplingSettings:
+    """TOY_SAMPLING with the frames `model` takes."""
+    return replace(TOY_SAMPLING, num_frames=world_frames(model))
+
 
 # The reference clips' look: every attribute fixed, named or not, so leakage of each can be read.
 REFERENCE_LOOK = {"shape": "square", "colour": "red", "background": "checker", "size": "large", "window": "window"}

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from ..generate import MotionPipeline
 from .evaluate import evaluate_video
 from .metrics import NAMED, share
-from .protocol import TOY_SAMPLING
+from .protocol import world_sampling
 from .world import PRETRAIN_MOTIONS, caption, random_scene
 
 
@@ -20,6 +20,7 @@ def base_model_quality(model: str = "toy", n: int = 200, seed: int = 0, batch: i
     scenes = [random_scene(rng, motions=PRETRAIN_MOTIONS) for _ in range(n)]
     prompts = [caption(s) for s in scenes]
     pipeline = MotionPipeline.from_pretrained(model)
+    sampling = world_sampling(model)
     started = time.time()
     hits = defaultdict(list)
     rates = defaultdict(list)
@@ -28,7 +29,7 @@ def base_model_quality(model: str = "toy", n: int = 200, seed: int = 0, batch: i
     confusion: dict[str, defaultdict[str, Counter]] = {key: defaultdict(Counter) for key in NAMED}
     shape_by_size = defaultdict(list)
     for i in tqdm(range(0, n, batch), desc="base-model quality", disable=not progress):
-        videos = pipeline.videos(prompts[i : i + batch], list(range(i, min(n, i + batch))), TOY_SAMPLING)
+        videos = pipeline.videos(prompts[i : i + batch], list(range(i, min(n, i + batch))), sampling)
         for scene, video in zip(scenes[i : i + batch], videos):
             predicted = evaluate_video(video)
             for key in (*NAMED, "motion"):
@@ -44,6 +45,6 @@ def base_model_quality(model: str = "toy", n: int = 200, seed: int = 0, batch: i
         "unnamed_rates": {k: share(v) for k, v in rates.items()},
         "confusion": {key: {asked: dict(drawn) for asked, drawn in sorted(t.items())} for key, t in confusion.items()},
         "shape_accuracy_by_drawn_size": {size: share(v) for size, v in sorted(shape_by_size.items())},
-        "sampling": TOY_SAMPLING.__dict__,
+        "sampling": sampling.__dict__,
         "seconds": round(time.time() - started, 1),
     }

@@ -35,14 +35,16 @@ def toy_config_dict(
     targets: list[str] | None = None,
     checkpoint_every: int = 100,
 ) -> dict:
-    """The training config for shapes-world clips (8 frames, 32x32, no LoRA dropout) as plain data:
-    the demo, the benchmarks and `toy render`'s config.yaml all train with it."""
+    """The training config for shapes-world clips (8 frames, 9 for a Wan-family model; 32x32; no LoRA dropout) as
+    plain data: the demo, the benchmarks and `toy render`'s config.yaml all train with it."""
+    from .protocol import world_frames
+
     lora = {"rank": rank, "dropout": 0.0} | ({"targets": targets} if targets else {})
     return {
         "model": model,
         "method": method,
         "output_dir": str(output_dir),
-        "data": {"path": str(data), "frames": 8, "size": [32, 32]},
+        "data": {"path": str(data), "frames": world_frames(model), "size": [32, 32]},
         "lora": lora,
         "train": {
             "steps": steps,
@@ -74,9 +76,12 @@ def write_reference_clips(
         refuse_nonempty(out, "choose another --out or pass --overwrite")
     clips = out / "clips"
     clips.mkdir(parents=True, exist_ok=True)
+    from .protocol import world_frames
+
     scenes = reference_scenes(motion, count, seed)
+    frames = world_frames(model)
     for i, scene in enumerate(scenes):
-        write_mp4(render(scene), clips / f"{motion}-{i}.mp4")
+        write_mp4(render(scene, frames), clips / f"{motion}-{i}.mp4")
         (clips / f"{motion}-{i}.txt").write_text(caption(scene) + "\n", encoding="utf-8")
     (out / "scenes.json").write_text(json.dumps([asdict(s) for s in scenes], indent=2), encoding="utf-8")
     config = toy_config_dict(clips, out / "lora", model=model, steps=steps)
