@@ -41,6 +41,7 @@ class Training:
     method: str
     targets: tuple[str, ...] | None = None
     clips: int = 4
+    rank: int | None = None  # None: the bench's rank
 
 
 TRAININGS = {
@@ -52,6 +53,8 @@ TRAININGS = {
     "tap-k-out": Training("tap", targets=("k", "out")),
     "full-lora-1clip": Training("full-lora", clips=1),
     "motiondirector-1clip": Training("motiondirector", clips=1),
+    "tap-r4": Training("tap", rank=4),
+    "tap-r64": Training("tap", rank=64),
 }
 
 
@@ -89,6 +92,8 @@ VARIANTS = (
     Variant("tap + AH + PLI, tau 500", "tap", highway=True, pli_tau=500, group="PLI tau"),
     Variant("tap[k] + AH", "tap-k", highway=True, group="TAP targets"),
     Variant("tap[k+out] + AH", "tap-k-out", highway=True, group="TAP targets"),
+    Variant("tap, rank 4", "tap-r4", group="TAP rank"),
+    Variant("tap, rank 64", "tap-r64", group="TAP rank"),
     # MotionDirector's one-video mode and its noise prior (the inverted reference clip mixed into the noise)
     Variant("motiondirector, 1 clip", "motiondirector-1clip", group="noise prior"),
     Variant("motiondirector, 1 clip, prior 0.1", "motiondirector-1clip", noise_prior=0.1, group="noise prior"),
@@ -101,6 +106,7 @@ SWEEP_CENTRE = {
     "AH scale": "tap + AH",
     "PLI tau": "tap + AH + PLI",
     "TAP targets": "tap + AH",
+    "TAP rank": "tap",
     "noise prior": "motiondirector, 1 clip",
 }
 
@@ -172,7 +178,7 @@ def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, pr
         method=spec.method,
         steps=settings.train_steps,
         learning_rate=settings.learning_rate,
-        rank=settings.rank,
+        rank=spec.rank or settings.rank,
         batch_size=settings.batch_size,
         targets=list(spec.targets) if spec.targets else None,
     )
