@@ -42,6 +42,7 @@ class Training:
     targets: tuple[str, ...] | None = None
     clips: int = 4
     rank: int | None = None  # None: the bench's rank
+    learning_rate: float | None = None  # None: the bench's learning rate
 
 
 TRAININGS = {
@@ -55,6 +56,7 @@ TRAININGS = {
     "motiondirector-1clip": Training("motiondirector", clips=1),
     "tap-r4": Training("tap", rank=4),
     "tap-r64": Training("tap", rank=64),
+    "tap-r64-lr3e-3": Training("tap", rank=64, learning_rate=3e-3),
 }
 
 
@@ -94,6 +96,7 @@ VARIANTS = (
     Variant("tap[k+out] + AH", "tap-k-out", highway=True, group="TAP targets"),
     Variant("tap, rank 4", "tap-r4", group="TAP rank"),
     Variant("tap, rank 64", "tap-r64", group="TAP rank"),
+    Variant("tap, rank 64, lr 3e-3", "tap-r64-lr3e-3", group="TAP rank"),
     # MotionDirector's one-video mode and its noise prior (the inverted reference clip mixed into the noise)
     Variant("motiondirector, 1 clip", "motiondirector-1clip", group="noise prior"),
     Variant("motiondirector, 1 clip, prior 0.1", "motiondirector-1clip", noise_prior=0.1, group="noise prior"),
@@ -177,7 +180,7 @@ def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, pr
         model=settings.model,
         method=spec.method,
         steps=settings.train_steps,
-        learning_rate=settings.learning_rate,
+        learning_rate=spec.learning_rate or settings.learning_rate,
         rank=spec.rank or settings.rank,
         batch_size=settings.batch_size,
         targets=list(spec.targets) if spec.targets else None,
