@@ -144,7 +144,12 @@ def train_vae(config: WanPretrainConfig, vae, out: Path, state: dict) -> None:
         _maybe_load_optimizer(optimizer, out / "vae_stage" / "optimizer.safetensors")
     vae.train()
     started = time.time() - state["vae_seconds"]
-    bar = tqdm(range(state["vae_step"] + 1, config.vae_steps + 1), desc="pretrain wan vae", initial=state["vae_step"])
+    bar = tqdm(
+        range(state["vae_step"] + 1, config.vae_steps + 1),
+        desc="pretrain wan vae",
+        initial=state["vae_step"],
+        total=config.vae_steps,
+    )
     for step in bar:
         x, _ = clip_batch(config.seed + 7, step, config.vae_batch, frames=WAN_FRAMES)
         posterior = vae.encode(x).latent_dist
