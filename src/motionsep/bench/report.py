@@ -302,6 +302,9 @@ def cost_report(result: dict) -> str:
         "peak memory is above the loaded model (CPU: peak resident memory, VmHWM; GPU: torch's peak allocation).",
         "",
     ]
+    if any(r["model"] == "wan-1.3b" for r in result["training"]):
+        height, width = settings.get("wan_size", ("?", "?"))
+        lines += [f"wan-1.3b: clips of {settings.get('wan_frames')} frames at {height}x{width} pixels.", ""]
     for model in dict.fromkeys(r["model"] for r in result["training"]):
         rows = [r for r in result["training"] if r["model"] == model]
         lat = rows[0]["latents"]
