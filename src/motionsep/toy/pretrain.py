@@ -226,40 +226,50 @@ def _save_stage(out: Path, name: str, modules: dict, optimizer, state: dict) -> 
     atomic_write_text(out / "state.json", json.dumps(state))
 
 
-def train_vae(config: PretrainConfig, vae, out: Path, state: dict) -> None:
-    from diffusers import AutoencoderKL
-
+def train_vae_stage(config, vae, out: Path, state: dict, desc: str, batch_of, finish) -> None:
+    """The VAE stage of every from-scratch embedded model: MSE + L1 + a light KL on `batch_of(step)` (pixels in
+    [-1, 1]), checkpointed and resumed; `finish(vae)` sets the latent normalisation, saved with the final weights
+    in one swap."""
     if state["vae_step"] >= config.vae_steps:
-        return  # done in an earlier run, scale included
+        return  # done in an earlier run, normalisation included
     optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3)
     if state["vae_step"] > 0:
-        vae.load_state_dict(AutoencoderKL.from_pretrained(str(out / "vae_stage" / "vae")).state_dict())
+        vae.load_state_dict(type(vae).from_pretrained(str(out / "vae_stage" / "vae")).state_dict())
         _maybe_load_optimizer(optimizer, out / "vae_stage" / "optimizer.safetensors")
     vae.train()
     started = time.time() - state["vae_seconds"]
     bar = tqdm(
         range(state["vae_step"] + 1, config.vae_steps + 1),
-        desc="pretrain vae",
+        desc=desc,
         initial=state["vae_step"],
         total=config.vae_steps,
     )
     for step in bar:
-        x, _ = clip_batch(config.seed + 7, step, max(1, config.vae_batch // FRAMES))
-        frames = x.permute(0, 2, 1, 3, 4).reshape(-1, 3, SIZE, SIZE)
-        posterior = vae.encode(frames).latent_dist
+        x = batch_of(step)
+        posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(generator=_step_generator(config.seed, step))).sample
         # L1 on top of MSE keeps edges sharp: shapes must survive the 4x latent (corners, cross arms)
-        loss = F.mse_loss(recon, frames) + F.l1_loss(recon, frames) + 1e-6 * posterior.kl().mean()
+        loss = F.mse_loss(recon, x) + F.l1_loss(recon, x) + 1e-6 * posterior.kl().mean()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if step % config.checkpoint_every == 0 or step == config.vae_steps:
             if step == config.vae_steps:
-                set_latent_scale(vae, config.seed)  # saved with the final weights, in one swap
+                finish(vae)
             state.update(vae_step=step, vae_seconds=time.time() - started)
             _log(out, {"stage": "vae", "step": step, "loss": loss.item(), "seconds": state["vae_seconds"]})
             _save_stage(out, "vae_stage", {"vae": vae}, optimizer, state)
+
+
+def train_vae(config: PretrainConfig, vae, out: Path, state: dict) -> None:
+    """The 2D VAE trains on single frames."""
+
+    def frames(step: int) -> torch.Tensor:
+        x, _ = clip_batch(config.seed + 7, step, max(1, config.vae_batch // FRAMES))
+        return x.permute(0, 2, 1, 3, 4).reshape(-1, 3, SIZE, SIZE)
+
+    train_vae_stage(config, vae, out, state, "pretrain vae", frames, lambda v: set_latent_scale(v, config.seed))
 
 
 def set_latent_scale(vae, seed: int) -> None:

@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_write_text
@@ -42,14 +41,12 @@ from ..losses import FlowMatchingObjective
 from ..word_tokenizer import build_tokenizer
 from .pretrain import (
     NARROW_LOOK,
-    _log,
     _maybe_load_optimizer,
-    _save_stage,
     _state,
-    _step_generator,
     checkpoint_stage,
     clip_batch,
     motion_weighted_loss,
+    train_vae_stage,
 )
 from .world import vocabulary
 
@@ -134,38 +131,12 @@ def encode_latents(vae, x: torch.Tensor, generator: torch.Generator | None = Non
 
 
 def train_vae(config: WanPretrainConfig, vae, out: Path, state: dict) -> None:
-    from diffusers import AutoencoderKLWan
+    """The causal video VAE trains on whole 9-frame clips."""
 
-    if state["vae_step"] >= config.vae_steps:
-        return
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3)
-    if state["vae_step"] > 0:
-        vae.load_state_dict(AutoencoderKLWan.from_pretrained(str(out / "vae_stage" / "vae")).state_dict())
-        _maybe_load_optimizer(optimizer, out / "vae_stage" / "optimizer.safetensors")
-    vae.train()
-    started = time.time() - state["vae_seconds"]
-    bar = tqdm(
-        range(state["vae_step"] + 1, config.vae_steps + 1),
-        desc="pretrain wan vae",
-        initial=state["vae_step"],
-        total=config.vae_steps,
-    )
-    for step in bar:
-        x, _ = clip_batch(config.seed + 7, step, config.vae_batch, frames=WAN_FRAMES)
-        posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.sample(generator=_step_generator(config.seed, step))).sample
-        # L1 on top of MSE keeps edges sharp, as for the ModelScope-family VAE
-        loss = F.mse_loss(recon, x) + F.l1_loss(recon, x) + 1e-6 * posterior.kl().mean()
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if step % config.checkpoint_every == 0 or step == config.vae_steps:
-            if step == config.vae_steps:
-                set_latent_statistics(vae, config.seed)  # saved with the final weights, in one swap
-            state.update(vae_step=step, vae_seconds=time.time() - started)
-            _log(out, {"stage": "vae", "step": step, "loss": loss.item(), "seconds": state["vae_seconds"]})
-            _save_stage(out, "vae_stage", {"vae": vae}, optimizer, state)
+    def clips(step: int) -> torch.Tensor:
+        return clip_batch(config.seed + 7, step, config.vae_batch, frames=WAN_FRAMES)[0]
+
+    train_vae_stage(config, vae, out, state, "pretrain wan vae", clips, lambda v: set_latent_statistics(v, config.seed))
 
 
 @torch.no_grad()
