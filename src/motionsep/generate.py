@@ -76,6 +76,7 @@ class MotionPipeline:
         self.highway: AppearanceHighway | None = None
         self.pli: PhasedLora | None = None
         self.loras: list[dict[str, Any]] = []  # what is loaded, for describe()
+        self._inverted: tuple[Any, torch.Tensor] | None = None  # the noise prior's inverted clip, by its key
 
     @classmethod
     def from_pretrained(
@@ -216,7 +217,7 @@ class MotionPipeline:
         if not settings.prior_clip:
             raise MotionsepError("--noise-prior needs --prior-clip: the clip whose layout the noise should carry")
         key = (settings.prior_clip, frames, height, width, settings.steps)
-        if getattr(self, "_inverted", (None,))[0] != key:  # one inversion per clip and size, reused
+        if self._inverted is None or self._inverted[0] != key:  # one inversion per clip and size, reused
             latents = clip_latents(self.pipe, self.family, settings.prior_clip, frames, height, width)
             self._inverted = (key, invert_latents(self.pipe, self.family, latents, settings.steps))
         inverted = self._inverted[1]

@@ -273,6 +273,13 @@ def build_unet_from_config(config: dict[str, Any], device: str = "meta") -> torc
     return cls.from_config(config)
 
 
+def _two_transformers(model: str) -> MotionsepError:
+    return MotionsepError(
+        f"'{model}' has two transformers (Wan 2.2 A14B's high- and low-noise experts); motionsep trains one "
+        "denoiser: use a single-transformer Wan model (Wan 2.1, Wan 2.2 TI2V-5B)"
+    )
+
+
 def load_pipeline(
     model: str,
     motion_adapter: str | None = None,
@@ -294,11 +301,8 @@ def load_pipeline(
         if not (path / "model_index.json").is_file():
             raise MotionsepError(f"'{model}' is not a diffusers pipeline folder: it has no model_index.json")
         index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
-        if (index.get("transformer_2") or [None])[0] is not None:
-            raise MotionsepError(
-                f"'{model}' has two transformers (Wan 2.2 A14B's high- and low-noise experts); motionsep trains "
-                "one denoiser: use a single-transformer Wan model (Wan 2.1, Wan 2.2 TI2V-5B)"
-            )
+        if (index.get("transformer_2") or [None])[0] is not None:  # refused before any weight is read
+            raise _two_transformers(model)
         denoiser_class = load_unet_config(model).get("_class_name", "unknown")
         family_of_denoiser_class(denoiser_class, has_motion_adapter=motion_adapter is not None)
     kwargs: dict[str, Any] = {"torch_dtype": dtype}
@@ -311,11 +315,8 @@ def load_pipeline(
         pipe = pipe_cls.from_pretrained(model, **kwargs)
     except (OSError, ValueError, json.JSONDecodeError) as exc:
         raise MotionsepError(f"cannot load pipeline '{model}': {str(exc).splitlines()[0]}") from None
-    if getattr(pipe, "transformer_2", None) is not None:
-        raise MotionsepError(
-            f"'{model}' has two transformers (Wan 2.2 A14B's high- and low-noise experts); motionsep trains one "
-            "denoiser: use a single-transformer Wan model (Wan 2.1, Wan 2.2 TI2V-5B)"
-        )
+    if getattr(pipe, "transformer_2", None) is not None:  # a hub id, whose index was not read above
+        raise _two_transformers(model)
     family = family_of(denoiser_of(pipe))
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
