@@ -8,6 +8,7 @@ import pytest
 import torch
 from accelerate.utils import set_seed
 
+from conftest import assert_steps_lower_the_loss
 from motionsep.adapters import MOTION, SPATIAL
 from motionsep.errors import MotionsepError
 from motionsep.losses import debiased_loss
@@ -20,23 +21,7 @@ from motionsep.train import prepare, sample_batch, step_losses, train
 def test_steps_lower_the_loss_on_a_fixed_batch(make_config, family, method):
     set_seed(0)
     state = prepare(make_config(family, method, train={"spatial_skip_probability": 0.0}))
-    batch = sample_batch(state, torch.Generator().manual_seed(0), "cpu")
-    params = [p for group in state.params.values() for p in group]
-    optimizer = torch.optim.AdamW(params, lr=5e-3)
-
-    def losses(backward=None):
-        return step_losses(state, batch, torch.Generator().manual_seed(1), backward)
-
-    with torch.no_grad():
-        before = {k: float(v) for k, v in losses().items()}
-    for _ in range(8):
-        losses(backward=lambda loss, inputs: loss.backward(inputs=inputs))
-        optimizer.step()
-        optimizer.zero_grad()
-    with torch.no_grad():
-        after = {k: float(v) for k, v in losses().items()}
-    for path in before:
-        assert after[path] < before[path] * 0.99, (path, before, after)
+    assert_steps_lower_the_loss(state, lr=5e-3)
 
 
 def test_each_path_updates_only_its_own_lora(make_config):

@@ -10,6 +10,7 @@ import torch
 import yaml
 from accelerate.utils import set_seed
 
+from conftest import assert_steps_lower_the_loss
 from motionsep.adapters import MOTION, SPATIAL, lora_layers
 from motionsep.cli import main
 from motionsep.config import config_from_dict
@@ -19,7 +20,7 @@ from motionsep.methods import METHODS, lora_targets
 from motionsep.models import WAN, load_pipeline
 from motionsep.probe import pathways_off
 from motionsep.testing import WAN_FRAMES, WAN_SIZE, tiny_wan_pipeline
-from motionsep.train import prepare, sample_batch, step_losses, train
+from motionsep.train import prepare, train
 from motionsep.video import read_video, write_mp4
 
 
@@ -130,23 +131,7 @@ def test_steps_lower_the_loss_on_a_fixed_batch(wan_config, method):
     assert state.latents.shape[2] == 3  # 9 frames: 1 + 2 x 4, three latent frames
     if method == "motiondirector":
         assert state.frame_latents.shape[2] == WAN_FRAMES  # the spatial path's one-frame clips
-    batch = sample_batch(state, torch.Generator().manual_seed(0), "cpu")
-    params = [p for group in state.params.values() for p in group]
-    optimizer = torch.optim.AdamW(params, lr=1e-2)
-
-    def losses(backward=None):
-        return step_losses(state, batch, torch.Generator().manual_seed(1), backward)
-
-    with torch.no_grad():
-        before = {k: float(v) for k, v in losses().items()}
-    for _ in range(8):
-        losses(backward=lambda loss, inputs: loss.backward(inputs=inputs))
-        optimizer.step()
-        optimizer.zero_grad()
-    with torch.no_grad():
-        after = {k: float(v) for k, v in losses().items()}
-    for path in before:
-        assert after[path] < before[path] * 0.99, (path, before, after)
+    assert_steps_lower_the_loss(state, lr=1e-2)
 
 
 def test_resume_ends_with_the_uninterrupted_lora(wan_config, tmp_path):
