@@ -137,6 +137,8 @@ def cmd_toy_validate(args) -> None:
 
 
 def cmd_toy_pretrain(args) -> None:
+    if args.device != "cpu" and args.family != "wan":
+        raise MotionsepError(f"--device {args.device} is for --family wan; the other families pretrain on the CPU")
     if args.family == "animatediff":
         from .toy.pretrain_animatediff import AnimateDiffPretrainConfig, pretrain_animatediff
 
@@ -152,6 +154,7 @@ def cmd_toy_pretrain(args) -> None:
             wan_config.unet_steps = args.steps
         if args.vae_steps is not None:
             wan_config.vae_steps = args.vae_steps
+        wan_config.device = args.device
         folder = pretrain_wan(wan_config)
     else:
         from .toy.pretrain import PretrainConfig, pretrain
@@ -480,7 +483,13 @@ def _toy_parser(sub) -> None:
     p.add_argument(
         "--steps", type=int, help="UNet (wan: transformer) steps in all (default 16000; animatediff 2500; wan 12000)"
     )
-    p.add_argument("--vae-steps", type=int, help="VAE steps (default 6000; wan 3000)")
+    p.add_argument("--vae-steps", type=int, help="VAE steps (default 6000)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="wan: train on this torch device, e.g. cuda (data and noise are drawn on the CPU as always, so a run "
+        "can move between machines and resume); default cpu",
+    )
     p.add_argument("--base", help="modelscope: start from this model's weights (e.g. toy) and keep its VAE")
     p.add_argument(
         "--no-temporal-convs",

@@ -232,11 +232,14 @@ def train_vae_stage(config, vae, out: Path, state: dict, desc: str, batch_of, fi
     in one swap."""
     if state["vae_step"] >= config.vae_steps:
         return  # done in an earlier run, normalisation included
+    device = getattr(config, "device", "cpu")
+    vae.to(device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3)
     if state["vae_step"] > 0:
         vae.load_state_dict(type(vae).from_pretrained(str(out / "vae_stage" / "vae")).state_dict())
         _maybe_load_optimizer(optimizer, out / "vae_stage" / "optimizer.safetensors")
     vae.train()
+    _log_device(out, "vae", state["vae_step"], device)
     started = time.time() - state["vae_seconds"]
     bar = tqdm(
         range(state["vae_step"] + 1, config.vae_steps + 1),
@@ -245,7 +248,7 @@ def train_vae_stage(config, vae, out: Path, state: dict, desc: str, batch_of, fi
         total=config.vae_steps,
     )
     for step in bar:
-        x = batch_of(step)
+        x = batch_of(step).to(device)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(generator=_step_generator(config.seed, step))).sample
         # L1 on top of MSE keeps edges sharp: shapes must survive the 4x latent (corners, cross arms)
@@ -260,6 +263,12 @@ def train_vae_stage(config, vae, out: Path, state: dict, desc: str, batch_of, fi
             state.update(vae_step=step, vae_seconds=time.time() - started)
             _log(out, {"stage": "vae", "step": step, "loss": loss.item(), "seconds": state["vae_seconds"]})
             _save_stage(out, "vae_stage", {"vae": vae}, optimizer, state)
+
+
+def _log_device(out: Path, stage: str, step: int, device: str) -> None:
+    """An event in the run's log: where the stage runs from `step` on (a run may move between machines)."""
+    where = torch.cuda.get_device_name(device) if str(device).startswith("cuda") else "CPU"
+    _log(out, {"event": f"{stage} stage from step {step} on {device} ({where}, torch {torch.__version__})"})
 
 
 def train_vae(config: PretrainConfig, vae, out: Path, state: dict) -> None:
@@ -313,8 +322,9 @@ def motion_weighted_loss(config, unet, objective, encode, text_of, x: torch.Tens
     g = _step_generator(config.seed, step)
     captions = ["" if torch.rand((1,), generator=g).item() < config.caption_dropout else c for c in captions]
     latents = encode(x, g)
-    noise = torch.randn(latents.shape, generator=g)
-    t = objective.draw_timesteps(latents.shape[0], g)
+    # drawn on the CPU from the step's generator, then moved: the same numbers on any device
+    noise = torch.randn(latents.shape, generator=g).to(latents.device)
+    t = objective.draw_timesteps(latents.shape[0], g).to(latents.device)
     text = text_of(captions, latents.shape[2])
     pred = unet(objective.noisy(latents, noise, t), t, encoder_hidden_states=text).sample
     target = objective.target(latents, noise, t)

@@ -41,6 +41,7 @@ from ..losses import FlowMatchingObjective
 from ..word_tokenizer import build_tokenizer
 from .pretrain import (
     NARROW_LOOK,
+    _log_device,
     _maybe_load_optimizer,
     _state,
     checkpoint_stage,
@@ -61,7 +62,7 @@ class WanPretrainConfig:
     out: str = "toy-pretrain-wan"
     family: str = "wan"  # recorded in the run's config.json, so `toy export` knows the run
     seed: int = 0
-    vae_steps: int = 3000
+    vae_steps: int = 6000  # at 3,000 the evaluator read the shape from only 16 of 24 VAE round trips
     vae_batch: int = 4  # clips of 9 frames
     unet_steps: int = 12000  # the DiT's steps ("unet" in the shared state file and flags)
     unet_batch: int = 16
@@ -71,6 +72,7 @@ class WanPretrainConfig:
     motion_loss_weight: float = 3.0  # toy/pretrain.py says why
     narrow_steps: int = 800  # the curriculum of toy/pretrain.py: one look first, so motion words are learned
     ema_decay: float = 0.999
+    device: str = "cpu"  # "cuda" trains on a GPU; data and noise are still drawn on the CPU, as on any device
 
 
 def build_wan_models(seed: int):
@@ -125,8 +127,8 @@ def encode_latents(vae, x: torch.Tensor, generator: torch.Generator | None = Non
     """Clips in [-1, 1] (B, 3, F, H, W) -> normalised latents (B, C, 1 + (F-1)/2, h, w); sampled with `generator`."""
     dist = vae.encode(x).latent_dist
     z = dist.sample(generator=generator) if generator is not None else dist.mode()
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    mean = torch.tensor(vae.config.latents_mean, device=z.device).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=z.device).view(1, -1, 1, 1, 1)
     return (z - mean) / std
 
 
@@ -143,7 +145,7 @@ def train_vae(config: WanPretrainConfig, vae, out: Path, state: dict) -> None:
 def set_latent_statistics(vae, seed: int) -> None:
     """Per-channel mean and std of the latents of 64 rendered clips, into the VAE config (Wan's normalisation)."""
     x, _ = clip_batch(seed + 11, 0, 64, frames=WAN_FRAMES)
-    z = vae.encode(x).latent_dist.mode()
+    z = vae.encode(x.to(vae.device)).latent_dist.mode()
     vae.register_to_config(latents_mean=z.mean(dim=(0, 2, 3, 4)).tolist(), latents_std=z.std(dim=(0, 2, 3, 4)).tolist())
 
 
@@ -162,6 +164,9 @@ def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict)
     from transformers import UMT5EncoderModel
 
     _, text_encoder, vae, transformer, scheduler = models
+    device = config.device
+    for module in (text_encoder, vae, transformer):
+        module.to(device)
     vae.eval().requires_grad_(False)
     params = list(transformer.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=1e-2)
@@ -182,16 +187,18 @@ def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict)
             )
         else:
             copies = (copy.deepcopy(transformer), copy.deepcopy(text_encoder))
+        copies = tuple(m.to(device) for m in copies)
         ema = EMAModel([p for m in copies for p in m.parameters()], decay=config.ema_decay)
         ema.optimization_step = state["unet_step"]  # warm-up counted from the training step (pretrain.py)
     objective = FlowMatchingObjective(scheduler)
     pipe = _pipeline(models)
     transformer.train()
     text_encoder.train()
+    _log_device(out, "transformer", state["unet_step"], device)
 
     def text_of(captions: list[str], frames: int) -> torch.Tensor:  # as WanPipeline encodes it, with gradients
         embeds, _ = pipe.encode_prompt(
-            captions, do_classifier_free_guidance=False, max_sequence_length=TEXT_TOKENS, device="cpu"
+            captions, do_classifier_free_guidance=False, max_sequence_length=TEXT_TOKENS, device=device
         )
         return embeds
 
@@ -206,6 +213,7 @@ def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict)
     for step in bar:
         look = NARROW_LOOK if step <= config.narrow_steps else None
         x, captions = clip_batch(config.seed, step, config.unet_batch, look, frames=WAN_FRAMES)
+        x = x.to(device)
         loss = motion_weighted_loss(  # the clips are encoded inside, with the step's generator
             config, transformer, objective, lambda clips, g: _no_grad_encode(vae, clips, g), text_of, x, captions, step
         )
