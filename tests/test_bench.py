@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from motionsep.bench.cost import CostSettings, run_cost_bench
-from motionsep.bench.leakage import VARIANTS, LeakageSettings, run_leakage_bench
+from motionsep.bench.leakage import DIT_VARIANTS, UNET_VARIANTS, LeakageSettings, run_leakage_bench
 from motionsep.errors import MotionsepError
 from motionsep.methods import lora_parameter_count, lora_targets, resolve_method
 from motionsep.toy.protocol import BENCH_LOOKS, REFERENCE_LOOK
@@ -20,6 +20,31 @@ def toy_like_model(tmp_path_factory):
     from motionsep.toy.pretrain import build_models, export_pipeline
 
     return str(export_pipeline(build_models(0), tmp_path_factory.mktemp("toy") / "pipeline"))
+
+
+@pytest.fixture(scope="module")
+def wan_world_model(tmp_path_factory):
+    from motionsep.toy.pretrain_wan import build_wan_models, save_wan_pipeline
+
+    return str(save_wan_pipeline(build_wan_models(0), tmp_path_factory.mktemp("toy-wan") / "pipeline"))
+
+
+def test_leakage_bench_on_a_dit_runs_the_dit_rows_against_full_lora(wan_world_model, tmp_path):
+    settings = LeakageSettings(
+        motions=("zigzag",), prompts=1, seeds=(0,), train_steps=1, sampling_steps=2, model=wan_world_model
+    )
+    result = run_leakage_bench(tmp_path, settings, progress=False)
+    assert list(result["pooled"]) == list(DIT_VARIANTS)
+    assert result["target"]["baseline"] == "full-lora" and tuple(result["target"]["candidates"]) == ("tap", "tap + PLI")
+    assert "of full-lora's motion" in (tmp_path / "leakage.md").read_text()
+    assert result["settings"]["model"] == wan_world_model
+    reference = tmp_path / "leakage-work" / "zigzag" / "reference" / "clips"
+    first = sorted(reference.glob("*.mp4"))[0]
+    from motionsep.video import read_video
+
+    assert len(read_video(first)) == 9  # the world's clips are 1 + 4k frames for Wan's causal VAE
+    with pytest.raises(MotionsepError, match="Appearance Highway, which a DiT has not"):
+        LeakageSettings(model=wan_world_model, variants=("tap + AH",)).check()
 
 
 def test_bench_prompts_differ_from_reference_in_every_attribute():
@@ -37,7 +62,7 @@ def test_leakage_bench_reports_every_variant_and_resumes(toy_like_model, tmp_pat
         motions=("bounce",), prompts=2, seeds=(0,), train_steps=1, sampling_steps=2, model=toy_like_model
     )
     result = run_leakage_bench(tmp_path, settings, progress=False)
-    names = [v.name for v in VARIANTS]
+    names = list(UNET_VARIANTS)
     assert list(result["pooled"]) == names
     for name in names:
         row = result["pooled"][name]

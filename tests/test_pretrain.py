@@ -203,3 +203,19 @@ def test_temporal_conv_residuals_measure_what_each_convolution_adds():
     assert residuals.values == []  # taken: the next step starts empty
     for handle in handles:
         handle.remove()
+
+
+def test_wan_pretraining_conditions_on_the_prompt_embeddings_wan_pipeline_samples_with():
+    from motionsep.models import WAN
+    from motionsep.toy.pretrain_wan import _pipeline, build_wan_models, text_embeddings
+
+    models = build_wan_models(0)
+    models[1].eval()  # dropout off: the same tensor both ways
+    pipe = _pipeline(models)
+    captions = ["a red circle moves left on a plain background", "", "a large blue square"]
+    sampled, _ = pipe.encode_prompt(
+        captions, do_classifier_free_guidance=False, max_sequence_length=WAN.text_tokens, device="cpu"
+    )
+    trained = text_embeddings(pipe, captions, "cpu")
+    assert trained.shape == sampled.shape == (3, 512, 64)
+    assert torch.equal(trained, sampled)

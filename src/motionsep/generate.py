@@ -206,6 +206,7 @@ class MotionPipeline:
                 generator=generators,
                 latents=latents,
                 output_type="np",
+                **({"max_sequence_length": self.family.text_tokens} if self.family.text_tokens else {}),
             )
         frames = np.asarray(result.frames)
         return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)

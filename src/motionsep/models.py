@@ -107,6 +107,10 @@ class Family:
     # mean and std (Wan); False: frame by frame, scaled by scaling_factor
     video_vae: bool = False
     native_size: tuple[int, int] | None = None  # (height, width) to sample at; None: the UNet's sample_size
+    # the length the pipeline pads prompts to when it samples (WanPipeline.__call__: 512, Wan's text_len, while
+    # its encode_prompt defaults to 226); training encodes captions to the same length, so a LoRA learns with
+    # the text conditioning it is sampled with. None: the pipeline has one length (CLIP's 77).
+    text_tokens: int | None = None
 
     def unet_text(self, text: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Text embeddings shaped as this family's UNet expects them for `num_frames` frames."""
@@ -155,6 +159,7 @@ WAN = Family(
     feed_forward="ffn",
     video_vae=True,
     native_size=(480, 832),
+    text_tokens=512,
 )
 FAMILIES = {f.name: f for f in (MODELSCOPE, ANIMATEDIFF, WAN)}
 _BY_DENOISER_CLASS = {f.denoiser_class: f for f in FAMILIES.values()}
@@ -169,6 +174,11 @@ def family_of_denoiser_class(class_name: str, has_motion_adapter: bool = False) 
         supported = ", ".join(f"{f.denoiser_class} ({f.name})" for f in FAMILIES.values())
         raise MotionsepError(f"unsupported model: its denoiser is {class_name}; motionsep supports {supported}")
     return _BY_DENOISER_CLASS[class_name]
+
+
+def family_of_model(model: str) -> Family:
+    """The family of a pipeline folder, hub id or name motionsep knows, read from its denoiser's config alone."""
+    return family_of_denoiser_class(load_unet_config(model).get("_class_name", ""))
 
 
 def family_of(unet: UNet) -> Family:

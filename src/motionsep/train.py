@@ -107,7 +107,9 @@ def encode_clips(pipe, family: Family, clips: list[Clip], device, one_frame_clip
 @torch.no_grad()
 def encode_text(pipe, family: Family, captions: list[str], device) -> torch.Tensor:
     if family.is_dit:
-        embeds, _ = pipe.encode_prompt(captions, do_classifier_free_guidance=False, device=device)
+        embeds, _ = pipe.encode_prompt(
+            captions, do_classifier_free_guidance=False, max_sequence_length=family.text_tokens, device=device
+        )
     else:
         embeds, _ = pipe.encode_prompt(captions, device, 1, False)
     return embeds.float()

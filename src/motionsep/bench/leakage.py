@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,7 @@ class Training:
 TRAININGS = {
     "temporal-lora": Training("temporal-lora"),
     "motiondirector": Training("motiondirector"),
+    "full-lora": Training("full-lora"),
     "tap-official": Training("tap-official"),
     "tap": Training("tap"),
     "tap-k": Training("tap", targets=("k",)),
@@ -79,14 +80,16 @@ VARIANTS = (
     Variant(FLOOR, None),
     Variant("temporal-lora", "temporal-lora"),
     Variant("motiondirector", "motiondirector"),
+    Variant("full-lora", "full-lora"),
     Variant("tap-official (release: k+out, AH)", "tap-official", highway=True),
     Variant("tap", "tap"),
+    Variant("tap + PLI", "tap", pli_tau=333),
     Variant("tap + AH", "tap", highway=True),
     Variant("tap + AH + PLI", "tap", highway=True, pli_tau=333),
     # The Appearance Highway on LoRAs that do learn appearance: does rerouting the skips remove it?
     Variant("temporal-lora + AH", "temporal-lora", highway=True),
     Variant("motiondirector + AH", "motiondirector", highway=True),
-    Variant("positive control: full-lora, 1 clip", "full-lora-1clip"),
+    Variant("positive control: full-lora, 1 clip", "full-lora-1clip"),  # POSITIVE_CONTROL
     Variant("tap + AH, all blocks", "tap", highway=True, highway_blocks="all", group="AH blocks"),
     Variant("tap + AH, scale 1.0", "tap", highway=True, highway_scale=1.0, group="AH scale"),
     Variant("tap + AH, scale 1.2", "tap", highway=True, highway_scale=1.2, group="AH scale"),
@@ -103,6 +106,13 @@ VARIANTS = (
     Variant("motiondirector, 1 clip, prior 0.3", "motiondirector-1clip", noise_prior=0.3, group="noise prior"),
     Variant("motiondirector, 1 clip, prior 0.5", "motiondirector-1clip", noise_prior=0.5, group="noise prior"),
 )
+POSITIVE_CONTROL = "positive control: full-lora, 1 clip"
+# What runs by default. On the U-Nets: everything above but the DiT rows ("full-lora", "tap + PLI": there the
+# baseline is MotionDirector and PLI runs with the highway). On a DiT, which has no Appearance Highway (its
+# blocks have no skips): the methods without it, with the LoRA its trainers put on every layer as baseline.
+DIT_ROWS = ("full-lora", "tap + PLI")
+UNET_VARIANTS = tuple(v.name for v in VARIANTS if v.name not in DIT_ROWS)
+DIT_VARIANTS = (FLOOR, "temporal-lora", "motiondirector", "full-lora", "tap", "tap + PLI", POSITIVE_CONTROL)
 # The point every sweep is measured against (the sweep groups list only what they change).
 SWEEP_CENTRE = {
     "AH blocks": "tap + AH",
@@ -126,6 +136,21 @@ class LeakageTarget:
 
 
 LEAKAGE_TARGET = LeakageTarget()
+DIT_LEAKAGE_TARGET = LeakageTarget(candidates=("tap", "tap + PLI"), baseline="full-lora")
+
+
+def is_dit_model(model: str) -> bool:
+    from ..models import family_of_model
+
+    return family_of_model(model).is_dit
+
+
+def target_for(model: str) -> LeakageTarget:
+    return DIT_LEAKAGE_TARGET if is_dit_model(model) else LEAKAGE_TARGET
+
+
+def default_variants(model: str) -> tuple[str, ...]:
+    return DIT_VARIANTS if is_dit_model(model) else UNET_VARIANTS
 
 
 @dataclass
@@ -140,7 +165,7 @@ class LeakageSettings:
     sampling_steps: int = TOY_SAMPLING.steps
     guidance: float = TOY_SAMPLING.guidance
     model: str = "toy"
-    variants: tuple[str, ...] = field(default_factory=lambda: tuple(v.name for v in VARIANTS))
+    variants: tuple[str, ...] = ()  # () : the model's default set (default_variants)
 
     @classmethod
     def quick(cls) -> LeakageSettings:
@@ -155,6 +180,13 @@ class LeakageSettings:
         for name in self.variants:
             if name not in names:
                 raise MotionsepError(f"unknown variant '{name}'{closest(name, names)}")
+        if self.variants and is_dit_model(self.model):
+            for v in VARIANTS:
+                if v.name in self.variants and v.highway:
+                    raise MotionsepError(
+                        f"variant '{v.name}' uses the Appearance Highway, which a DiT has not (its blocks have no "
+                        f"skips); on {self.model} choose among: {', '.join(DIT_VARIANTS)}"
+                    )
         if not 1 <= self.prompts <= len(BENCH_LOOKS):
             raise MotionsepError(f"prompts must be 1-{len(BENCH_LOOKS)}, got {self.prompts}")
         if not self.learning_rate > 0:
@@ -309,6 +341,8 @@ def run_leakage_bench(
 
     settings = settings or LeakageSettings()
     settings.check()
+    if not settings.variants:
+        settings.variants = default_variants(settings.model)
     if FLOOR not in settings.variants:
         settings.variants = (FLOOR, *settings.variants)  # the rise is measured against it
     out = Path(out)
@@ -341,7 +375,7 @@ def run_leakage_bench(
             for v in VARIANTS
             if v.name in settings.variants
         },
-        "target": asdict(LEAKAGE_TARGET),
+        "target": asdict(target_for(settings.model)),
         "pooled": pooled,
         "sheets": [str(out / f"leakage-sheet-{m}.png") for m in settings.motions],
     }

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_write_text
 from ..losses import FlowMatchingObjective
+from ..models import WAN
 from ..word_tokenizer import build_tokenizer
 from .pretrain import (
     NARROW_LOOK,
@@ -54,7 +55,7 @@ from .world import vocabulary
 WAN_FRAMES = 9  # 1 + 4k frames, as Wan's causal VAE wants
 LATENT_CHANNELS = 8
 FLOW_SHIFT = 3.0
-TEXT_TOKENS = 226  # WanPipeline's default max_sequence_length: training conditions on the text exactly as sampling
+TEXT_TOKENS = WAN.text_tokens  # what WanPipeline samples with: training conditions on the text exactly as sampling
 
 
 @dataclass
@@ -196,11 +197,8 @@ def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict)
     text_encoder.train()
     _log_device(out, "transformer", state["unet_step"], device)
 
-    def text_of(captions: list[str], frames: int) -> torch.Tensor:  # as WanPipeline encodes it, with gradients
-        embeds, _ = pipe.encode_prompt(
-            captions, do_classifier_free_guidance=False, max_sequence_length=TEXT_TOKENS, device=device
-        )
-        return embeds
+    def text_of(captions: list[str], frames: int) -> torch.Tensor:  # with gradients into the text encoder
+        return text_embeddings(pipe, captions, device)
 
     started = time.time() - state["seconds"]
     bar = tqdm(
@@ -244,6 +242,23 @@ def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict)
             )
 
 
+def text_embeddings(pipe, captions: list[str], device) -> torch.Tensor:
+    """The prompt embeddings WanPipeline samples with (`encode_prompt` at TEXT_TOKENS), computed cheaply.
+
+    WanPipeline runs UMT5 on the padded prompt with an attention mask, keeps each prompt's own tokens and
+    pads them with zeros to the length asked for; so encoding at the tokenizer's length (every caption of
+    the world fits) and padding with zeros gives the same tensor, without UMT5 attending over 512 positions
+    (3x the whole step's time here).
+    """
+    embeds, _ = pipe.encode_prompt(
+        captions,
+        do_classifier_free_guidance=False,
+        max_sequence_length=pipe.tokenizer.model_max_length,
+        device=device,
+    )
+    return torch.nn.functional.pad(embeds, (0, 0, 0, TEXT_TOKENS - embeds.shape[1]))
+
+
 @torch.no_grad()
 def _no_grad_encode(vae, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return encode_latents(vae, x, generator)
@@ -263,11 +278,11 @@ def pretrain_wan(config: WanPretrainConfig) -> Path:
     models = (*models[:2], vae, *models[3:])
     train_transformer(config, models, out, state)
     if state["unet_step"] == 0:  # no transformer step yet: ship the initial weights, card-less
-        return _save_pipeline(models, out / "pipeline")
+        return save_wan_pipeline(models, out / "pipeline")
     return export_wan(out, out / "pipeline")
 
 
-def _save_pipeline(models, dest: Path) -> Path:
+def save_wan_pipeline(models, dest: Path) -> Path:
     """The models as a WanPipeline folder with fp16 weights (small to ship), then back to fp32 in memory."""
     pipe = _pipeline(models)
     pipe.to(dtype=torch.float16)
@@ -302,7 +317,7 @@ def export_wan(
         WanTransformer3DModel.from_pretrained(str(stage / f"{prefix}transformer")),
         scheduler,
     )
-    _save_pipeline(models, dest)
+    save_wan_pipeline(models, dest)
     card = {
         "what": "shapes-world text-to-video model of the Wan family (WanPipeline: WanTransformer3DModel, "
         "AutoencoderKLWan, UMT5EncoderModel, flow matching), trained from scratch",

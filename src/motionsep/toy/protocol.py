@@ -18,10 +18,10 @@ WAN_WORLD_FRAMES = 9
 
 def world_frames(model: str) -> int:
     """Frames of the world's clips for `model`: 8, or 9 for a model whose VAE encodes 1 + 4k frames."""
-    from ..models import family_of_denoiser_class, load_unet_config
+    from ..models import family_of_model
 
     try:
-        family = family_of_denoiser_class(load_unet_config(model).get("_class_name", ""))
+        family = family_of_model(model)
     except MotionsepError:
         return FRAMES  # not a model motionsep reads here: the loader will say why, where it matters
     return WAN_WORLD_FRAMES if family.video_vae else FRAMES
