@@ -103,8 +103,8 @@ def test_no_traceback_from_the_real_command(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"motionsep: error: model '{tmp_path / 'missing'}' not found: give a diffusers pipeline folder, a hub id, "
-        "'toy' or 'toy-animatediff'"
+        f"motionsep: error: model '{tmp_path / 'missing'}' not found: give a diffusers pipeline folder, a hub id or "
+        "'toy', 'toy-animatediff', 'toy-wan'"
     ]
 
 

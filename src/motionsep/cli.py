@@ -306,7 +306,10 @@ def cmd_probe(args) -> None:
 
 # --- flags shared by several commands, defined once ------------------------------------------------
 
-MODEL_HELP = "diffusers pipeline folder (ModelScope/ZeroScope, AnimateDiff or Wan), hub id, 'toy' or 'toy-animatediff'"
+MODEL_HELP = (
+    "diffusers pipeline folder (ModelScope/ZeroScope, AnimateDiff or Wan), hub id, 'toy', 'toy-animatediff' "
+    "or 'toy-wan'"
+)
 
 
 def _no_progress(p: argparse.ArgumentParser) -> None:
@@ -436,7 +439,8 @@ def _demo_parser(sub) -> None:
     )
     p.add_argument(
         "--model",
-        help="base model: toy or toy-animatediff (default: the one where the leakage benchmark says TAP has a lever)",
+        help="base model: toy, toy-animatediff or toy-wan (default: the one where the leakage benchmark says TAP "
+        "has a lever)",
     )
     p.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     p.add_argument("--seed", action="append", type=int, help="generation seed (repeatable; default 0 and 1)")
@@ -454,7 +458,9 @@ def _toy_parser(sub) -> None:
     p.add_argument("--clips", type=int, default=4, help="number of clips (default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=300, help="training steps written into the config")
-    p.add_argument("--model", default="toy", help="model written into the config: toy (default) or toy-animatediff")
+    p.add_argument(
+        "--model", default="toy", help="model written into the config: toy (default), toy-animatediff or toy-wan"
+    )
     _out(p, "toy-reference", "output folder")
     _overwrite(p)
     p.set_defaults(func=cmd_toy_render)
@@ -589,8 +595,9 @@ def _bench_parser(sub) -> None:
     p.add_argument(
         "--model",
         action="append",
-        choices=("toy", "zeroscope", "wan-1.3b"),
-        help="repeatable (default toy and zeroscope); wan-1.3b: the Wan 2.1 1.3B DiT, ratios to full-lora",
+        choices=("toy", "zeroscope", "toy-wan", "wan-1.3b"),
+        help="repeatable (default toy and zeroscope); toy-wan: the embedded Wan-family model; wan-1.3b: the Wan 2.1 "
+        "1.3B DiT (random weights); on the DiTs the ratios are to full-lora",
     )
     p.add_argument("--cuda", action="store_true", help="measure on the GPU (fp16 base weights, gradient checkpointing)")
     p.add_argument(

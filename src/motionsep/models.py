@@ -208,11 +208,13 @@ _TOY_DATA = Path(__file__).parent / "toy"
 EMBEDDED_MODELS = {
     "toy": ("modelscope", _TOY_DATA / "model"),
     "toy-animatediff": ("animatediff", _TOY_DATA / "model_animatediff"),
+    "toy-wan": ("wan", _TOY_DATA / "model_wan"),
 }
+_EMBEDDED_NAMES = ", ".join(f"'{name}'" for name in EMBEDDED_MODELS)
 
 
 def embedded_model_path(name: str = "toy") -> Path:
-    """The shipped shapes-world pipeline folder of `name` (`--model toy` or `--model toy-animatediff`)."""
+    """The shipped shapes-world pipeline folder of `name` (`--model toy`, `toy-animatediff` or `toy-wan`)."""
     family, folder = EMBEDDED_MODELS[name]
     if not (folder / "model_index.json").is_file():
         raise MotionsepError(
@@ -257,7 +259,7 @@ def load_unet_config(model: str) -> dict[str, Any]:
                     raise MotionsepError(f"'{candidate}' is not valid JSON: {exc}") from None
         if not path.exists():
             raise MotionsepError(
-                f"model '{model}' not found: give a diffusers pipeline folder, a hub id, 'toy' or 'toy-animatediff'"
+                f"model '{model}' not found: give a diffusers pipeline folder, a hub id or {_EMBEDDED_NAMES}"
             )
         raise MotionsepError(
             f"'{model}' is not a diffusers pipeline folder: it has no unet/config.json or transformer/config.json"
@@ -306,7 +308,7 @@ def load_pipeline(
         path = Path(model)
         if not path.is_dir():
             raise MotionsepError(
-                f"model '{model}' not found: give a diffusers pipeline folder, a hub id, 'toy' or 'toy-animatediff'"
+                f"model '{model}' not found: give a diffusers pipeline folder, a hub id or {_EMBEDDED_NAMES}"
             )
         if not (path / "model_index.json").is_file():
             raise MotionsepError(f"'{model}' is not a diffusers pipeline folder: it has no model_index.json")

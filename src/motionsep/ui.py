@@ -197,6 +197,7 @@ def build_app(model: str = DEFAULT_MODEL, root: str | Path | None = None):
     import gradio as gr
 
     from .methods import METHODS
+    from .models import EMBEDDED_MODELS
 
     runs = Path(root or "motionsep-ui").resolve()
     runs.mkdir(parents=True, exist_ok=True)
@@ -217,9 +218,7 @@ def build_app(model: str = DEFAULT_MODEL, root: str | Path | None = None):
         state = gr.State(None)
         gr.Markdown("# motionsep\nLearn a motion from reference clips, then generate it with any appearance.")
         with gr.Row():
-            model_box = gr.Dropdown(
-                [model, "toy", "toy-animatediff"], value=model, allow_custom_value=True, label="base model"
-            )
+            model_box = gr.Dropdown([model, *EMBEDDED_MODELS], value=model, allow_custom_value=True, label="base model")
             method_box = gr.Dropdown(
                 [(f"{m.name}: {m.summary}", m.name) for m in METHODS.values()], value="tap", label="method"
             )

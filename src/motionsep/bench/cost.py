@@ -15,6 +15,7 @@ and PLI, with the LoRA fused into the weights (adapters.FusedLora) and unfused.
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import statistics
@@ -35,9 +36,18 @@ from .report import BASE_AGAIN, FUSED_GENERATION, machine_line, write_json
 COST_METHODS = ("motiondirector", "temporal-lora", "tap-official", "tap")
 COST_MODELS = ("toy", "zeroscope")
 WAN_COST_MODEL = "wan-1.3b"
+TOY_WAN = "toy-wan"  # the embedded Wan-family model
+ALL_COST_MODELS = (*COST_MODELS, TOY_WAN, WAN_COST_MODEL)
 WAN_COST_METHODS = ("full-lora", "motiondirector", "temporal-lora", "tap")
-# The method each model's ratios are taken to: MotionDirector on the U-Nets, the trainers' full LoRA on a DiT.
-BASELINE = {WAN_COST_MODEL: "full-lora"}
+
+
+def is_dit_cost_model(model: str) -> bool:
+    return model in (WAN_COST_MODEL, TOY_WAN)
+
+
+def baseline_of(model: str) -> str:
+    """The method a model's ratios are taken to: MotionDirector on the U-Nets, the trainers' full LoRA on a DiT."""
+    return "full-lora" if is_dit_cost_model(model) else "motiondirector"
 
 
 @dataclass(frozen=True)
@@ -86,8 +96,8 @@ class CostSettings:
             if m not in COST_METHODS:
                 raise MotionsepError(f"unknown method '{m}'{closest(m, COST_METHODS)}")
         for m in self.models:
-            if m not in (*COST_MODELS, WAN_COST_MODEL):
-                raise MotionsepError(f"unknown cost model '{m}'{closest(m, (*COST_MODELS, WAN_COST_MODEL))}")
+            if m not in ALL_COST_MODELS:
+                raise MotionsepError(f"unknown cost model '{m}'{closest(m, ALL_COST_MODELS)}")
         if (self.wan_frames - 1) % 4 or any(side % 16 for side in self.wan_size):
             raise MotionsepError(
                 "Wan clips are 1 + 4k frames with sides divisible by 16, e.g. --wan-size 480 832 --wan-frames 33"
@@ -114,10 +124,25 @@ def _random_init(unet: UNet, seed: int = 0) -> None:
 def build_unet(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
     from diffusers import UNet3DConditionModel
 
-    from ..models import SHIPPED_CONFIGS, ZEROSCOPE_UNET_CONFIG, build_unet_from_config, load_unet_config, resolve_model
+    from ..models import (
+        SHIPPED_CONFIGS,
+        ZEROSCOPE_UNET_CONFIG,
+        build_unet_from_config,
+        family_of_model,
+        load_unet_config,
+        resolve_model,
+    )
 
     if model == "toy":
         unet = UNet3DConditionModel.from_pretrained(resolve_model("toy"), subfolder="unet")
+    elif model == TOY_WAN:
+        import diffusers
+
+        family = family_of_model(model)
+        denoiser_class = getattr(diffusers, family.denoiser_class)
+        unet = denoiser_class.from_pretrained(
+            resolve_model(model), subfolder=family.denoiser, torch_dtype=torch.float32
+        )
     else:
         config = ZEROSCOPE_UNET_CONFIG if model == "zeroscope" else SHIPPED_CONFIGS["wan-1.3b-config"]
         unet = build_unet_from_config(load_unet_config(str(config)), device="meta")
@@ -128,6 +153,14 @@ def build_unet(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
 
 
 def _latent_shape(model: str, unet, settings: CostSettings) -> tuple[int, ...]:
+    if model == TOY_WAN:  # the world's 9-frame clips through its causal VAE: 2x in time, 4x in space
+        from ..models import resolve_model
+        from ..toy.protocol import world_frames
+
+        vae = json.loads((Path(resolve_model(model)) / "vae" / "config.json").read_text())
+        frames = 1 + (world_frames(model) - 1) // vae["scale_factor_temporal"]
+        side = settings.toy_size // vae["scale_factor_spatial"]
+        return (settings.batch, unet.config.in_channels, frames, side, side)
     if model == WAN_COST_MODEL:  # Wan's VAE: 4x in time (causal, 1 + 4k frames), 8x in space
         height, width = settings.wan_size
         return (settings.batch, unet.config.in_channels, 1 + (settings.wan_frames - 1) // 4, height // 8, width // 8)
@@ -218,7 +251,7 @@ def measure_training(model: str, method_name: str, settings: dict) -> dict:
     unet.train()
     baseline = _reset_peak(s.device)
     times = []
-    steps = {"toy": s.toy_steps, "zeroscope": s.zeroscope_steps}.get(model, s.wan_steps)
+    steps = {"toy": s.toy_steps, TOY_WAN: s.toy_steps, "zeroscope": s.zeroscope_steps}.get(model, s.wan_steps)
     autocast = torch.autocast(device_type=s.device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32)
     for step in range(s.warmup_steps + steps):
         started = time.perf_counter()
@@ -265,13 +298,13 @@ def training_costs(settings: CostSettings, progress: bool = True) -> list[dict]:
     ctx = multiprocessing.get_context("spawn")
     rows = []
     jobs = [
-        (m, meth) for m in settings.models for meth in (WAN_COST_METHODS if m == WAN_COST_MODEL else settings.methods)
+        (m, meth) for m in settings.models for meth in (WAN_COST_METHODS if is_dit_cost_model(m) else settings.methods)
     ]
     for model, method in tqdm(jobs, desc="training cost", disable=not progress):
         with ctx.Pool(1) as pool:  # a fresh process per measurement: peaks do not mix
             rows.append(pool.apply(measure_training, (model, method, asdict(settings))))
     for row in rows:
-        baseline = BASELINE.get(row["model"], "motiondirector")
+        baseline = baseline_of(row["model"])
         ref = next((r for r in rows if r["model"] == row["model"] and r["method"] == baseline), None)
         if ref:
             row[f"ratio_to_{baseline.replace('-', '_')}"] = {
@@ -432,7 +465,7 @@ def format_cost_summary(r: dict, out: Path) -> str:
     """What `motionsep bench cost` prints at the end: one line per model and method, then generation."""
     lines = [f"\ncost benchmark in {r['wall_seconds'] / 60:.1f} min"]
     for row in r["training"]:
-        baseline = BASELINE.get(row["model"], "motiondirector")
+        baseline = baseline_of(row["model"])
         ratio = row.get(f"ratio_to_{baseline.replace('-', '_')}", {})
         short = "MD" if baseline == "motiondirector" else baseline
         lines.append(

@@ -188,7 +188,8 @@ def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict)
             )
         else:
             copies = (copy.deepcopy(transformer), copy.deepcopy(text_encoder))
-        copies = tuple(m.to(device) for m in copies)
+        for module in copies:
+            module.to(device)  # in place, as nn.Module.to is
         ema = EMAModel([p for m in copies for p in m.parameters()], decay=config.ema_decay)
         ema.optimization_step = state["unet_step"]  # warm-up counted from the training step (pretrain.py)
     objective = FlowMatchingObjective(scheduler)
