@@ -181,15 +181,12 @@ def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict)
     ema: Any = None
     copies: tuple[Any, ...] = ()
     if config.ema_decay:
+        copies = (copy.deepcopy(transformer), copy.deepcopy(text_encoder))  # on `device`, as they are
         if (stage / "ema_transformer").is_dir():
-            copies = (
-                WanTransformer3DModel.from_pretrained(str(stage / "ema_transformer")),
-                UMT5EncoderModel.from_pretrained(str(stage / "ema_text_encoder")),
+            copies[0].load_state_dict(
+                WanTransformer3DModel.from_pretrained(str(stage / "ema_transformer")).state_dict()
             )
-        else:
-            copies = (copy.deepcopy(transformer), copy.deepcopy(text_encoder))
-        for module in copies:
-            module.to(device)  # in place, as nn.Module.to is
+            copies[1].load_state_dict(UMT5EncoderModel.from_pretrained(str(stage / "ema_text_encoder")).state_dict())
         ema = EMAModel([p for m in copies for p in m.parameters()], decay=config.ema_decay)
         ema.optimization_step = state["unet_step"]  # warm-up counted from the training step (pretrain.py)
     objective = FlowMatchingObjective(scheduler)
