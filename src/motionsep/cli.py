@@ -105,12 +105,12 @@ def cmd_inspect(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from .demo import DEMO_METHODS, DEMO_MODEL, format_demo, run_demo
+    from .demo import DEMO_MODEL, format_demo, run_demo
 
     r = run_demo(
         args.out,
         args.motion,
-        tuple(args.method or DEMO_METHODS),
+        tuple(args.method) if args.method else None,
         args.model or DEMO_MODEL,
         args.steps,
         tuple(args.seed or (0, 1)),
@@ -435,7 +435,8 @@ def _demo_parser(sub) -> None:
     p.add_argument(
         "--method",
         action="append",
-        help="method preset, repeatable (default: tap, with the Appearance Highway, and motiondirector)",
+        help="method preset, repeatable (default: tap, with the Appearance Highway, and motiondirector; on toy-wan, a "
+        "DiT: tap and full-lora)",
     )
     p.add_argument(
         "--model",

@@ -20,7 +20,7 @@ from .errors import refuse_nonempty
 from .generate import MotionPipeline
 from .toy.evaluate import evaluate_video
 from .toy.metrics import score
-from .toy.protocol import DEMO_LOOKS, REFERENCE_LOOK, TOY_SAMPLING, world_sampling
+from .toy.protocol import DEMO_LOOKS, REFERENCE_LOOK, TOY_SAMPLING, world_frames, world_sampling
 from .toy.reference import toy_training_config, write_reference_clips
 from .toy.world import Scene, caption, render
 from .train import train
@@ -45,14 +45,22 @@ def _generate(
     return np.concatenate(videos)
 
 
-# What the demo compares by default: the paper's method against the strongest baseline of the benchmark.
+# What the demo compares by default: the paper's method against the strongest baseline of the benchmark; on a
+# DiT against the LoRA on every layer that its trainers train.
 DEMO_METHODS = ("tap", "motiondirector")
+DIT_DEMO_METHODS = ("tap", "full-lora")
+
+
+def demo_methods(model: str) -> tuple[str, ...]:
+    from .models import family_of_model
+
+    return DIT_DEMO_METHODS if family_of_model(model).is_dit else DEMO_METHODS
 
 
 def run_demo(
     out: str | Path,
     motion: str = "zigzag",
-    methods: tuple[str, ...] = DEMO_METHODS,
+    methods: tuple[str, ...] | None = None,  # None: demo_methods(model)
     model: str = DEMO_MODEL,
     steps: int = 300,
     seeds: tuple[int, ...] = (0, 1),
@@ -65,6 +73,7 @@ def run_demo(
     if not overwrite:
         refuse_nonempty(out, "choose another --out or pass --overwrite")
     started = time.time()
+    methods = methods or demo_methods(model)
     config_path = write_reference_clips(
         out / "reference", motion, count=4, steps=steps, overwrite=overwrite, model=model
     )
@@ -99,7 +108,7 @@ def run_demo(
         (
             f"reference ({motion}, {REFERENCE_LOOK['colour']} {REFERENCE_LOOK['shape']} on "
             f"{REFERENCE_LOOK['background']})",
-            render(_reference_scene(config_path)),
+            render(_reference_scene(config_path), world_frames(model)),
         )
     ]
     for i, (_, prompt, seed) in enumerate(jobs):  # the methods side by side for each prompt and seed
