@@ -290,6 +290,11 @@ def save_wan_pipeline(models, dest: Path) -> Path:
     return dest
 
 
+def _read_log(run: Path) -> list[dict]:
+    log = run / "log.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+
+
 def is_wan_run(run: str | Path) -> bool:
     config = Path(run) / "config.json"
     return config.is_file() and json.loads(config.read_text()).get("family") == "wan"
@@ -325,11 +330,13 @@ def export_wan(
         "vae_steps": state["vae_step"],
         "transformer_steps": state["unet_step"],
         "weights": f"exponential moving average, decay {config.get('ema_decay')}" if prefix else "raw",
-        "wall_time_hours": {
+        "wall_time_hours": {  # summed over the machines it ran on
             "vae": round(state["vae_seconds"] / 3600, 2),
             "transformer": round(state["seconds"] / 3600, 2),
         },
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}",
+        # where each stage ran (a run may move between a GPU and the CPU), and what changed on the way
+        "changes_during_training": [r["event"] for r in _read_log(run) if "event" in r],
+        "exported_on": f"{platform.machine()}, torch {torch.__version__}",
         "parameters_millions": {
             name: round(sum(p.numel() for p in m.parameters()) / 1e6, 2)
             for name, m in (("transformer", models[3]), ("vae", models[2]), ("text_encoder", models[1]))
