@@ -113,3 +113,10 @@ def test_bench_refuses_a_learning_rate_of_zero(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "learning rate must be above 0" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "leakage.md").exists()
+
+
+def test_pretraining_on_another_device_is_refused_for_the_families_that_train_on_the_cpu(tmp_path, capsys):
+    code = main(["toy", "pretrain", "--family", "animatediff", "--device", "cuda", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--device cuda is for --family wan" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
