@@ -144,3 +144,24 @@ def test_cost_bench_counts_what_is_trained_and_saved(tmp_path):
     report = (tmp_path / "cost.md").read_text()
     assert "| tap |" in report and "| motiondirector |" in report
     assert json.loads((tmp_path / "cost.json").read_text())["training"] == result["training"]
+
+
+def test_cost_bench_on_the_embedded_dit_takes_its_ratios_to_full_lora(tmp_path):
+    from diffusers import WanTransformer3DModel
+
+    from motionsep.models import resolve_model
+
+    settings = CostSettings(models=("toy-wan",), warmup_steps=0, toy_steps=1)
+    result = run_cost_bench(tmp_path, settings, progress=False)
+    rows = {r["method"]: r for r in result["training"]}
+    assert set(rows) == {"full-lora", "motiondirector", "temporal-lora", "tap"}
+    transformer = WanTransformer3DModel.from_pretrained(resolve_model("toy-wan"), subfolder="transformer")
+    for method, row in rows.items():
+        targets = lora_targets(transformer, resolve_method(method))
+        assert row["trainable_parameters"] == sum(
+            lora_parameter_count(transformer, names, settings.rank) for names in targets.values()
+        )
+        assert row["latents"] == [1, 8, 5, 8, 8]  # 9 frames through the causal VAE: 2x in time, 4x in space
+    assert rows["full-lora"]["ratio_to_full_lora"]["trainable_parameters"] == 1.0
+    assert rows["tap"]["ratio_to_full_lora"]["trainable_parameters"] < 0.2
+    assert result["generation"] == {}

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from motionsep.demo import run_demo
+from motionsep.errors import MotionsepError
 from motionsep.toy.protocol import DEMO_LOOKS, REFERENCE_LOOK
 from motionsep.video import read_video
 
@@ -123,6 +124,31 @@ def test_shipped_animatediff_model_loads_through_the_normal_loader_and_denoises(
     assert size <= 15 * 2**20
     card = json.loads((folder / "model_card.json").read_text())
     assert card["probe"]["family"] == "animatediff" and card["quality"]["generations"] == 200
+
+
+def test_shipped_wan_model_loads_through_the_normal_loader_and_denoises():
+    import numpy as np
+
+    from motionsep.generate import MotionPipeline, SamplingSettings
+    from motionsep.models import load_pipeline
+    from motionsep.toy import embedded_model_path
+
+    folder = embedded_model_path("toy-wan")
+    pipe, family = load_pipeline("toy-wan")
+    assert family.name == "wan" and type(pipe).__name__ == "WanPipeline"
+    assert type(pipe.transformer).__name__ == "WanTransformer3DModel" and type(pipe.vae).__name__ == "AutoencoderKLWan"
+    assert type(pipe.text_encoder).__name__ == "UMT5EncoderModel"
+    pipeline = MotionPipeline.from_pretrained("toy-wan")
+    prompt = "a red circle moving left quickly on a plain background"
+    frames = pipeline(prompt, 0, SamplingSettings(num_frames=9, height=32, width=32, steps=2))
+    assert frames.shape == (9, 32, 32, 3) and frames.dtype == np.uint8 and frames.std() > 0
+    with pytest.raises(MotionsepError, match="beyond this model's reach"):  # Wan's 480 x 832: a one-line error
+        pipeline(prompt, 0, SamplingSettings(num_frames=9, steps=2))
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size <= 15 * 2**20
+    card = json.loads((folder / "model_card.json").read_text())
+    assert card["probe"]["family"] == "wan" and card["quality"]["generations"] == 200
+    assert card["probe"]["tap_pathway"] == "cross-frame attention"
 
 
 def test_base_model_quality_confusion_agrees_with_accuracy(toy_like_model):

@@ -159,11 +159,22 @@ class MotionPipeline:
             native = [side, side]
         size = meta.size if meta is not None else native
         default_frames = 17 if self.family.video_vae else 16  # Wan's causal VAE: 1 + 4k frames
-        return (
-            settings.num_frames or (meta.num_frames if meta is not None else default_frames),
-            settings.height or size[0],
-            settings.width or size[1],
-        )
+        height, width = settings.height or size[0], settings.width or size[1]
+        return settings.num_frames or (meta.num_frames if meta is not None else default_frames), height, width
+
+    def _check_position_reach(self, height: int, width: int) -> None:
+        """A DiT's rotary position table covers rope_max_seq_len patches a side; beyond it diffusers fails deep
+        inside the forward. A small model (the shapes world's) cannot reach the family's 480 x 832."""
+        config = self.pipe.transformer.config if self.family.is_dit else None
+        if config is None or "rope_max_seq_len" not in config:
+            return
+        reach = config.rope_max_seq_len * config.patch_size[1] * self.pipe.vae_scale_factor_spatial
+        if max(height, width) > reach:
+            raise MotionsepError(
+                f"{height} x {width} is beyond this model's reach: its transformer places at most "
+                f"{config.rope_max_seq_len} patches a side ({reach} px); pass a smaller --size (the shapes-world "
+                f"models: 32 32)"
+            )
 
     def check_prompt(self, prompt: str) -> None:
         if not prompt or not prompt.strip():
@@ -191,6 +202,7 @@ class MotionPipeline:
                 f"{num_frames} frames: Wan's causal VAE decodes 1 + 4k frames (17, 33, 49, 81, ...); "
                 f"pass --frames {4 * round((num_frames - 1) / 4) + 1}"
             )
+        self._check_position_reach(height, width)
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         latents = self._prior_latents(settings, num_frames, height, width, generators) if settings.noise_prior else None
         with warnings.catch_warnings():
