@@ -172,8 +172,8 @@ class MotionPipeline:
         if max(height, width) > reach:
             raise MotionsepError(
                 f"{height} x {width} is beyond this model's reach: its transformer places at most "
-                f"{config.rope_max_seq_len} patches a side ({reach} px); pass a smaller --size (the shapes-world "
-                f"models: 32 32)"
+                f"{config.rope_max_seq_len} patches a side ({reach} px); ask for a smaller height and width (the "
+                f"shapes-world models are 32 x 32)"
             )
 
     def check_prompt(self, prompt: str) -> None:
