@@ -147,13 +147,19 @@ def _positive_control_line(pooled: dict) -> str:
     )
 
 
+def _denoiser_steps(card: dict) -> str:
+    if "transformer_steps" in card:  # a DiT's card
+        return f"{card['transformer_steps']} transformer steps"
+    return f"{card.get('unet_steps')} UNet steps"
+
+
 def _base_model_line(card: dict | None) -> str:
     if not card:
         return "Base model: no model card."
     quality = (card.get("quality") or {}).get("accuracy", {})
     figures = ", ".join(f"{k} {100 * v['value']:.0f}%" for k, v in quality.items())
     return (
-        f"Base model: {card.get('unet_steps')} UNet steps; its own accuracy on pretraining prompts: "
+        f"Base model: {_denoiser_steps(card)}; its own accuracy on pretraining prompts: "
         f"{figures or 'not measured'}. "
         "Motion numbers below are bounded by how well the base model follows motion at all."
     )
@@ -211,7 +217,7 @@ def leakage_report(result: dict, sweep_centre: dict[str, str]) -> str:
         "each, "
         f"{settings['train_steps']} training steps (lr {settings['learning_rate']}, rank {settings['rank']}, batch "
         f"{settings['batch_size']}), "
-        f"{settings['sampling_steps']} DDIM steps, guidance {settings['guidance']}. Every prompt differs from the "
+        f"{settings['sampling_steps']} sampling steps, guidance {settings['guidance']}. Every prompt differs from the "
         "references "
         "(red square on checker, large, with window) in shape, colour and background. Shares are pooled over all "
         "motions; "
