@@ -299,7 +299,8 @@ def cost_report(result: dict) -> str:
         f"Machine: {result['machine']}  ",
         f"Date: {result['date']}; wall time {result['wall_seconds'] / 60:.1f} min",
         "",
-        f"Rank {settings['rank']}, batch {settings['batch']}, {settings['frames']} frames, {settings['dtype']} on "
+        f"Rank {settings['rank']}, batch {settings['batch']}, {settings['frames']} frames on the U-Nets (the Wan "
+        f"models' clips: in each section's latents), {settings['dtype']} on "
         f"{settings['device']}, "
         f"gradient checkpointing {'on' if settings['gradient_checkpointing'] else 'off'}. Ratios in brackets are to "
         "`motiondirector` (on Wan, a DiT: to `full-lora`, what its trainers train) "
