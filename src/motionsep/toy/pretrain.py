@@ -194,6 +194,12 @@ def _log(out: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def read_log(run: Path) -> list[dict]:
+    """The run's log records (losses, events), oldest first; none for a run that has not logged yet."""
+    log = run / "log.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+
+
 def _state(out: Path) -> dict:
     path = out / "state.json"
     state = {"vae_step": 0, "unet_step": 0, "seconds": 0.0, "vae_seconds": 0.0}  # seconds: the UNet stage's
@@ -232,7 +238,7 @@ def train_vae_stage(config, vae, out: Path, state: dict, desc: str, batch_of, fi
     in one swap."""
     if state["vae_step"] >= config.vae_steps:
         return  # done in an earlier run, normalisation included
-    device = getattr(config, "device", "cpu")
+    device = config.device
     vae.to(device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3)
     if state["vae_step"] > 0:
@@ -534,7 +540,7 @@ def export_from_run(
     unet = UNet3DConditionModel.from_pretrained(str(run / "unet_stage" / f"{prefix}unet"))
     text_encoder = CLIPTextModel.from_pretrained(str(run / "unet_stage" / f"{prefix}text_encoder"))
     export_pipeline((tokenizer, text_encoder, vae, unet, scheduler), dest)
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    log = read_log(run)
     vae_seconds = state["vae_seconds"]
     held = "" if config.get("temporal_convs", True) else ", every TemporalConvLayer held at identity"
     if config.get("temporal_conv_penalty"):

@@ -48,6 +48,7 @@ from .pretrain import (
     checkpoint_stage,
     clip_batch,
     motion_weighted_loss,
+    read_log,
     train_vae_stage,
 )
 from .world import vocabulary
@@ -290,11 +291,6 @@ def save_wan_pipeline(models, dest: Path) -> Path:
     return dest
 
 
-def _read_log(run: Path) -> list[dict]:
-    log = run / "log.jsonl"
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
-
-
 def is_wan_run(run: str | Path) -> bool:
     config = Path(run) / "config.json"
     return config.is_file() and json.loads(config.read_text()).get("family") == "wan"
@@ -335,7 +331,7 @@ def export_wan(
             "transformer": round(state["seconds"] / 3600, 2),
         },
         # where each stage ran (a run may move between a GPU and the CPU), and what changed on the way
-        "changes_during_training": [r["event"] for r in _read_log(run) if "event" in r],
+        "changes_during_training": [r["event"] for r in read_log(run) if "event" in r],
         "exported_on": f"{platform.machine()}, torch {torch.__version__}",
         "parameters_millions": {
             name: round(sum(p.numel() for p in m.parameters()) / 1e6, 2)
