@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from conftest import moving_square
@@ -119,4 +120,19 @@ def test_pretraining_on_another_device_is_refused_for_the_families_that_train_on
     code = main(["toy", "pretrain", "--family", "animatediff", "--device", "cuda", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--device cuda is for --family wan" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--family", "modelscope", "--cooldown-steps", "10"], "--cooldown-steps is for --family wan"),
+        (["--family", "wan", "--steps", "100", "--cooldown-steps", "100"], "fewer than the 100 transformer steps"),
+        (["--family", "wan", "--cooldown-steps", "-1"], "--cooldown-steps -1: give 0 or more"),
+    ],
+)
+def test_pretraining_refuses_a_cooldown_it_cannot_follow(tmp_path, capsys, flags, message):
+    code = main(["toy", "pretrain", *flags, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "run").exists()

@@ -219,3 +219,15 @@ def test_wan_pretraining_conditions_on_the_prompt_embeddings_wan_pipeline_sample
     trained = text_embeddings(pipe, captions, "cpu")
     assert trained.shape == sampled.shape == (3, 512, 64)
     assert torch.equal(trained, sampled)
+
+
+def test_wan_learning_rate_warms_up_holds_then_cools_down_to_zero():
+    from motionsep.toy.pretrain_wan import WanPretrainConfig, learning_rate
+
+    config = WanPretrainConfig(unet_steps=1000, lr=1e-3, cooldown_steps=400)
+    lrs = [learning_rate(config, step) for step in range(1, 1001)]
+    assert lrs[99] == pytest.approx(0.5e-3) and lrs[199:600] == [1e-3] * 401  # warm-up, then constant to 600
+    assert lrs[799] == pytest.approx(0.5e-3, rel=1e-2) and lrs[-1] == pytest.approx(1e-3 / 400)
+    assert all(a >= b for a, b in zip(lrs[600:], lrs[601:]))  # falls steadily to the last step
+    assert learning_rate(config, 700, warmup_from=600) == pytest.approx(0.5 * 0.7525e-3)  # a resume warms up again
+    assert learning_rate(WanPretrainConfig(unet_steps=1000, lr=1e-3), 999) == 1e-3  # no cool-down asked for

@@ -139,6 +139,8 @@ def cmd_toy_validate(args) -> None:
 def cmd_toy_pretrain(args) -> None:
     if args.device != "cpu" and args.family != "wan":
         raise MotionsepError(f"--device {args.device} is for --family wan; the other families pretrain on the CPU")
+    if args.cooldown_steps and args.family != "wan":
+        raise MotionsepError("--cooldown-steps is for --family wan; the other families train at a constant rate")
     if args.family == "animatediff":
         from .toy.pretrain_animatediff import AnimateDiffPretrainConfig, pretrain_animatediff
 
@@ -155,6 +157,12 @@ def cmd_toy_pretrain(args) -> None:
         if args.vae_steps is not None:
             wan_config.vae_steps = args.vae_steps
         wan_config.device = args.device
+        wan_config.cooldown_steps = args.cooldown_steps
+        if not 0 <= args.cooldown_steps < wan_config.unet_steps:
+            raise MotionsepError(
+                f"--cooldown-steps {args.cooldown_steps}: give 0 or more, fewer than the {wan_config.unet_steps} "
+                "transformer steps in all"
+            )
         folder = pretrain_wan(wan_config)
     else:
         from .toy.pretrain import PretrainConfig, pretrain
@@ -496,6 +504,13 @@ def _toy_parser(sub) -> None:
         default="cpu",
         help="wan: train on this torch device, e.g. cuda (data and noise are drawn on the CPU as always, so a run "
         "can move between machines and resume); default cpu",
+    )
+    p.add_argument(
+        "--cooldown-steps",
+        type=int,
+        default=0,
+        help="wan: the learning rate falls linearly to zero over the last N transformer steps; pass it on every "
+        "resume (default 0: constant)",
     )
     p.add_argument("--base", help="modelscope: start from this model's weights (e.g. toy) and keep its VAE")
     p.add_argument(

@@ -42,6 +42,7 @@ from ..models import WAN
 from ..word_tokenizer import build_tokenizer
 from .pretrain import (
     NARROW_LOOK,
+    _log,
     _log_device,
     _maybe_load_optimizer,
     _state,
@@ -69,6 +70,9 @@ class WanPretrainConfig:
     unet_steps: int = 12000  # the DiT's steps ("unet" in the shared state file and flags)
     unet_batch: int = 16
     lr: float = 3e-4
+    # the learning rate falls linearly to zero over the last `cooldown_steps` transformer steps (0: constant);
+    # it depends on the step alone, so a resumed run follows the same schedule
+    cooldown_steps: int = 0
     checkpoint_every: int = 250
     caption_dropout: float = 0.1
     motion_loss_weight: float = 3.0  # toy/pretrain.py says why
@@ -195,6 +199,15 @@ def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict)
     transformer.train()
     text_encoder.train()
     _log_device(out, "transformer", state["unet_step"], device)
+    if config.cooldown_steps:
+        start = config.unet_steps - config.cooldown_steps
+        _log(
+            out,
+            {
+                "event": f"learning rate {config.lr:g} cools down linearly to 0 over transformer steps "
+                f"{start}-{config.unet_steps} (constant before)"
+            },
+        )
 
     def text_of(captions: list[str], frames: int) -> torch.Tensor:  # with gradients into the text encoder
         return text_embeddings(pipe, captions, device)
@@ -217,7 +230,7 @@ def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * min(1.0, (step - warmup_from) / 200)
+            group["lr"] = learning_rate(config, step, warmup_from)
         optimizer.step()
         optimizer.zero_grad()
         if ema is not None:
@@ -239,6 +252,14 @@ def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict)
                 ema,
                 ema_modules,
             )
+
+
+def learning_rate(config: WanPretrainConfig, step: int, warmup_from: int = 0) -> float:
+    """Warm-up over 200 steps (from the start, or from a resume without optimizer moments), then constant,
+    then the cool-down: linear to zero over the last `cooldown_steps`, which lets the weights settle."""
+    warmup = min(1.0, (step - warmup_from) / 200)
+    cooldown = min(1.0, (config.unet_steps - step + 1) / config.cooldown_steps) if config.cooldown_steps else 1.0
+    return config.lr * warmup * cooldown
 
 
 def text_embeddings(pipe, captions: list[str], device) -> torch.Tensor:
@@ -321,8 +342,12 @@ def export_wan(
         "what": "shapes-world text-to-video model of the Wan family (WanPipeline: WanTransformer3DModel, "
         "AutoencoderKLWan, UMT5EncoderModel, flow matching), trained from scratch",
         "command": f"motionsep toy pretrain --family wan --out {run} --steps {config['unet_steps']} "
-        f"--vae-steps {config['vae_steps']}",
-        "recipe": {k: config[k] for k in ("unet_batch", "lr", "motion_loss_weight", "caption_dropout", "narrow_steps")},
+        f"--vae-steps {config['vae_steps']}"
+        + (f" --cooldown-steps {config['cooldown_steps']}" if config.get("cooldown_steps") else ""),
+        "recipe": {
+            k: config.get(k, 0)
+            for k in ("unet_batch", "lr", "cooldown_steps", "motion_loss_weight", "caption_dropout", "narrow_steps")
+        },
         "vae_steps": state["vae_step"],
         "transformer_steps": state["unet_step"],
         "weights": f"exponential moving average, decay {config.get('ema_decay')}" if prefix else "raw",
@@ -331,7 +356,7 @@ def export_wan(
             "transformer": round(state["seconds"] / 3600, 2),
         },
         # where each stage ran (a run may move between a GPU and the CPU), and what changed on the way
-        "changes_during_training": [r["event"] for r in read_log(run) if "event" in r],
+        "changes_during_training": [r for r in read_log(run) if "event" in r],  # records, as toy/pretrain.py's
         "exported_on": f"{platform.machine()}, torch {torch.__version__}",
         "parameters_millions": {
             name: round(sum(p.numel() for p in m.parameters()) / 1e6, 2)
