@@ -52,9 +52,9 @@ DIT_DEMO_METHODS = ("tap", "full-lora")
 
 
 def demo_methods(model: str) -> tuple[str, ...]:
-    from .models import family_of_model
+    from .models import is_dit_model
 
-    return DIT_DEMO_METHODS if family_of_model(model).is_dit else DEMO_METHODS
+    return DIT_DEMO_METHODS if is_dit_model(model) else DEMO_METHODS
 
 
 def run_demo(

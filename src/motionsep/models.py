@@ -181,6 +181,12 @@ def family_of_model(model: str) -> Family:
     return family_of_denoiser_class(load_unet_config(model).get("_class_name", ""))
 
 
+def is_dit_model(model: str) -> bool:
+    """Whether `model` (a pipeline folder, hub id or name motionsep knows) is a DiT: what decides a bench's
+    baseline, rows and a demo's methods."""
+    return family_of_model(model).is_dit
+
+
 def family_of(unet: UNet) -> Family:
     return family_of_denoiser_class(type(unet).__name__)
 

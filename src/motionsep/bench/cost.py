@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import MotionsepError, closest, refuse_existing
-from ..models import UNet
+from ..models import UNet, is_dit_model
 from .report import BASE_AGAIN, FUSED_GENERATION, machine_line, write_json
 
 COST_METHODS = ("motiondirector", "temporal-lora", "tap-official", "tap")
@@ -39,10 +39,17 @@ WAN_COST_MODEL = "wan-1.3b"
 TOY_WAN = "toy-wan"  # the embedded Wan-family model
 ALL_COST_MODELS = (*COST_MODELS, TOY_WAN, WAN_COST_MODEL)
 WAN_COST_METHODS = ("full-lora", "motiondirector", "temporal-lora", "tap")
+# the model each is built from: an embedded model, or a shipped config with random weights
+COST_MODEL_SOURCES = {
+    "toy": "toy",
+    "zeroscope": "zeroscope-config",
+    TOY_WAN: TOY_WAN,
+    WAN_COST_MODEL: "wan-1.3b-config",
+}
 
 
 def is_dit_cost_model(model: str) -> bool:
-    return model in (WAN_COST_MODEL, TOY_WAN)
+    return is_dit_model(COST_MODEL_SOURCES[model])
 
 
 def baseline_of(model: str) -> str:
@@ -124,14 +131,7 @@ def _random_init(unet: UNet, seed: int = 0) -> None:
 def build_unet(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
     from diffusers import UNet3DConditionModel
 
-    from ..models import (
-        SHIPPED_CONFIGS,
-        ZEROSCOPE_UNET_CONFIG,
-        build_unet_from_config,
-        family_of_model,
-        load_unet_config,
-        resolve_model,
-    )
+    from ..models import build_unet_from_config, family_of_model, load_unet_config, resolve_model
 
     if model == "toy":
         unet = UNet3DConditionModel.from_pretrained(resolve_model("toy"), subfolder="unet")
@@ -144,8 +144,7 @@ def build_unet(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
             resolve_model(model), subfolder=family.denoiser, torch_dtype=torch.float32
         )
     else:
-        config = ZEROSCOPE_UNET_CONFIG if model == "zeroscope" else SHIPPED_CONFIGS["wan-1.3b-config"]
-        unet = build_unet_from_config(load_unet_config(str(config)), device="meta")
+        unet = build_unet_from_config(load_unet_config(COST_MODEL_SOURCES[model]), device="meta")
         unet = unet.to_empty(device="cpu")
         _random_init(unet)
     unet = unet.to(device=device)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ..config import HIGHWAY_SCALE
 from ..errors import MotionsepError, closest, refuse_existing
 from ..generate import MotionPipeline, slug
+from ..models import is_dit_model
 from ..toy.evaluate import evaluate_video
 from ..toy.metrics import score
 from ..toy.protocol import BENCH_LOOKS, REFERENCE_LOOK, TOY_SAMPLING, world_frames, world_sampling
@@ -137,12 +138,6 @@ class LeakageTarget:
 
 LEAKAGE_TARGET = LeakageTarget()
 DIT_LEAKAGE_TARGET = LeakageTarget(candidates=("tap", "tap + PLI"), baseline="full-lora")
-
-
-def is_dit_model(model: str) -> bool:
-    from ..models import family_of_model
-
-    return family_of_model(model).is_dit
 
 
 def target_for(model: str) -> LeakageTarget:
