@@ -136,3 +136,21 @@ def test_pretraining_refuses_a_cooldown_it_cannot_follow(tmp_path, capsys, flags
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    import argparse
+
+    from motionsep.cli import build_parser
+
+    def silent(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        found = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found += silent(sub, f"{path} {name}")
+            elif not action.help:
+                found.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+        return found
+
+    assert silent(build_parser(), "motionsep") == []

@@ -465,8 +465,8 @@ def _toy_parser(sub) -> None:
     p = toy.add_parser("render", help="reference clips of one motion with one appearance, and a ready config")
     p.add_argument("--motion", default="zigzag", help="motion to render (default zigzag, a held-out motion)")
     p.add_argument("--clips", type=int, default=4, help="number of clips (default 4)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=300, help="training steps written into the config")
+    p.add_argument("--seed", type=int, default=0, help="seed of the renders (default 0)")
+    p.add_argument("--steps", type=int, default=300, help="training steps written into the config (default 300)")
     p.add_argument(
         "--model", default="toy", help="model written into the config: toy (default), toy-animatediff or toy-wan"
     )
@@ -475,7 +475,7 @@ def _toy_parser(sub) -> None:
     p.set_defaults(func=cmd_toy_render)
     p = toy.add_parser("validate", help="evaluator accuracy on fresh renders of every attribute value and motion")
     p.add_argument("--n", type=int, default=20, help="renders per motion (default 20)")
-    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--seed", type=int, default=12345, help="seed of the renders (default 12345)")
     p.set_defaults(func=cmd_toy_validate)
     p = toy.add_parser(
         "pretrain",
@@ -525,7 +525,7 @@ def _toy_parser(sub) -> None:
         help="modelscope: weight of a penalty on the temporal convolutions' residuals, which leaves the motion "
         "to temporal attention while the convolutions still tell the frames apart (default 0: off)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights, data and noise (default 0)")
     p.set_defaults(func=cmd_toy_pretrain)
 
     p = toy.add_parser("export", help="ship the newest checkpoint of a pretraining run as a pipeline folder")
@@ -538,9 +538,11 @@ def _toy_parser(sub) -> None:
     )
     p.set_defaults(func=cmd_toy_export)
     p = toy.add_parser("quality", help="base-model quality: attribute accuracy on generations from random prompts")
-    p.add_argument("--model", default="toy")
+    p.add_argument(
+        "--model", default="toy", help="shapes-world model: toy (default), toy-animatediff, toy-wan or its folder"
+    )
     p.add_argument("--n", type=int, default=200, help="generations (default 200)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random prompts and noise (default 0)")
     _out(p, None, "also write the JSON report here")
     _no_progress(p)
     _overwrite(p, "--out if it exists")
@@ -629,7 +631,11 @@ def _bench_parser(sub) -> None:
         "--wan-size", type=int, nargs=2, metavar=("H", "W"), help="wan-1.3b clip size in pixels (default 64 112)"
     )
     p.add_argument("--wan-frames", type=int, help="wan-1.3b clip frames, 1 + 4k (default 9; the real size: 33)")
-    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="measure with gradient checkpointing (activations recomputed in the backward pass; on with --cuda)",
+    )
     _overwrite(p, "an earlier report in --out")
     _no_progress(p)
     p.set_defaults(func=cmd_bench_cost)
