@@ -103,6 +103,11 @@ def test_leakage_bench_reports_every_variant_and_resumes(toy_like_model, tmp_pat
             overwrite=True,
             progress=False,
         )
+    # pieces made with other weights of the same model (retrained since) are not reused
+    stamp_file = tmp_path / "leakage-work" / "settings.json"
+    stamp_file.write_text(json.dumps({**json.loads(stamp_file.read_text()), "model_weights": "0123456789abcdef"}))
+    with pytest.raises(MotionsepError, match="other weights of"):
+        run_leakage_bench(tmp_path, settings, resume=True, overwrite=True, progress=False)
 
 
 def test_leakage_bench_rejects_unknown_names(tmp_path):
@@ -165,3 +170,22 @@ def test_cost_bench_on_the_embedded_dit_takes_its_ratios_to_full_lora(tmp_path):
     assert rows["full-lora"]["ratio_to_full_lora"]["trainable_parameters"] == 1.0
     assert rows["tap"]["ratio_to_full_lora"]["trainable_parameters"] < 0.2
     assert result["generation"] == {}
+
+
+def test_weights_fingerprint_follows_the_weights_not_the_folder(pipeline_dirs, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from motionsep.models import weights_fingerprint
+
+    copy = tmp_path / "copy"
+    shutil.copytree(pipeline_dirs["wan"], copy)
+    assert weights_fingerprint(str(copy)) == weights_fingerprint(pipeline_dirs["wan"])
+    (weights,) = (copy / "transformer").glob("*.safetensors")
+    tensors = load_file(weights)
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 1e-3  # one tensor retrained a little
+    save_file(tensors, weights)
+    assert weights_fingerprint(str(copy)) != weights_fingerprint(pipeline_dirs["wan"])
+    assert weights_fingerprint("org/some-model") == "org/some-model"

@@ -15,6 +15,7 @@ Nothing here downloads anything unless the user passes a hub id.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -238,6 +239,22 @@ def resolve_model(model: str) -> str:
     if model in SHIPPED_CONFIGS:
         return str(SHIPPED_CONFIGS[model])
     return model
+
+
+def weights_fingerprint(model: str) -> str:
+    """A short hash of a local model folder's weight files: what saved results depend on beyond the model's
+    name (a resumed benchmark refuses pieces made with other weights). Files over 256 MB are hashed by name
+    and size only, so a real checkpoint costs no minutes; a hub id is its own fingerprint."""
+    path = Path(resolve_model(model))
+    if not path.is_dir():
+        return model
+    digest = hashlib.sha256()
+    for file in sorted(path.rglob("*.safetensors")):
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(path).as_posix()}:{size}".encode())
+        if size <= 256 << 20:
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _is_local(model: str) -> bool:

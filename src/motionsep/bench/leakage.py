@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ..config import HIGHWAY_SCALE
 from ..errors import MotionsepError, closest, refuse_existing
 from ..generate import MotionPipeline, slug
-from ..models import is_dit_model
+from ..models import is_dit_model, weights_fingerprint
 from ..toy.evaluate import evaluate_video
 from ..toy.metrics import score
 from ..toy.protocol import BENCH_LOOKS, REFERENCE_LOOK, TOY_SAMPLING, world_frames, world_sampling
@@ -344,13 +344,21 @@ def run_leakage_bench(
     refuse_existing([out / "leakage.json", out / "leakage.md", out / "leakage.png"], overwrite)
     work = out / "leakage-work"
     stamp = work / "settings.json"
-    wanted = json.loads(json.dumps(asdict(settings)))
+    # the model's weights belong to the settings: a retrained model of the same name must not reuse old pieces
+    wanted = {**json.loads(json.dumps(asdict(settings))), "model_weights": weights_fingerprint(settings.model)}
     if stamp.is_file() and not resume:
         raise MotionsepError(f"'{work}' holds an earlier run: pass --resume to continue it or remove the folder")
-    if stamp.is_file() and _per_motion_settings(json.loads(stamp.read_text())) != _per_motion_settings(wanted):
-        raise MotionsepError(
-            f"cannot resume '{work}': it was run with other settings; remove the folder or choose another --out"
-        )
+    if stamp.is_file():
+        earlier = _per_motion_settings(json.loads(stamp.read_text()))
+        if earlier.get("model_weights") != wanted["model_weights"]:
+            raise MotionsepError(
+                f"cannot resume '{work}': it was run on other weights of '{settings.model}'; remove the folder or "
+                "choose another --out"
+            )
+        if earlier != _per_motion_settings(wanted):
+            raise MotionsepError(
+                f"cannot resume '{work}': it was run with other settings; remove the folder or choose another --out"
+            )
     write_json(stamp, wanted)
     started = time.time()
     per_motion = {}
