@@ -154,3 +154,23 @@ def test_every_option_of_every_command_says_what_it_does():
         return found
 
     assert silent(build_parser(), "motionsep") == []
+
+
+def test_toy_export_refuses_what_it_cannot_ship_and_a_model_already_there(tmp_path, capsys):
+    def refusal(*flags: str) -> str:
+        code = main(["toy", "export", *flags])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1
+        return err
+
+    run, to = tmp_path / "run", tmp_path / "model"
+    assert "is not a pretraining run" in refusal("--run", str(run), "--to", str(to))
+    run.mkdir()
+    (run / "state.json").write_text("{}")
+    to.mkdir()
+    (to / "model_index.json").write_text("{}")
+    assert "already holds files: choose another --to or pass --overwrite" in refusal("--run", str(run), "--to", str(to))
+    assert (to / "model_index.json").read_text() == "{}"  # left as it was
+    missing = tmp_path / "quality.json"
+    err = refusal("--run", str(run), "--to", str(tmp_path / "new"), "--quality", str(missing))
+    assert err.startswith(f"motionsep: error: --quality '{missing}' is not a readable JSON report")

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .errors import MotionsepError
+from .errors import MotionsepError, refuse_nonempty
 
 
 def _quiet_libraries() -> None:
@@ -187,8 +187,11 @@ def cmd_toy_export(args) -> None:
     from .toy.pretrain_animatediff import export_animatediff, is_animatediff_run
     from .toy.pretrain_wan import export_wan, is_wan_run
 
-    quality = json.loads(Path(args.quality).read_text()) if args.quality else None
-    probe = json.loads(Path(args.probe).read_text()) if args.probe else None
+    if not (Path(args.run) / "state.json").is_file():
+        raise MotionsepError(f"'{args.run}' is not a pretraining run: give the --out of `motionsep toy pretrain`")
+    if not args.overwrite:
+        refuse_nonempty(args.to, "choose another --to or pass --overwrite")
+    quality, probe = (_json_report(path, flag) for path, flag in ((args.quality, "--quality"), (args.probe, "--probe")))
     if is_animatediff_run(args.run):
         folder = export_animatediff(args.run, args.to, quality, probe, ema=not args.raw_weights)
     elif is_wan_run(args.run):
@@ -196,6 +199,16 @@ def cmd_toy_export(args) -> None:
     else:
         folder = export_from_run(args.run, args.to, quality, ema=not args.raw_weights, probe=probe)
     print(f"exported: {folder}")
+
+
+def _json_report(path: str | None, flag: str) -> dict | None:
+    """A JSON report named by `flag`, read for a model card (None when the flag was not given)."""
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MotionsepError(f"{flag} '{path}' is not a readable JSON report ({exc}): give the file it wrote") from None
 
 
 def cmd_toy_quality(args) -> None:
@@ -536,6 +549,7 @@ def _toy_parser(sub) -> None:
     p.add_argument(
         "--raw-weights", action="store_true", help="the last optimizer step's weights instead of their moving average"
     )
+    _overwrite(p, "a model already in --to")
     p.set_defaults(func=cmd_toy_export)
     p = toy.add_parser("quality", help="base-model quality: attribute accuracy on generations from random prompts")
     p.add_argument(
