@@ -34,10 +34,10 @@ def trained_lora(make_config, family, tmp_path):
     config = make_config(family, "tap", lora={"rank": 4, "alpha": 8.0})
     state = prepare(config)
     torch.manual_seed(1)
-    for layer in lora_layers(state.unet, MOTION):
+    for layer in lora_layers(state.denoiser, MOTION):
         torch.nn.init.normal_(layer.lora_B[MOTION].weight, std=0.5)
     folder = tmp_path / f"lora-{family}"
-    save_lora_folder(state.unet, folder, lora_record(state, 0), state.lora_configs)
+    save_lora_folder(state.denoiser, folder, lora_record(state, 0), state.lora_configs)
     return folder
 
 

@@ -51,7 +51,7 @@ def expected_modules(names, family, temporal, spatial, joint=frozenset()):
 @pytest.mark.parametrize("method", sorted(EXPECTED))
 def test_preset_trains_exactly_its_layers(make_config, family, method):
     state = prepare(make_config(family, method))
-    unet = state.unet
+    unet = state.denoiser
     base_names = [n for n, m in unet.named_modules() if hasattr(m, "base_layer")]
     trainable = {n for n, p in unet.named_parameters() if p.requires_grad}
     assert all(".lora_A." in n or ".lora_B." in n for n in trainable), "a base weight is trainable"

@@ -76,13 +76,13 @@ def test_two_processes_train_one_lora_that_resumes_and_loads(pipeline_dirs, tmp_
 
     def loss() -> float:
         with torch.no_grad():
-            pred = state.unet(objective.noisy(latents, noise, t), t, encoder_hidden_states=text).sample
+            pred = state.denoiser(objective.noisy(latents, noise, t), t, encoder_hidden_states=text).sample
         return float(objective.loss(pred, objective.target(latents, noise, t), t))
 
-    state.unet.eval()
+    state.denoiser.eval()
     before = loss()
     from motionsep.adapters import MOTION, read_lora_weights, set_lora_weights
 
     folder = part_dir / "run"
-    set_lora_weights(state.unet, read_lora_weights(folder / "pytorch_lora_weights.safetensors"), MOTION, folder)
+    set_lora_weights(state.denoiser, read_lora_weights(folder / "pytorch_lora_weights.safetensors"), MOTION, folder)
     assert loss() < before

@@ -87,10 +87,10 @@ def test_preset_module_lists_on_a_dit():
 def test_training_injects_exactly_the_preset_and_trains_only_lora(wan_config, method):
     state = prepare(wan_config(method))
     motion, spatial = EXPECTED[method]
-    names = {n for n, m in state.unet.named_modules() if m in lora_layers(state.unet, MOTION)}
+    names = {n for n, m in state.denoiser.named_modules() if m in lora_layers(state.denoiser, MOTION)}
     assert names == motion
-    assert {n for n, m in state.unet.named_modules() if m in lora_layers(state.unet, SPATIAL)} == spatial
-    trainable = {n for n, p in state.unet.named_parameters() if p.requires_grad}
+    assert {n for n, m in state.denoiser.named_modules() if m in lora_layers(state.denoiser, SPATIAL)} == spatial
+    trainable = {n for n, p in state.denoiser.named_parameters() if p.requires_grad}
     assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
 
 
@@ -102,7 +102,7 @@ def test_zero_initialised_lora_changes_nothing(wan_config):
         before = pipe.transformer(x, t, encoder_hidden_states=text).sample
     state = prepare(wan_config("full-lora"), pipe=pipe, family=WAN)
     with torch.no_grad():
-        after = state.unet(x, t, encoder_hidden_states=text).sample
+        after = state.denoiser(x, t, encoder_hidden_states=text).sample
     assert torch.equal(before, after)
 
 

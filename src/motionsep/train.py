@@ -61,7 +61,7 @@ class TrainingState:
     method: Method
     family: Family
     pipe: Any
-    unet: UNet
+    denoiser: UNet  # the pipeline's UNet or, in a DiT family, its transformer (models.denoiser_of)
     latents: torch.Tensor  # (clips, channels, latent frames, h, w), normalised as the VAE's pipeline does
     text: torch.Tensor  # (clips, tokens, dim)
     lora_configs: dict[str, Any]
@@ -226,7 +226,7 @@ def step_losses(
     own LoRA only, inside the context it was computed in, so gradient checkpointing recomputes
     exactly the forward that was run (the spatial LoRA's switch and the bypass hooks included).
     """
-    unet, objective = state.unet, state.objective
+    unet, objective = state.denoiser, state.objective
     latents, text, noise, t = batch["latents"], batch["text"], batch["noise"], batch["timesteps"]
     noisy = objective.noisy(latents, noise, t)
     target = objective.target(latents, noise, t)
@@ -337,7 +337,7 @@ def resume_from(out: Path, config: TrainConfig, state: TrainingState, optimizer,
         )
     for name, sub in ((MOTION, folder), (SPATIAL, folder / "spatial")):
         if name in state.lora_configs:
-            set_lora_weights(state.unet, read_lora_weights(sub / WEIGHTS_NAME), name, sub)
+            set_lora_weights(state.denoiser, read_lora_weights(sub / WEIGHTS_NAME), name, sub)
     load_training_state(folder / "training_state", optimizer, generator, rank)
     return step
 
@@ -366,8 +366,8 @@ def train(
     if accelerator.mixed_precision != "no" and accelerator.device.type == "cuda":
         from diffusers.training_utils import cast_training_params
 
-        state.unet.to(dtype=torch.float16 if accelerator.mixed_precision == "fp16" else torch.bfloat16)
-        cast_training_params(state.unet, dtype=torch.float32)  # LoRA weights stay fp32
+        state.denoiser.to(dtype=torch.float16 if accelerator.mixed_precision == "fp16" else torch.bfloat16)
+        cast_training_params(state.denoiser, dtype=torch.float32)  # LoRA weights stay fp32
     groups = [{"params": p} for p in state.params.values()]
     optimizer = torch.optim.AdamW(groups, lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
     generator = torch.Generator().manual_seed(config.train.seed + accelerator.process_index)
@@ -375,7 +375,7 @@ def train(
     if processes > 1 and state.latents.shape[0] >= processes:  # each process its own clips (and its own noise)
         state.clip_indices = list(range(rank, state.latents.shape[0], processes))
     first = 1 + (resume_from(out, config, state, optimizer, generator, rank) if resume else 0)
-    state.unet.train()
+    state.denoiser.train()
     optimizer = accelerator.prepare(optimizer)
     trainable = [p for group in state.params.values() for p in group]
     out.mkdir(parents=True, exist_ok=True)
@@ -470,5 +470,5 @@ class TrainingLog:
 def save(accelerator: Accelerator, state: TrainingState, folder: Path, step: int) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        unet = state.unet
+        unet = state.denoiser
         save_lora_folder(unet, folder, lora_record(state, step), state.lora_configs)

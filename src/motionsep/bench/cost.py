@@ -237,7 +237,7 @@ def measure_training(model: str, method_name: str, settings: dict) -> dict:
         method=method,
         family=family,
         pipe=SimpleNamespace(scheduler=scheduler),
-        unet=unet,
+        denoiser=unet,
         latents=latents,
         text=_text(unet, s.batch, "cpu"),
         lora_configs=lora_configs,
