@@ -230,4 +230,6 @@ def test_wan_learning_rate_warms_up_holds_then_cools_down_to_zero():
     assert lrs[799] == pytest.approx(0.5e-3, rel=1e-2) and lrs[-1] == pytest.approx(1e-3 / 400)
     assert all(a >= b for a, b in zip(lrs[600:], lrs[601:]))  # falls steadily to the last step
     assert learning_rate(config, 700, warmup_from=600) == pytest.approx(0.5 * 0.7525e-3)  # a resume warms up again
-    assert learning_rate(WanPretrainConfig(unet_steps=1000, lr=1e-3), 999) == 1e-3  # no cool-down asked for
+    assert learning_rate(WanPretrainConfig(unet_steps=1000, lr=1e-3, cooldown_steps=0), 999) == 1e-3  # none asked
+    default = WanPretrainConfig(lr=1e-3)  # the shipped recipe: the last fifth of 25,000 steps
+    assert learning_rate(default, 20000) == 1e-3 and learning_rate(default, 22501) == pytest.approx(0.5e-3)

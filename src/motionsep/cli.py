@@ -139,7 +139,7 @@ def cmd_toy_validate(args) -> None:
 def cmd_toy_pretrain(args) -> None:
     if args.device != "cpu" and args.family != "wan":
         raise MotionsepError(f"--device {args.device} is for --family wan; the other families pretrain on the CPU")
-    if args.cooldown_steps and args.family != "wan":
+    if args.cooldown_steps is not None and args.family != "wan":
         raise MotionsepError("--cooldown-steps is for --family wan; the other families train at a constant rate")
     if args.family == "animatediff":
         from .toy.pretrain_animatediff import AnimateDiffPretrainConfig, pretrain_animatediff
@@ -158,7 +158,7 @@ def cmd_toy_pretrain(args) -> None:
             wan_config.vae_steps = args.vae_steps
         wan_config.device = args.device
         wan_config.cooldown_steps = args.cooldown_steps
-        if not 0 <= args.cooldown_steps < wan_config.unet_steps:
+        if args.cooldown_steps is not None and not 0 <= args.cooldown_steps < wan_config.unet_steps:
             raise MotionsepError(
                 f"--cooldown-steps {args.cooldown_steps}: give 0 or more, fewer than the {wan_config.unet_steps} "
                 "transformer steps in all"
@@ -509,7 +509,7 @@ def _toy_parser(sub) -> None:
         "toy-pretrain-wan)",
     )
     p.add_argument(
-        "--steps", type=int, help="UNet (wan: transformer) steps in all (default 16000; animatediff 2500; wan 12000)"
+        "--steps", type=int, help="UNet (wan: transformer) steps in all (default 16000; animatediff 2500; wan 25000)"
     )
     p.add_argument("--vae-steps", type=int, help="VAE steps (default 6000)")
     p.add_argument(
@@ -521,9 +521,8 @@ def _toy_parser(sub) -> None:
     p.add_argument(
         "--cooldown-steps",
         type=int,
-        default=0,
-        help="wan: the learning rate falls linearly to zero over the last N transformer steps; pass it on every "
-        "resume (default 0: constant)",
+        help="wan: the learning rate falls linearly to zero over the last N transformer steps (0: constant; "
+        "default: the last fifth of --steps); give the same on every resume",
     )
     p.add_argument("--base", help="modelscope: start from this model's weights (e.g. toy) and keep its VAE")
     p.add_argument(
