@@ -189,3 +189,15 @@ def test_weights_fingerprint_follows_the_weights_not_the_folder(pipeline_dirs, t
     save_file(tensors, weights)
     assert weights_fingerprint(str(copy)) != weights_fingerprint(pipeline_dirs["wan"])
     assert weights_fingerprint("org/some-model") == "org/some-model"
+
+
+def test_an_unnamed_attribute_every_lora_shows_is_reported_at_its_ceiling():
+    from motionsep.bench.report import saturated_attributes
+
+    def row(window: float, size: float) -> dict:
+        return {"leakage": {"window": {"share": {"value": window}}, "size": {"share": {"value": size}}}}
+
+    pooled = {"no LoRA (floor)": row(0.65, 0.7), "tap": row(1.0, 0.8), "full-lora": row(0.99, 0.6)}
+    assert saturated_attributes(pooled) == ["window"]
+    assert saturated_attributes({**pooled, "temporal-lora": row(0.9, 1.0)}) == []
+    assert saturated_attributes({"no LoRA (floor)": row(1.0, 1.0)}) == []  # the floor alone is no LoRA

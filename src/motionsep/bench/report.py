@@ -147,6 +147,27 @@ def _positive_control_line(pooled: dict) -> str:
     )
 
 
+def saturated_attributes(pooled: dict, floor: str = "no LoRA (floor)") -> list[str]:
+    """The unnamed attributes every LoRA shows at the reference's value in 99% or more of its generations: their
+    rise is at its ceiling, so it cannot tell the methods apart (only how far the floor was from 100%)."""
+    from ..toy.world import UNNAMED
+
+    rows = [row for name, row in pooled.items() if name != floor]
+    return [a for a in UNNAMED if rows and all(row["leakage"][a]["share"]["value"] >= 0.99 for row in rows)]
+
+
+def _saturation_line(pooled: dict, floor: str = "no LoRA (floor)") -> str:
+    parts = []
+    for a in saturated_attributes(pooled, floor):
+        lowest = min(row["leakage"][a]["share"]["value"] for name, row in pooled.items() if name != floor)
+        base = f", the floor's {100 * pooled[floor]['leakage'][a]['share']['value']:.0f}%" if floor in pooled else ""
+        parts.append(f"{a} (lowest {100 * lowest:.0f}%{base})")
+    return (
+        "At the ceiling: every LoRA shows the reference's " + "; ".join(parts) + ". The rise then measures only how "
+        "far the floor was from 100%, and does not tell the methods apart."
+    )
+
+
 def _denoiser_steps(card: dict) -> str:
     if "transformer_steps" in card:  # a DiT's card
         return f"{card['transformer_steps']} transformer steps"
@@ -227,6 +248,7 @@ def leakage_report(result: dict, sweep_centre: dict[str, str]) -> str:
         "",
         _positive_control_line(pooled),
         "",
+        *([_saturation_line(pooled), ""] if saturated_attributes(pooled) else []),
         _leakage_target_line(pooled, result["target"]),
         "",
         "## Methods",
