@@ -197,7 +197,8 @@ def test_an_unnamed_attribute_every_lora_shows_is_reported_at_its_ceiling():
     def row(window: float, size: float) -> dict:
         return {"leakage": {"window": {"share": {"value": window}}, "size": {"share": {"value": size}}}}
 
-    pooled = {"no LoRA (floor)": row(0.65, 0.7), "tap": row(1.0, 0.8), "full-lora": row(0.99, 0.6)}
-    assert saturated_attributes(pooled) == ["window"]
-    assert saturated_attributes({**pooled, "temporal-lora": row(0.9, 1.0)}) == []
-    assert saturated_attributes({"no LoRA (floor)": row(1.0, 1.0)}) == []  # the floor alone is no LoRA
+    floor = "no LoRA (floor)"
+    pooled = {floor: row(0.65, 0.7), "tap": row(1.0, 0.8), "full-lora": row(0.99, 0.6)}
+    assert saturated_attributes(pooled, floor) == ["window"]
+    assert saturated_attributes({**pooled, "temporal-lora": row(0.9, 1.0)}, floor) == []
+    assert saturated_attributes({floor: row(1.0, 1.0)}, floor) == []  # the floor alone is no LoRA

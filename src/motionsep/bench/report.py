@@ -147,25 +147,30 @@ def _positive_control_line(pooled: dict) -> str:
     )
 
 
-def saturated_attributes(pooled: dict, floor: str = "no LoRA (floor)") -> list[str]:
-    """The unnamed attributes every LoRA shows at the reference's value in 99% or more of its generations: their
-    rise is at its ceiling, so it cannot tell the methods apart (only how far the floor was from 100%)."""
+def saturated_attributes(pooled: dict, floor: str) -> list[str]:
+    """The unnamed attributes every LoRA (every row but `floor`) shows at the reference's value in 99% or more of
+    its generations: their rise is at its ceiling, so it cannot tell the methods apart (only how far the floor
+    was from 100%)."""
     from ..toy.world import UNNAMED
 
     rows = [row for name, row in pooled.items() if name != floor]
     return [a for a in UNNAMED if rows and all(row["leakage"][a]["share"]["value"] >= 0.99 for row in rows)]
 
 
-def _saturation_line(pooled: dict, floor: str = "no LoRA (floor)") -> str:
+def _saturation_lines(pooled: dict, floor: str) -> list[str]:
+    """The report's paragraph on attributes at their ceiling (none when no attribute is)."""
     parts = []
     for a in saturated_attributes(pooled, floor):
         lowest = min(row["leakage"][a]["share"]["value"] for name, row in pooled.items() if name != floor)
         base = f", the floor's {100 * pooled[floor]['leakage'][a]['share']['value']:.0f}%" if floor in pooled else ""
         parts.append(f"{a} (lowest {100 * lowest:.0f}%{base})")
-    return (
+    if not parts:
+        return []
+    return [
         "At the ceiling: every LoRA shows the reference's " + "; ".join(parts) + ". The rise then measures only how "
-        "far the floor was from 100%, and does not tell the methods apart."
-    )
+        "far the floor was from 100%, and does not tell the methods apart.",
+        "",
+    ]
 
 
 def _denoiser_steps(card: dict) -> str:
@@ -226,6 +231,7 @@ def leakage_report(result: dict, sweep_centre: dict[str, str]) -> str:
     pooled, settings = result["pooled"], result["settings"]
     variants = result["variants"]
     methods = [n for n, v in variants.items() if v["group"] == "methods"]
+    floor = next((n for n, v in variants.items() if v["training"] is None), "")  # the base model's row
     lines = [
         "# Leakage benchmark (shapes world)",
         "",
@@ -248,7 +254,7 @@ def leakage_report(result: dict, sweep_centre: dict[str, str]) -> str:
         "",
         _positive_control_line(pooled),
         "",
-        *([_saturation_line(pooled), ""] if saturated_attributes(pooled) else []),
+        *_saturation_lines(pooled, floor),
         _leakage_target_line(pooled, result["target"]),
         "",
         "## Methods",

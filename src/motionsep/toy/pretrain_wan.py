@@ -201,8 +201,8 @@ def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict)
     transformer.train()
     text_encoder.train()
     _log_device(out, "transformer", state["unet_step"], device)
-    if cooldown_of(config):
-        start = config.unet_steps - cooldown_of(config)
+    if cooldown := cooldown_of(config):
+        start = config.unet_steps - cooldown
         _log(
             out,
             {
