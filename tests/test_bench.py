@@ -4,6 +4,7 @@ the cost bench measures what the methods really train and save."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 from PIL import Image
@@ -36,13 +37,22 @@ def test_leakage_bench_on_a_dit_runs_the_dit_rows_against_full_lora(wan_world_mo
     result = run_leakage_bench(tmp_path, settings, progress=False)
     assert list(result["pooled"]) == list(DIT_VARIANTS)
     assert result["target"]["baseline"] == "full-lora" and tuple(result["target"]["candidates"]) == ("tap", "tap + PLI")
-    assert "of full-lora's motion" in (tmp_path / "leakage.md").read_text()
+    report = (tmp_path / "leakage.md").read_text()
+    assert "of the motion accuracy of multi-look control: full-lora, 16 looks" in report
+    assert "of full-lora's rise on each unnamed attribute" in report
     assert result["settings"]["model"] == wan_world_model
     reference = tmp_path / "leakage-work" / "zigzag" / "reference" / "clips"
     first = sorted(reference.glob("*.mp4"))[0]
     from motionsep.video import read_video
 
     assert len(read_video(first)) == 9  # the world's clips are 1 + 4k frames for Wan's causal VAE
+    # the multi-look control trained on 16 clips of zigzag, each a look of its own and none of the prompts'
+    many = json.loads((tmp_path / "leakage-work" / "zigzag" / "reference-many-looks" / "scenes.json").read_text())
+    looks = {(s["shape"], s["colour"], s["background"]) for s in many}
+    assert len(many) == len(looks) == 16 and not looks & set(BENCH_LOOKS)
+    assert {s["motion"] for s in many} == {"zigzag"}
+    record = tmp_path / "leakage-work" / "zigzag" / "loras" / "full-lora-many-looks" / "motionsep.json"
+    assert json.loads(record.read_text())["train_config"]["data"]["path"].endswith("reference-many-looks/clips")
     with pytest.raises(MotionsepError, match="Appearance Highway, which a DiT has not"):
         LeakageSettings(model=wan_world_model, variants=("tap + AH",)).check()
 
@@ -202,3 +212,27 @@ def test_an_unnamed_attribute_every_lora_shows_is_reported_at_its_ceiling():
     assert saturated_attributes(pooled, floor) == ["window"]
     assert saturated_attributes({**pooled, "temporal-lora": row(0.9, 1.0)}, floor) == []
     assert saturated_attributes({floor: row(1.0, 1.0)}, floor) == []  # the floor alone is no LoRA
+
+
+def _row(motion: float, size: float, window: float) -> dict:
+    ci = {"ci95": [0.0, 1.0]}
+    return {
+        "motion_accuracy": {"value": motion, **ci},
+        "leakage": {"size": {"rise": {"value": size, **ci}}, "window": {"rise": {"value": window, **ci}}},
+    }
+
+
+def test_the_target_reads_motion_against_the_multi_look_ceiling_and_each_rise_apart():
+    from motionsep.bench.leakage import DIT_LEAKAGE_TARGET, MULTI_LOOK_CONTROL
+    from motionsep.bench.report import _leakage_target_line
+
+    target = asdict(DIT_LEAKAGE_TARGET)
+    pooled = {"full-lora": _row(0.2, 0.2, 0.4), MULTI_LOOK_CONTROL: _row(0.8, 0.0, 0.0), "tap": _row(0.75, 0.1, 0.1)}
+    assert "met by tap" in _leakage_target_line(pooled, target)  # 0.94x the ceiling, half the rise or less on each
+    low_motion = {**pooled, "tap": _row(0.7, 0.1, 0.1)}  # 0.875x the ceiling, though 3.5x full-lora's motion
+    assert "met by" not in _leakage_target_line(low_motion, target)
+    # a mean rise of 0.15 would pass against full-lora's 0.3; the window alone does not (0.3 > 0.5 x 0.4)
+    one_attribute = {**pooled, "tap": _row(0.8, 0.0, 0.3)}
+    assert "met by" not in _leakage_target_line(one_attribute, target)
+    no_ceiling = {k: v for k, v in pooled.items() if k != MULTI_LOOK_CONTROL}  # then the baseline's motion
+    assert "of the motion accuracy of full-lora (20%)" in _leakage_target_line(no_ceiling, target)

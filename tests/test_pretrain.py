@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from motionsep.errors import MotionsepError
 from motionsep.losses import across_frames
 from motionsep.toy.pretrain import PretrainConfig, pretrain
 
@@ -233,3 +234,42 @@ def test_wan_learning_rate_warms_up_holds_then_cools_down_to_zero():
     assert learning_rate(WanPretrainConfig(unet_steps=1000, lr=1e-3, cooldown_steps=0), 999) == 1e-3  # none asked
     default = WanPretrainConfig(lr=1e-3)  # the shipped recipe: the last fifth of 25,000 steps
     assert learning_rate(default, 20000) == 1e-3 and learning_rate(default, 22501) == pytest.approx(0.5e-3)
+
+
+def test_a_warm_start_from_another_patch_size_embeds_and_predicts_as_the_old_patch(tmp_path):
+    from motionsep.toy.pretrain_wan import build_wan_models, save_wan_pipeline, warm_start
+
+    old = build_wan_models(0, patch=(1, 2, 2))
+    for p in old[3].parameters():  # Wan zero-initialises some projections: give every weight a size
+        torch.nn.init.normal_(p, std=0.02)
+    folder = save_wan_pipeline(old, tmp_path / "old")
+    old_transformer = old[3].to(torch.float16).float()  # what the folder holds
+    new = build_wan_models(1, patch=(1, 1, 1))
+    warm_start(new, str(folder))
+    transformer = new[3]
+    blocks = {k: v for k, v in old_transformer.state_dict().items() if k.startswith("blocks.")}
+    assert all(torch.equal(transformer.state_dict()[k], v) for k, v in blocks.items())
+    coarse = torch.randn(1, 8, 3, 4, 4)
+    fine = coarse.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)  # each old patch: one value, 4 tokens
+    with torch.no_grad():
+        old_tokens, new_tokens = old_transformer.patch_embedding(fine), transformer.patch_embedding(fine)
+        torch.testing.assert_close(new_tokens[..., ::2, ::2], old_tokens, atol=1e-5, rtol=1e-4)
+        hidden = torch.randn(5, transformer.proj_out.in_features)
+        old_out = old_transformer.proj_out(hidden).view(5, 4, 8)  # (p_t, p_h, p_w, C) per token
+        torch.testing.assert_close(transformer.proj_out(hidden), old_out.mean(1), atol=1e-5, rtol=1e-4)
+    for a, b in zip(new[1].parameters(), old[1].parameters()):  # text encoder and VAE as they were
+        torch.testing.assert_close(a, b.half().float())
+
+
+def test_a_warm_started_run_refuses_to_resume_from_a_changed_model(tmp_path):
+    from motionsep.toy.pretrain_wan import build_wan_models, pretrain_wan, save_wan_pipeline
+
+    init = save_wan_pipeline(build_wan_models(0, patch=(1, 2, 2)), tmp_path / "init")
+    config = _tiny_wan(tmp_path / "run", 2, 0)  # the VAE fine-tuned, no transformer step saved yet
+    config.init_from = str(init)
+    pretrain_wan(config)
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["vae_step"] == 2
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["init_fingerprint"]
+    save_wan_pipeline(build_wan_models(5, patch=(1, 2, 2)), init)  # retrained meanwhile
+    with pytest.raises(MotionsepError, match="its weights changed since"):
+        pretrain_wan(config)

@@ -10,6 +10,7 @@ import numpy as np
 from motionsep.toy.evaluate import MIN_SHAPE_FIT, UNRECOGNISED, evaluate_video, trajectory, trajectory_error
 from motionsep.toy.pretrain import clip_batch
 from motionsep.toy.world import (
+    frame_rate,
     BACKGROUNDS,
     COLOURS,
     HELD_OUT_MOTIONS,
@@ -93,6 +94,17 @@ def test_evaluator_reads_fresh_renders():
         assert {k: predicted[k] for k in scene.attributes()} == scene.attributes()
         expected = offsets(scene.motion) + np.array(scene.start)
         assert trajectory_error(trajectory(video), expected) < 0.6
+
+
+def test_a_17_frame_clip_shows_the_9_frame_motion_at_twice_the_frame_rate_and_reads_back():
+    rng = random.Random(17)
+    for motion in MOTIONS:
+        scene = random_scene(rng, motion=motion)
+        dense, sparse = render(scene, 17), render(scene, 9)
+        assert np.array_equal(dense[::2, :TIMELINE_ROW], sparse[:, :TIMELINE_ROW])  # every other frame: the 9
+        assert np.allclose(offsets(motion, 17)[::2], offsets(motion, 9))
+        assert evaluate_video(dense)["motion"] == motion
+    assert [frame_rate(n) for n in (8, 9, 16, 17, 33)] == [1, 1, 1, 2, 4]
 
 
 # A square as the 5,500-step base model drew it for "a blue square standing still on a dots background"

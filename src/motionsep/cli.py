@@ -139,6 +139,13 @@ def cmd_toy_validate(args) -> None:
 def cmd_toy_pretrain(args) -> None:
     if args.device != "cpu" and args.family != "wan":
         raise MotionsepError(f"--device {args.device} is for --family wan; the other families pretrain on the CPU")
+    wan_only = [
+        flag
+        for flag, value in (("--init-from", args.init_from), ("--batch", args.batch), ("--vae-lr", args.vae_lr))
+        if value is not None
+    ]
+    if wan_only and args.family != "wan":
+        raise MotionsepError(f"{wan_only[0]} is for --family wan")
     if args.cooldown_steps is not None and args.family != "wan":
         raise MotionsepError("--cooldown-steps is for --family wan; the other families train at a constant rate")
     if args.family == "animatediff":
@@ -158,6 +165,7 @@ def cmd_toy_pretrain(args) -> None:
             wan_config.vae_steps = args.vae_steps
         wan_config.device = args.device
         wan_config.cooldown_steps = args.cooldown_steps
+        _wan_warm_start_options(wan_config, args)
         if args.cooldown_steps is not None and not 0 <= args.cooldown_steps < wan_config.unet_steps:
             raise MotionsepError(
                 f"--cooldown-steps {args.cooldown_steps}: give 0 or more, fewer than the {wan_config.unet_steps} "
@@ -180,6 +188,25 @@ def cmd_toy_pretrain(args) -> None:
             config.unet_steps = args.steps
         folder = pretrain(config)
     print(f"pipeline: {folder}")
+
+
+def _wan_warm_start_options(config, args) -> None:
+    """--init-from, --batch and --vae-lr of a Wan-family run; a warm start needs no one-look curriculum."""
+    if args.batch is not None:
+        if args.batch < 1:
+            raise MotionsepError(f"--batch {args.batch}: give 1 or more clips a step")
+        config.unet_batch = args.batch
+    if args.vae_lr is not None:
+        if not args.vae_lr > 0:
+            raise MotionsepError(f"--vae-lr {args.vae_lr}: give a positive learning rate, e.g. 3e-4")
+        config.vae_lr = args.vae_lr
+    if args.init_from:
+        from .models import family_of_model
+
+        if family_of_model(args.init_from).name != "wan":
+            raise MotionsepError(f"--init-from {args.init_from}: give a Wan-family world model, e.g. toy-wan")
+        config.init_from = args.init_from
+        config.narrow_steps = 0  # it reads motion words already
 
 
 def cmd_toy_export(args) -> None:
@@ -524,6 +551,13 @@ def _toy_parser(sub) -> None:
         help="wan: the learning rate falls linearly to zero over the last N transformer steps (0: constant; "
         "default: the last fifth of --steps); give the same on every resume",
     )
+    p.add_argument(
+        "--init-from",
+        help="wan: start from this Wan-family world model (e.g. toy-wan): its VAE fine-tunes to the clip length, "
+        "its text encoder and transformer blocks continue (a patch size of its own is converted)",
+    )
+    p.add_argument("--batch", type=int, help="wan: clips per transformer step (default 16)")
+    p.add_argument("--vae-lr", type=float, help="wan: the VAE stage's learning rate (default 1e-3; 3e-4 to fine-tune)")
     p.add_argument("--base", help="modelscope: start from this model's weights (e.g. toy) and keep its VAE")
     p.add_argument(
         "--no-temporal-convs",

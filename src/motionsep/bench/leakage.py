@@ -44,6 +44,10 @@ class Training:
     clips: int = 4
     rank: int | None = None  # None: the bench's rank
     learning_rate: float | None = None  # None: the bench's learning rate
+    many_looks: bool = False  # clips of a look each (toy.reference.many_look_scenes), not the reference look
+
+
+MANY_LOOK_CLIPS = 16
 
 
 TRAININGS = {
@@ -55,6 +59,7 @@ TRAININGS = {
     "tap-k": Training("tap", targets=("k",)),
     "tap-k-out": Training("tap", targets=("k", "out")),
     "full-lora-1clip": Training("full-lora", clips=1),
+    "full-lora-many-looks": Training("full-lora", clips=MANY_LOOK_CLIPS, many_looks=True),
     "motiondirector-1clip": Training("motiondirector", clips=1),
     "tap-r4": Training("tap", rank=4),
     "tap-r64": Training("tap", rank=64),
@@ -77,6 +82,9 @@ class Variant:
 
 
 FLOOR = "no LoRA (floor)"
+# The ceiling the one-look methods are read against: how much of the motion a LoRA on every layer carries to the
+# prompts' looks when its clips show the motion in many looks, so that no look is tied to it.
+MULTI_LOOK_CONTROL = f"multi-look control: full-lora, {MANY_LOOK_CLIPS} looks"
 VARIANTS = (
     Variant(FLOOR, None),
     Variant("temporal-lora", "temporal-lora"),
@@ -91,6 +99,7 @@ VARIANTS = (
     Variant("temporal-lora + AH", "temporal-lora", highway=True),
     Variant("motiondirector + AH", "motiondirector", highway=True),
     Variant("positive control: full-lora, 1 clip", "full-lora-1clip"),  # POSITIVE_CONTROL
+    Variant(MULTI_LOOK_CONTROL, "full-lora-many-looks"),
     Variant("tap + AH, all blocks", "tap", highway=True, highway_blocks="all", group="AH blocks"),
     Variant("tap + AH, scale 1.0", "tap", highway=True, highway_scale=1.0, group="AH scale"),
     Variant("tap + AH, scale 1.2", "tap", highway=True, highway_scale=1.2, group="AH scale"),
@@ -113,7 +122,16 @@ POSITIVE_CONTROL = "positive control: full-lora, 1 clip"
 # blocks have no skips): the methods without it, with the LoRA its trainers put on every layer as baseline.
 DIT_ROWS = ("full-lora", "tap + PLI")
 UNET_VARIANTS = tuple(v.name for v in VARIANTS if v.name not in DIT_ROWS)
-DIT_VARIANTS = (FLOOR, "temporal-lora", "motiondirector", "full-lora", "tap", "tap + PLI", POSITIVE_CONTROL)
+DIT_VARIANTS = (
+    FLOOR,
+    "temporal-lora",
+    "motiondirector",
+    "full-lora",
+    "tap",
+    "tap + PLI",
+    POSITIVE_CONTROL,
+    MULTI_LOOK_CONTROL,
+)
 # The point every sweep is measured against (the sweep groups list only what they change).
 SWEEP_CENTRE = {
     "AH blocks": "tap + AH",
@@ -127,13 +145,15 @@ SWEEP_CENTRE = {
 
 @dataclass(frozen=True)
 class LeakageTarget:
-    """What the report checks: one of `candidates` reaches `min_motion_ratio` of the baseline's motion accuracy
-    with at most `max_rise_ratio` of its unnamed-attribute leakage rise."""
+    """What the report checks: one of `candidates` reaches `min_motion_ratio` of the ceiling's motion accuracy
+    (the multi-look control's; the baseline's where it was not run) with at most `max_rise_ratio` of the
+    baseline's leakage rise on each unnamed attribute (size and window apart: their mean hides opposite moves)."""
 
     candidates: tuple[str, ...] = ("tap", "tap + AH", "tap + AH + PLI")
     baseline: str = "motiondirector"
     min_motion_ratio: float = 0.9
     max_rise_ratio: float = 0.5
+    ceiling: str = MULTI_LOOK_CONTROL
 
 
 LEAKAGE_TARGET = LeakageTarget()
@@ -199,7 +219,7 @@ def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, pr
     if (out / "motionsep.json").is_file():
         return out  # finished in an earlier (interrupted) run with the same settings
     spec = TRAININGS[name]
-    clips = work / motion / "reference" / "clips"
+    clips = work / motion / ("reference-many-looks" if spec.many_looks else "reference") / "clips"
     data = clips if spec.clips >= 4 else clips / f"{motion}-0.mp4"
     config = toy_training_config(
         data,
@@ -247,6 +267,11 @@ def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: boo
     reference = folder / "reference"
     if not (reference / "scenes.json").is_file():
         write_reference_clips(reference, motion, count=4, overwrite=True, model=settings.model)
+    chosen = [v for v in VARIANTS if v.name in settings.variants]
+    if any(v.training and TRAININGS[v.training].many_looks for v in chosen):
+        many = folder / "reference-many-looks"
+        if not (many / "scenes.json").is_file():
+            write_reference_clips(many, motion, MANY_LOOK_CLIPS, overwrite=True, model=settings.model, many_looks=True)
     scenes = bench_prompts(motion, settings.prompts)
     prompt_scenes = [s for s in scenes for _ in settings.seeds]
     scored_dir = folder / "scored"
@@ -258,7 +283,6 @@ def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: boo
         write_json(base_file, _predictions(videos))
     base = json.loads(base_file.read_text())
     results = {}
-    chosen = [v for v in VARIANTS if v.name in settings.variants]
     for variant in tqdm(chosen, desc=f"{motion}: variants", disable=not progress):
         done = scored_dir / f"{slug(variant.name)}.json"
         if done.is_file():

@@ -147,13 +147,19 @@ def _positive_control_line(pooled: dict) -> str:
     )
 
 
+def _one_look_loras(pooled: dict, floor: str) -> list[dict]:
+    """The rows of LoRAs trained on the reference look: not the floor, and not the multi-look control, whose clips
+    vary size and window (its shares say nothing of the reference's)."""
+    return [row for name, row in pooled.items() if name != floor and not name.startswith("multi-look control")]
+
+
 def saturated_attributes(pooled: dict, floor: str) -> list[str]:
     """The unnamed attributes every LoRA (every row but `floor`) shows at the reference's value in 99% or more of
     its generations: their rise is at its ceiling, so it cannot tell the methods apart (only how far the floor
     was from 100%)."""
     from ..toy.world import UNNAMED
 
-    rows = [row for name, row in pooled.items() if name != floor]
+    rows = _one_look_loras(pooled, floor)
     return [a for a in UNNAMED if rows and all(row["leakage"][a]["share"]["value"] >= 0.99 for row in rows)]
 
 
@@ -161,7 +167,7 @@ def _saturation_lines(pooled: dict, floor: str) -> list[str]:
     """The report's paragraph on attributes at their ceiling (none when no attribute is)."""
     parts = []
     for a in saturated_attributes(pooled, floor):
-        lowest = min(row["leakage"][a]["share"]["value"] for name, row in pooled.items() if name != floor)
+        lowest = min(row["leakage"][a]["share"]["value"] for row in _one_look_loras(pooled, floor))
         base = f", the floor's {100 * pooled[floor]['leakage'][a]['share']['value']:.0f}%" if floor in pooled else ""
         parts.append(f"{a} (lowest {100 * lowest:.0f}%{base})")
     if not parts:
@@ -193,30 +199,38 @@ def _base_model_line(card: dict | None) -> str:
 
 def _leakage_target_line(pooled: dict, target: dict) -> str:
     """The benchmark's target (bench.leakage.LeakageTarget, recorded in the result), checked per candidate."""
+    from ..toy.world import UNNAMED
+
     base_name = target["baseline"]
     candidates = [c for c in target["candidates"] if c in pooled]
     if base_name not in pooled or not candidates:
         return ""
-    base = pooled[base_name]
-    base_motion, base_rise = base["motion_accuracy"]["value"], unnamed_rise(base)
+    ceiling = target.get("ceiling") if target.get("ceiling") in pooled else base_name
+    top = pooled[ceiling]["motion_accuracy"]["value"]
+    base_rises = {a: pooled[base_name]["leakage"][a]["rise"]["value"] for a in UNNAMED}
     parts, met = [], []
     for name in candidates:
         row = pooled[name]
-        motion = row["motion_accuracy"]["value"] / max(base_motion, 1e-9)
-        rise = unnamed_rise(row)
-        if motion >= target["min_motion_ratio"] and base_rise > 0 and rise <= target["max_rise_ratio"] * base_rise:
+        motion = row["motion_accuracy"]["value"] / max(top, 1e-9)
+        rises = {a: row["leakage"][a]["rise"]["value"] for a in UNNAMED}
+        # where the baseline does not rise, a candidate may rise no more than it
+        low = all(rises[a] <= (target["max_rise_ratio"] if b > 0 else 1.0) * b for a, b in base_rises.items())
+        if motion >= target["min_motion_ratio"] and low:
             met.append(name)
         parts.append(
-            f"{name}: motion {100 * row['motion_accuracy']['value']:.0f}% ({motion:.2f}x), unnamed rise "
-            f"{100 * rise:+.1f} points"
+            f"{name}: motion {100 * row['motion_accuracy']['value']:.0f}% ({motion:.2f}x), rise "
+            + ", ".join(f"{a} {100 * r:+.0f}" for a, r in rises.items())
         )
     return (
-        f"Target (one of {', '.join(candidates)} at >= {target['min_motion_ratio']:.0%} of {base_name}'s motion "
-        "accuracy "
-        f"with at most {target['max_rise_ratio']:.0%} of its unnamed-attribute leakage rise): "
-        f"{_verdict(bool(met))}{' by ' + ', '.join(met) if met else ''}. {base_name}: motion {100 * base_motion:.0f}%, "
-        f"unnamed rise {100 * base_rise:+.1f} points; " + "; ".join(parts) + ". "
-        f"A target on leakage can only be met where {base_name} leaks at all."
+        f"Target (one of {', '.join(candidates)} at >= {target['min_motion_ratio']:.0%} of the motion accuracy of "
+        f"{ceiling} ({100 * top:.0f}%), with at most {target['max_rise_ratio']:.0%} of {base_name}'s rise on each "
+        f"unnamed attribute): {_verdict(bool(met))}{' by ' + ', '.join(met) if met else ''}. {base_name}: motion "
+        f"{100 * pooled[base_name]['motion_accuracy']['value']:.0f}%, rise "
+        + ", ".join(f"{a} {100 * r:+.0f}" for a, r in base_rises.items())
+        + "; "
+        + "; ".join(parts)
+        + ". A target on leakage can only be met where "
+        f"{base_name} leaks at all; a target on motion only where {ceiling} carries the motion at all."
     )
 
 

@@ -232,15 +232,15 @@ def _save_stage(out: Path, name: str, modules: dict, optimizer, state: dict) -> 
     atomic_write_text(out / "state.json", json.dumps(state))
 
 
-def train_vae_stage(config, vae, out: Path, state: dict, desc: str, batch_of, finish) -> None:
+def train_vae_stage(config, vae, out: Path, state: dict, desc: str, batch_of, finish, lr: float = 1e-3) -> None:
     """The VAE stage of every from-scratch embedded model: MSE + L1 + a light KL on `batch_of(step)` (pixels in
     [-1, 1]), checkpointed and resumed; `finish(vae)` sets the latent normalisation, saved with the final weights
-    in one swap."""
+    in one swap. A VAE that starts from trained weights fine-tunes at a lower `lr`."""
     if state["vae_step"] >= config.vae_steps:
         return  # done in an earlier run, normalisation included
     device = config.device
     vae.to(device)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr)
     if state["vae_step"] > 0:
         vae.load_state_dict(type(vae).from_pretrained(str(out / "vae_stage" / "vae")).state_dict())
         _maybe_load_optimizer(optimizer, out / "vae_stage" / "optimizer.safetensors")

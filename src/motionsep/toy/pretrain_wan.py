@@ -37,8 +37,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_write_text
+from ..errors import MotionsepError
 from ..losses import FlowMatchingObjective
-from ..models import WAN
+from ..models import WAN, resolve_model, weights_fingerprint
 from ..word_tokenizer import build_tokenizer
 from .pretrain import (
     NARROW_LOOK,
@@ -54,7 +55,9 @@ from .pretrain import (
 )
 from .world import vocabulary
 
-WAN_FRAMES = 9  # 1 + 4k frames, as Wan's causal VAE wants
+# 1 + 4k frames, as Wan's causal VAE wants; 17 show the 9-frame clip's motion at twice the frame rate
+# (world.frame_rate), so each latent frame holds one position, not a double exposure of two
+WAN_FRAMES = 17
 LATENT_CHANNELS = 8
 FLOW_SHIFT = 3.0
 TEXT_TOKENS = WAN.text_tokens  # what WanPipeline samples with: training conditions on the text exactly as sampling
@@ -65,8 +68,17 @@ class WanPretrainConfig:
     out: str = "toy-pretrain-wan"
     family: str = "wan"  # recorded in the run's config.json, so `toy export` knows the run
     seed: int = 0
+    frames: int = WAN_FRAMES
+    # (1, 1, 1): a token a latent pixel, 8x8 tokens a frame. At (1, 2, 2) (4x4 tokens, 9 frames, the first
+    # toy-wan) a LoRA trained on 16 looks carried zigzag to new looks in 33% of generations (issue 25)
+    patch: tuple[int, int, int] = (1, 1, 1)
+    # a WanPipeline folder or embedded name (toy-wan) whose VAE, text encoder and transformer blocks start the
+    # run (a patch size of its own is converted: `warm_start`); None: from scratch
+    init_from: str | None = None
+    init_fingerprint: str = ""  # of init_from's weights, so a resume refuses a model that changed meanwhile
+    vae_lr: float = 1e-3
     vae_steps: int = 6000  # at 3,000 the evaluator read the shape from only 16 of 24 VAE round trips
-    vae_batch: int = 4  # clips of 9 frames
+    vae_batch: int = 4  # clips of `frames`
     # the DiT's steps ("unet" in the shared state file and flags): the shipped model's recipe; at 12,000 shape
     # accuracy was 56%, at 20,000 87% (README)
     unet_steps: int = 25000
@@ -83,7 +95,7 @@ class WanPretrainConfig:
     device: str = "cpu"  # "cuda" trains on a GPU; data and noise are still drawn on the CPU, as on any device
 
 
-def build_wan_models(seed: int):
+def build_wan_models(seed: int, patch: tuple[int, int, int] = WanPretrainConfig.patch):
     """(tokenizer, text encoder, VAE, transformer, scheduler) of the world's size, randomly initialised."""
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
@@ -115,7 +127,7 @@ def build_wan_models(seed: int):
         scale_factor_spatial=4,
     )
     transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2),
+        patch_size=tuple(patch),
         num_attention_heads=4,
         attention_head_dim=32,
         in_channels=LATENT_CHANNELS,
@@ -144,15 +156,18 @@ def train_vae(config: WanPretrainConfig, vae, out: Path, state: dict) -> None:
     """The causal video VAE trains on whole 9-frame clips."""
 
     def clips(step: int) -> torch.Tensor:
-        return clip_batch(config.seed + 7, step, config.vae_batch, frames=WAN_FRAMES)[0]
+        return clip_batch(config.seed + 7, step, config.vae_batch, frames=config.frames)[0]
 
-    train_vae_stage(config, vae, out, state, "pretrain wan vae", clips, lambda v: set_latent_statistics(v, config.seed))
+    def finish(v) -> None:
+        set_latent_statistics(v, config.seed, config.frames)
+
+    train_vae_stage(config, vae, out, state, "pretrain wan vae", clips, finish, lr=config.vae_lr)
 
 
 @torch.no_grad()
-def set_latent_statistics(vae, seed: int) -> None:
+def set_latent_statistics(vae, seed: int, frames: int = WAN_FRAMES) -> None:
     """Per-channel mean and std of the latents of 64 rendered clips, into the VAE config (Wan's normalisation)."""
-    x, _ = clip_batch(seed + 11, 0, 64, frames=WAN_FRAMES)
+    x, _ = clip_batch(seed + 11, 0, 64, frames=frames)
     z = vae.encode(x.to(vae.device)).latent_dist.mode()
     vae.register_to_config(latents_mean=z.mean(dim=(0, 2, 3, 4)).tolist(), latents_std=z.std(dim=(0, 2, 3, 4)).tolist())
 
@@ -224,7 +239,7 @@ def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict)
     losses: list[float] = []
     for step in bar:
         look = NARROW_LOOK if step <= config.narrow_steps else None
-        x, captions = clip_batch(config.seed, step, config.unet_batch, look, frames=WAN_FRAMES)
+        x, captions = clip_batch(config.seed, step, config.unet_batch, look, frames=config.frames)
         x = x.to(device)
         loss = motion_weighted_loss(  # the clips are encoded inside, with the step's generator
             config, transformer, objective, lambda clips, g: _no_grad_encode(vae, clips, g), text_of, x, captions, step
@@ -298,9 +313,12 @@ def pretrain_wan(config: WanPretrainConfig) -> Path:
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2))
     state = _state(out)
-    models = build_wan_models(config.seed)
+    models = build_wan_models(config.seed, config.patch)
+    if config.init_from:
+        _check_init(config, out, state)
+        warm_start(models, resolve_model(config.init_from))
+    atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2))
     train_vae(config, models[2], out, state)
     vae = AutoencoderKLWan.from_pretrained(str(out / "vae_stage" / "vae"))
     models = (*models[:2], vae, *models[3:])
@@ -308,6 +326,44 @@ def pretrain_wan(config: WanPretrainConfig) -> Path:
     if state["unet_step"] == 0:  # no transformer step yet: ship the initial weights, card-less
         return save_wan_pipeline(models, out / "pipeline")
     return export_wan(out, out / "pipeline")
+
+
+def _check_init(config: WanPretrainConfig, out: Path, state: dict) -> None:
+    """Record init_from's fingerprint; a resume that still starts from it (no transformer step saved yet)
+    refuses weights that changed since, which would give another run than the one begun."""
+    config.init_fingerprint = weights_fingerprint(config.init_from)
+    recorded = json.loads((out / "config.json").read_text()).get("init_fingerprint") if state["vae_step"] else None
+    if recorded and recorded != config.init_fingerprint and state["unet_step"] == 0:
+        raise MotionsepError(
+            f"--init-from {config.init_from}: its weights changed since {out} began; resume with the model it "
+            "began from, or start a new --out"
+        )
+
+
+@torch.no_grad()
+def warm_start(models, init: str) -> None:
+    """Start the run's models from a trained Wan-family world model: VAE, text encoder and the transformer's
+    blocks as they are. A transformer of another patch size gets its patch embedding summed over the old patch
+    (a region of one latent value embeds as before) and its output projection averaged over the old patch's
+    positions (each new token predicts what the old patch predicted on average)."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import UMT5EncoderModel
+
+    _, text_encoder, vae, transformer, _ = models
+    text_encoder.load_state_dict(UMT5EncoderModel.from_pretrained(init, subfolder="text_encoder").state_dict())
+    vae.load_state_dict(AutoencoderKLWan.from_pretrained(init, subfolder="vae").state_dict())
+    old = WanTransformer3DModel.from_pretrained(init, subfolder="transformer", torch_dtype=torch.float32)
+    weights = old.state_dict()
+    new_patch, old_patch = tuple(transformer.config.patch_size), tuple(old.config.patch_size)
+    if new_patch != old_patch:
+        if new_patch != (1, 1, 1):
+            raise MotionsepError(f"warm start from patch {old_patch} to {new_patch}: only (1, 1, 1) is converted")
+        weights["patch_embedding.weight"] = weights["patch_embedding.weight"].sum(dim=(2, 3, 4), keepdim=True)
+        cells = int(np.prod(old_patch))
+        out_w, out_b = weights["proj_out.weight"], weights["proj_out.bias"]  # rows ordered (p_t, p_h, p_w, C)
+        weights["proj_out.weight"] = out_w.view(cells, -1, out_w.shape[1]).mean(0)
+        weights["proj_out.bias"] = out_b.view(cells, -1).mean(0)
+    transformer.load_state_dict(weights)
 
 
 def save_wan_pipeline(models, dest: Path) -> Path:
@@ -350,12 +406,23 @@ def export_wan(
     cooldown = cooldown_of(WanPretrainConfig(**{**config, "cooldown_steps": config.get("cooldown_steps", 0)}))
     card = {
         "what": "shapes-world text-to-video model of the Wan family (WanPipeline: WanTransformer3DModel, "
-        "AutoencoderKLWan, UMT5EncoderModel, flow matching), trained from scratch",
+        "AutoencoderKLWan, UMT5EncoderModel, flow matching), "
+        + (f"started from {config['init_from']}" if config.get("init_from") else "trained from scratch"),
         "command": f"motionsep toy pretrain --family wan --out {run} --steps {config['unet_steps']} "
-        f"--vae-steps {config['vae_steps']} --cooldown-steps {cooldown}",
+        f"--vae-steps {config['vae_steps']} --cooldown-steps {cooldown}"
+        + (
+            f" --init-from {config['init_from']} --batch {config['unet_batch']} --vae-lr {config['vae_lr']:g}"
+            if config.get("init_from")
+            else ""
+        ),
+        # the world's clip length for this model (toy.protocol.world_frames reads it): a run recorded before
+        # the option existed rendered 9 frames
+        "clip_frames": config.get("frames", 9),
         "recipe": {
             **{k: config[k] for k in ("unet_batch", "lr", "motion_loss_weight", "caption_dropout", "narrow_steps")},
             "cooldown_steps": cooldown,
+            "init_from": config.get("init_from"),
+            "patch": config.get("patch", [1, 2, 2]),
         },
         "vae_steps": state["vae_step"],
         "transformer_steps": state["unet_step"],

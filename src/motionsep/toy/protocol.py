@@ -4,7 +4,9 @@ quality check and the probe all read it from here."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 from ..errors import MotionsepError
 from ..generate import SamplingSettings
@@ -17,13 +19,17 @@ WAN_WORLD_FRAMES = 9
 
 
 def world_frames(model: str) -> int:
-    """Frames of the world's clips for `model`: 8, or 9 for a model whose VAE encodes 1 + 4k frames."""
-    from ..models import family_of_model
+    """Frames of the world's clips for `model`: what its model card says it was trained on ("clip_frames"), else
+    8, or 9 for a model whose VAE encodes 1 + 4k frames."""
+    from ..models import family_of_model, resolve_model
 
     try:
         family = family_of_model(model)
     except MotionsepError:
         return FRAMES  # not a model motionsep reads here: the loader will say why, where it matters
+    card = Path(resolve_model(model)) / "model_card.json"
+    if card.is_file() and "clip_frames" in (recorded := json.loads(card.read_text())):
+        return int(recorded["clip_frames"])
     return WAN_WORLD_FRAMES if family.video_vae else FRAMES
 
 

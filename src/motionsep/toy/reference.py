@@ -22,6 +22,23 @@ def reference_scenes(motion: str, count: int = 4, seed: int = 0, look: dict | No
     return [random_scene(rng, motion=motion, **(look or REFERENCE_LOOK)) for _ in range(count)]
 
 
+def many_look_scenes(motion: str, count: int = 16, seed: int = 0) -> list[Scene]:
+    """`count` clips of `motion`, each with a look (shape, colour, background) of its own and none of the
+    benchmark's prompt looks; size and window at random: what a LoRA needs to learn the motion apart from any look
+    (the leakage bench's multi-look control)."""
+    from .protocol import BENCH_LOOKS
+    from .world import BACKGROUNDS, COLOURS, SHAPES
+
+    if motion not in MOTIONS:
+        raise MotionsepError(f"unknown motion '{motion}'{closest(motion, MOTIONS)}")
+    rng = random.Random(seed)
+    free = [(s, c, b) for s in SHAPES for c in COLOURS for b in BACKGROUNDS if (s, c, b) not in set(BENCH_LOOKS)]
+    if count > len(free):
+        raise MotionsepError(f"{count} looks asked for; the world has {len(free)} outside the benchmark's")
+    looks = rng.sample(free, count)
+    return [random_scene(rng, motion=motion, shape=s, colour=c, background=b) for s, c, b in looks]
+
+
 def toy_config_dict(
     data: str | Path,
     output_dir: str | Path,
@@ -69,8 +86,10 @@ def write_reference_clips(
     steps: int = 300,
     overwrite: bool = False,
     model: str = "toy",
+    many_looks: bool = False,
 ) -> Path:
-    """clips/*.mp4 + same-name .txt captions, scenes.json, and config.yaml for `motionsep train`."""
+    """clips/*.mp4 + same-name .txt captions, scenes.json, and config.yaml for `motionsep train`: one look
+    (REFERENCE_LOOK), or with `many_looks` a look per clip (`many_look_scenes`)."""
     out = Path(out)
     if not overwrite:
         refuse_nonempty(out, "choose another --out or pass --overwrite")
@@ -78,7 +97,7 @@ def write_reference_clips(
     clips.mkdir(parents=True, exist_ok=True)
     from .protocol import world_frames
 
-    scenes = reference_scenes(motion, count, seed)
+    scenes = many_look_scenes(motion, count, seed) if many_looks else reference_scenes(motion, count, seed)
     frames = world_frames(model)
     for i, scene in enumerate(scenes):
         write_mp4(render(scene, frames), clips / f"{motion}-{i}.mp4")

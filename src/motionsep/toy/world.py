@@ -77,9 +77,19 @@ class Scene:
         return {k: d[k] for k in ("shape", "colour", "background", "motion", "size", "window")}
 
 
+def frame_rate(frames: int) -> int:
+    """Frames a clip of `frames` shows per step of the world's motions: 1 up to 16 frames; a clip of 1 + 8r frames
+    (r >= 2) shows the 9-frame clip's motion at r times the frame rate, as real video models sample a motion
+    densely (Wan: 81 frames at 16 fps). A DiT whose causal VAE pairs frames then sees each latent frame hold one
+    position instead of a double exposure of two."""
+    return (frames - 1) // 8 if frames >= 17 else 1
+
+
 def offsets(motion: str, frames: int = FRAMES) -> np.ndarray:
     """The object's displacement from its start, per frame: (frames, 2) as (dx, dy)."""
-    t = np.arange(frames, dtype=np.float64)
+    rate = frame_rate(frames)
+    t = np.arange(frames, dtype=np.float64) / rate
+    span = (frames - 1) / rate + 1  # the clip's length in steps of the motion, for the cyclic motions
     if motion == "still":
         return np.zeros((frames, 2))
     if motion in PRETRAIN_MOTIONS:
@@ -89,12 +99,12 @@ def offsets(motion: str, frames: int = FRAMES) -> np.ndarray:
     if motion == "zigzag":  # right, with y switching between two rows every two frames
         return np.stack([1.5 * t, np.where((t // 2) % 2 == 0, -3.0, 3.0) + 3.0], axis=1)
     if motion == "orbit":  # a full circle of radius 6 round a point left of the start
-        a = 2 * math.pi * t / frames
+        a = 2 * math.pi * t / span
         return np.stack([6 * (np.cos(a) - 1), -6 * np.sin(a)], axis=1)
     if motion == "bounce":  # up and down twice, drifting right
         return np.stack([1.0 * t, -9 * np.abs(np.sin(math.pi * t / 4))], axis=1)
     if motion == "spiral":  # a growing circle
-        a = 2 * math.pi * t / frames * 1.25
+        a = 2 * math.pi * t / span * 1.25
         r = 1.0 + 0.8 * t
         return np.stack([r * np.cos(a) - 1.0, r * np.sin(a)], axis=1)
     raise ValueError(f"unknown motion '{motion}'")
