@@ -174,3 +174,33 @@ def test_toy_export_refuses_what_it_cannot_ship_and_a_model_already_there(tmp_pa
     missing = tmp_path / "quality.json"
     err = refusal("--run", str(run), "--to", str(tmp_path / "new"), "--quality", str(missing))
     assert err.startswith(f"motionsep: error: --quality '{missing}' is not a readable JSON report")
+
+
+def test_a_learning_rate_written_1e_3_is_a_number_as_in_every_other_yaml_reader(tmp_path):
+    from motionsep.config import config_from_dict, load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text("model: toy\ndata: {path: clips}\ntrain:\n  learning_rate: 1e-3\n  weight_decay: 5e-4\n")
+    config = load_config(path, ["train.validation.guidance=7e0"])
+    assert config.train.learning_rate == 1e-3 and config.train.weight_decay == 5e-4
+    assert config.train.validation.guidance == 7.0
+    assert (
+        config_from_dict({"model": "toy", "data": {"path": "c"}}, ["train.learning_rate=5e-4"]).train.learning_rate
+        == 5e-4
+    )
+
+
+@pytest.mark.parametrize("value", ["-0.001", "0", ".nan", ".inf"])
+def test_a_learning_rate_that_cannot_train_is_refused_in_one_line(tmp_path, pipeline_dirs, clip_dir, capsys, value):
+    code, err = run_train(
+        write_config(tmp_path, pipeline_dirs, clip_dir), capsys, "--set", f"train.learning_rate={value}"
+    )
+    assert code == 2 and "train.learning_rate must be a finite number above 0" in err and len(err.splitlines()) == 1
+
+
+def test_a_yaml_syntax_error_names_its_line(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text("model: toy\ndata:\n  path: clips\n  frames: [8\ntrain: {}\n")
+    code = main(["train", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "not valid YAML at line 5" in err and len(err.splitlines()) == 1

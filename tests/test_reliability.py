@@ -113,3 +113,66 @@ def test_same_config_and_seed_give_identical_lora_and_frames(make_config, tmp_pa
         for folder in (first, second)
     ]
     assert (video[0] == video[1]).all()
+
+
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_keeps_the_earlier_run_until_the_new_one_has_a_checkpoint(make_config, tmp_path, monkeypatch):
+    import motionsep.train as training
+
+    sections = {"train": {"steps": 2, "checkpoint_every": 1}, "lora": {"rank": 4}}
+    config = make_config("modelscope", output_dir=str(tmp_path / "run"), **sections)
+    train(config, progress=False)
+    (tmp_path / "run" / "notes.txt").write_text("mine")  # not the run's: never touched
+    before = _files(tmp_path / "run")
+    bad = make_config("modelscope", output_dir=str(tmp_path / "run"), **sections)
+    bad.data.path = str(tmp_path / "missing.mp4")
+    with pytest.raises(MotionsepError, match="does not exist"):  # refused by its checks: nothing moved
+        train(bad, overwrite=True, progress=False)
+    assert _files(tmp_path / "run") == before
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk gone")
+
+    monkeypatch.setattr(training, "checkpoint", fail)  # fails before its first checkpoint is complete
+    with pytest.raises(RuntimeError, match="disk gone"):
+        train(config, overwrite=True, progress=False)
+    assert _files(tmp_path / "run") == before  # the earlier run back, byte for byte
+    monkeypatch.undo()
+    config.train.seed = 1
+    train(config, overwrite=True, progress=False)
+    after = _files(tmp_path / "run")
+    assert after["notes.txt"] == b"mine" and not (tmp_path / "run" / ".replaced").exists()
+    assert after["pytorch_lora_weights.safetensors"] != before["pytorch_lora_weights.safetensors"]
+    assert set(after) == set(before)
+
+
+def _truncate_optimizer(ts):
+    (ts / "optimizer.safetensors").write_bytes((ts / "optimizer.safetensors").read_bytes()[:100])
+
+
+@pytest.mark.parametrize(
+    "damage, warns",
+    [
+        (_truncate_optimizer, True),
+        (lambda ts: (ts / "rng.safetensors").write_bytes(b""), True),
+        (lambda ts: (ts / "state.json").write_text("{not json"), False),  # no marker: never a complete checkpoint
+    ],
+    ids=["truncated optimizer", "empty rng", "broken state.json"],
+)
+def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(make_config, tmp_path, damage, warns):
+    import warnings
+
+    sections = {"train": {"steps": 4, "checkpoint_every": 1}, "lora": {"rank": 4, "dropout": 0.0}}
+    train(make_config("modelscope", output_dir=str(tmp_path / "whole"), **sections), progress=False)
+    first = {**sections, "train": {"steps": 3, "checkpoint_every": 1}}
+    train(make_config("modelscope", output_dir=str(tmp_path / "run"), **first), progress=False)
+    damage(tmp_path / "run" / "checkpoints" / "step-000003" / "training_state")
+    resumed = make_config("modelscope", output_dir=str(tmp_path / "run"), **sections)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(resumed, resume=True, progress=False)
+    assert any("step-000003 is damaged" in str(w.message) for w in caught) == warns
+    assert same_lora(tmp_path / "whole", tmp_path / "run")  # from step 2, as if nothing had happened

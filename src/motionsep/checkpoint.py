@@ -85,13 +85,20 @@ def load_training_state(
     return json.loads((folder / "state.json").read_text(encoding="utf-8"))["step"]
 
 
+def complete_checkpoints(folder: Path) -> list[tuple[Path, int]]:
+    """The complete checkpoints under `folder` (step-NNNNNN/ with a readable training_state/state.json), newest
+    first; a folder whose marker is missing or unreadable (a kill mid-write, a damaged disk) is left out."""
+    found = []
+    for candidate in folder.glob("step-*") if folder.is_dir() else []:
+        try:
+            step = json.loads((candidate / "training_state" / "state.json").read_text(encoding="utf-8"))["step"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        found.append((candidate, int(step)))
+    return sorted(found, key=lambda c: -c[1])
+
+
 def latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
     """The newest complete checkpoint under `folder` (step-NNNNNN/ with training_state/state.json)."""
-    best = None
-    for candidate in folder.glob("step-*") if folder.is_dir() else []:
-        marker = candidate / "training_state" / "state.json"
-        if marker.is_file():
-            step = json.loads(marker.read_text(encoding="utf-8"))["step"]
-            if best is None or step > best[1]:
-                best = (candidate, step)
-    return best
+    found = complete_checkpoints(folder)
+    return found[0] if found else None

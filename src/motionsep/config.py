@@ -7,6 +7,7 @@ the closest valid key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Sequence
@@ -123,6 +124,23 @@ def _type_ok(value: Any, hint: Any) -> bool:
     return isinstance(value, hint)
 
 
+def _accepts_float(hint: Any) -> bool:
+    return hint is float or (
+        typing.get_origin(hint) in (typing.Union, types.UnionType) and float in typing.get_args(hint)
+    )
+
+
+def _yaml11_number(value: Any, hint: Any) -> Any:
+    """A float written as `1e-3` or `5e-4`: YAML 1.1 (PyYAML) reads an exponent without a dot as a string, though
+    every other YAML reader and Python take it as a number."""
+    if isinstance(value, str) and _accepts_float(hint):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
 def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise MotionsepError(f"config section '{where or 'top level'}' must be a mapping, got {type(data).__name__}")
@@ -134,6 +152,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         if key not in names:
             raise MotionsepError(f"unknown config key '{full}'{closest(str(key), names)}")
         hint = hints[key]
+        value = _yaml11_number(value, hint)
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value, full)
         elif not _type_ok(value, hint):
@@ -175,7 +194,10 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise MotionsepError(f"config '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise MotionsepError(f"config '{path}' is not valid YAML{at}: {problem}") from None
     return config_from_dict(data, overrides)
 
 
@@ -202,6 +224,11 @@ def validate(config: TrainConfig) -> None:
         )
     if config.train.steps < 1 or config.train.batch_size < 1:
         raise MotionsepError("train.steps and train.batch_size must be at least 1")
+    for key in ("learning_rate", "weight_decay"):
+        value = getattr(config.train, key)
+        if not math.isfinite(value) or value < 0 or (key == "learning_rate" and value == 0):
+            least = "above 0, e.g. 5e-4" if key == "learning_rate" else "0 or more, e.g. 1e-2"
+            raise MotionsepError(f"train.{key} must be a finite number {least}; got {value}")
     validation = config.train.validation
     if validation.prompts and (not validation.seeds or validation.every < 0 or validation.steps < 1):
         raise MotionsepError("train.validation needs at least one seed, every >= 0 (0: at the end only) and steps >= 1")

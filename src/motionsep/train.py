@@ -17,6 +17,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
 from . import __version__
@@ -41,7 +43,13 @@ from .adapters import (
     save_lora_folder,
     set_lora_weights,
 )
-from .checkpoint import latest_checkpoint, load_training_state, save_rng_state, save_training_state
+from .checkpoint import (
+    complete_checkpoints,
+    latest_checkpoint,
+    load_training_state,
+    save_rng_state,
+    save_training_state,
+)
 from .config import LoraSettings, TrainConfig
 from .data import Clip, load_clips
 from .errors import MotionsepError, refuse_nonempty
@@ -307,12 +315,44 @@ def check_output_dir(path: Path, overwrite: bool, resume: bool) -> None:
         refuse_nonempty(path, "pass --resume to continue it, --overwrite to replace it, or choose another output_dir")
 
 
-def remove_results(out: Path) -> None:
-    """--overwrite: remove what a run writes, and nothing else the folder may hold."""
-    for name in ("checkpoints", "spatial"):
-        shutil.rmtree(out / name, ignore_errors=True)
-    for name in (METADATA_NAME, WEIGHTS_NAME, "train_log.csv"):
-        (out / name).unlink(missing_ok=True)
+RESULT_NAMES = ("checkpoints", "spatial", METADATA_NAME, WEIGHTS_NAME, "train_log.csv")  # what a run writes
+REPLACED = ".replaced"  # where --overwrite keeps the earlier run until the new one has a checkpoint
+
+
+class Replacement:
+    """--overwrite without loss: the earlier run's results (and nothing else the folder holds) move aside once the
+    new run has passed its checks, come back if it fails before its first complete checkpoint, and are deleted
+    once it has one."""
+
+    def __init__(self, out: Path):
+        self.aside: Path | None = out / REPLACED
+        self.out = out
+        shutil.rmtree(self.aside, ignore_errors=True)  # left by a run killed mid-way, whose own results are here
+        for name in RESULT_NAMES:
+            if (out / name).exists():
+                self.aside.mkdir(parents=True, exist_ok=True)
+                (out / name).rename(self.aside / name)
+
+    def restore(self) -> None:
+        if self.aside is not None and self.aside.is_dir():
+            for name in RESULT_NAMES:
+                _remove(self.out / name)
+                if (self.aside / name).exists():
+                    (self.aside / name).rename(self.out / name)
+            self.aside.rmdir()
+        self.aside = None
+
+    def commit(self) -> None:
+        if self.aside is not None:
+            shutil.rmtree(self.aside, ignore_errors=True)
+            self.aside = None
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _comparable(config: dict) -> dict:
@@ -325,21 +365,28 @@ def _comparable(config: dict) -> dict:
 
 def resume_from(out: Path, config: TrainConfig, state: TrainingState, optimizer, generator, rank: int = 0) -> int:
     """Load the newest complete checkpoint in `out`; returns its step (0 when there is none)."""
-    found = latest_checkpoint(out / "checkpoints")
-    if found is None:
-        return 0
-    folder, step = found
-    saved = json.loads((folder / METADATA_NAME).read_text(encoding="utf-8"))["train_config"]
-    if _comparable(saved) != _comparable(config.to_dict()):
-        raise MotionsepError(
-            f"cannot resume '{out}': its config differs from this one (only train.steps may change); use another "
-            "output_dir"
-        )
-    for name, sub in ((MOTION, folder), (SPATIAL, folder / "spatial")):
-        if name in state.lora_configs:
-            set_lora_weights(state.denoiser, read_lora_weights(sub / WEIGHTS_NAME), name, sub)
-    load_training_state(folder / "training_state", optimizer, generator, rank)
-    return step
+    for folder, step in complete_checkpoints(out / "checkpoints"):
+        try:
+            saved = json.loads((folder / METADATA_NAME).read_text(encoding="utf-8"))["train_config"]
+        except (OSError, ValueError, KeyError) as exc:
+            warnings.warn(f"checkpoint {folder} is damaged ({exc}); trying the one before it", stacklevel=2)
+            continue
+        if _comparable(saved) != _comparable(config.to_dict()):
+            raise MotionsepError(
+                f"cannot resume '{out}': its config differs from this one (only train.steps may change); use "
+                "another output_dir"
+            )
+        try:
+            for name, sub in ((MOTION, folder), (SPATIAL, folder / "spatial")):
+                if name in state.lora_configs:
+                    set_lora_weights(state.denoiser, read_lora_weights(sub / WEIGHTS_NAME), name, sub)
+            load_training_state(folder / "training_state", optimizer, generator, rank)
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError, MotionsepError) as exc:
+            # a truncated optimizer file, an empty RNG file: the next older checkpoint is complete
+            warnings.warn(f"checkpoint {folder} is damaged ({exc}); trying the one before it", stacklevel=2)
+            continue
+        return step
+    return 0
 
 
 def train(
@@ -349,12 +396,11 @@ def train(
 
     Every `train.checkpoint_every` steps a complete checkpoint is written (LoRA, optimizer moments,
     RNG states); `resume=True` continues from the newest one and ends with the LoRA an
-    uninterrupted run would have given.
+    uninterrupted run would have given. `overwrite=True` replaces an earlier run only once this one has
+    passed its checks and written its first checkpoint (`Replacement`).
     """
     out = Path(config.output_dir)
     check_output_dir(out, overwrite, resume)
-    if overwrite:
-        remove_results(out)
     accelerator = Accelerator(mixed_precision=config.train.mixed_precision)
     if accelerator.distributed_type.name in ("FSDP", "DEEPSPEED"):
         raise MotionsepError(
@@ -362,7 +408,7 @@ def train(
             "gradients itself and does not shard the model; launch with --multi_gpu (or torchrun) instead"
         )
     set_seed(config.train.seed)  # LoRA init and dropout
-    state = prepare(config, pipe, family, device=accelerator.device)
+    state = prepare(config, pipe, family, device=accelerator.device)  # the data and the model pass their checks
     if accelerator.mixed_precision != "no" and accelerator.device.type == "cuda":
         from diffusers.training_utils import cast_training_params
 
@@ -375,10 +421,36 @@ def train(
     if processes > 1 and state.latents.shape[0] >= processes:  # each process its own clips (and its own noise)
         state.clip_indices = list(range(rank, state.latents.shape[0], processes))
     first = 1 + (resume_from(out, config, state, optimizer, generator, rank) if resume else 0)
-    state.denoiser.train()
-    optimizer = accelerator.prepare(optimizer)
-    trainable = [p for group in state.params.values() for p in group]
     out.mkdir(parents=True, exist_ok=True)
+    replacement = Replacement(out) if overwrite and not resume and accelerator.is_main_process else None
+    try:
+        run_steps(accelerator, state, accelerator.prepare(optimizer), generator, first, progress, replacement)
+    except BaseException:
+        if replacement is not None:
+            replacement.restore()  # no checkpoint of the new run: the earlier one comes back as it was
+        raise
+    save(accelerator, state, out, config.train.steps)
+    if replacement is not None:
+        replacement.commit()
+    if state.highway is not None:
+        state.highway.remove()
+    return out
+
+
+def run_steps(
+    accelerator: Accelerator,
+    state: TrainingState,
+    optimizer,
+    generator,
+    first: int,
+    progress: bool,
+    replacement: Replacement | None,
+) -> None:
+    """Steps `first` to train.steps: loss, gradient averaging, step, log; checkpoints and validation samples."""
+    config = state.config
+    out = Path(config.output_dir)
+    state.denoiser.train()
+    trainable = [p for group in state.params.values() for p in group]
     columns = ["step", "loss", *(["spatial"] if state.method.dual_path else []), "temporal"]
     log = TrainingLog(out / "train_log.csv", columns, keep_until=first - 1) if accelerator.is_main_process else None
     validation = config.train.validation
@@ -410,25 +482,28 @@ def train(
         bar.set_postfix(loss=f"{total:.4f}")
         if log is not None:
             log.write([step, f"{total:.6f}", *(f"{float(v):.6f}" for v in means)])
-        every = config.train.checkpoint_every
         samples = is_validation_step(validation, step, config.train.steps)
+        every = config.train.checkpoint_every
         if (every and (step % every == 0 or step == config.train.steps)) or samples:
-            folder = out / "checkpoints" / f"step-{step:06d}"
-            save(accelerator, state, folder, step)
-            save_rng_state(folder / "training_state", generator, rank)  # every process its own streams
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                save_training_state(folder / "training_state", optimizer, generator, step)  # complete: last
-                if sampler is not None and samples:  # from the checkpoint, as `motionsep generate` would
-                    bar.set_postfix(loss=f"{total:.4f}", sampling=f"step {step}")
-                    sampler.sample(step, folder)
-            accelerator.wait_for_everyone()
+            checkpoint(accelerator, state, optimizer, generator, step, sampler if samples else None)
+            if replacement is not None:
+                replacement.commit()  # the new run has a complete checkpoint: the earlier one can go
     if log is not None:
         log.close()
-    save(accelerator, state, out, config.train.steps)
-    if state.highway is not None:
-        state.highway.remove()
-    return out
+
+
+def checkpoint(accelerator: Accelerator, state: TrainingState, optimizer, generator, step: int, sampler) -> None:
+    """A complete checkpoint of `step` (LoRA, then every process's RNG streams, then the optimizer and the
+    marker), and validation samples from it when `sampler` is given, as `motionsep generate` would make them."""
+    folder = Path(state.config.output_dir) / "checkpoints" / f"step-{step:06d}"
+    save(accelerator, state, folder, step)
+    save_rng_state(folder / "training_state", generator, accelerator.process_index)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_training_state(folder / "training_state", optimizer, generator, step)  # complete: last
+        if sampler is not None:
+            sampler.sample(step, folder)
+    accelerator.wait_for_everyone()
 
 
 def average_gradients(accelerator: Accelerator, params: list[torch.nn.Parameter]) -> None:
