@@ -206,3 +206,42 @@ def test_noise_prior_starts_from_the_inverted_clip_mixed_with_the_seed_noise(
     assert main([*args, "--noise-prior", "0.2", "--prior-clip", str(clip_dir / "square.mp4")]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("motionsep: error")]
     assert len(errors) == 1 and "prior clip" in errors[0] and "has 12 frames, fewer than the 40" in errors[0]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--frames", "0"], "--frames 0: give 1 or more frames"),
+        (["--steps", "0"], "--steps 0: give 1 or more denoising steps"),
+        (["--height", "33", "--width", "31"], "height and width are multiples of 2; pass --height 32 --width 32"),
+        (["--height", "20000", "--width", "20000"], "GiB to decode, more than the"),
+    ],
+)
+def test_sampling_settings_the_pipeline_cannot_take_are_one_line_and_write_nothing(
+    pipeline_dirs, tmp_path, capsys, flags, message
+):
+    out = tmp_path / "videos"
+    args = ["generate", "--model", pipeline_dirs["animatediff"], "--prompt", "a cat", "--out", str(out), *flags]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_an_output_folder_that_is_a_file_is_one_line(pipeline_dirs, tmp_path, capsys):
+    (tmp_path / "taken").write_text("mine")
+    args = ["generate", "--model", pipeline_dirs["modelscope"], "--prompt", "x", "--steps", "1", "--frames", "2"]
+    assert main([*args, "--out", str(tmp_path / "taken")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "taken' already exists as a file: choose another output folder" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+@pytest.mark.parametrize("model, frames", [("toy-animatediff", 8), ("toy-wan", None)])
+def test_an_embedded_model_samples_at_its_own_clip_length_and_size(model, frames):
+    from motionsep.toy.protocol import world_frames
+
+    pipeline = MotionPipeline.from_pretrained(model)
+    expected = frames or world_frames(model)
+    assert pipeline.resolved(SamplingSettings()) == (expected, 32, 32)
+    assert pipeline.resolved(SamplingSettings(num_frames=4, height=16)) == (4, 16, 32)

@@ -797,8 +797,10 @@ def _ui_parser(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    shown = warnings.showwarning
     try:
         _quiet_libraries()
+        _one_line_warnings()
         args.func(args)
     except MotionsepError as exc:
         print(f"motionsep: error: {exc}", file=sys.stderr)
@@ -806,7 +808,41 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("motionsep: interrupted; saved checkpoints are kept", file=sys.stderr)
         return 130
+    except OSError as exc:  # the disk, not the input: full, read-only, a file where a folder should be
+        print(f"motionsep: error: {_disk_problem(exc)}", file=sys.stderr)
+        return 2
+    finally:
+        warnings.showwarning = shown
     return 0
+
+
+def _disk_problem(exc: OSError) -> str:
+    """One line for a failed read or write: what, where, and what to do; saved checkpoints are never removed."""
+    import errno
+
+    where = f"'{exc.filename}'" if exc.filename else "the output"
+    fixes = {
+        errno.ENOSPC: f"the disk is full while writing {where}: free space, then rerun (train: with --resume; "
+        "saved checkpoints are kept)",
+        errno.EDQUOT: f"the disk quota is used up while writing {where}: free space, then rerun",
+        errno.EROFS: f"{where} is on a read-only file system: choose another output folder",
+        errno.EACCES: f"no permission to write {where}: choose another output folder or fix its permissions",
+        errno.EPERM: f"no permission to write {where}: choose another output folder or fix its permissions",
+        errno.ENOTDIR: f"{where} (or a folder above it) is a file, not a folder: choose another output folder",
+        errno.EEXIST: f"{where} already exists as a file: choose another output folder",
+        errno.EISDIR: f"{where} is a folder where a file was expected: give a file path",
+        errno.ENOENT: f"{where} does not exist: check the path",
+    }
+    return fixes.get(exc.errno or 0, f"cannot use {where}: {exc.strerror or exc}")
+
+
+def _one_line_warnings() -> None:
+    """A warning as one line, as errors are (Python's default adds the file, line and source of the call)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"motionsep: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ so the sampling loop is diffusers' own.
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 import warnings
 from dataclasses import dataclass, replace
@@ -150,17 +152,56 @@ class MotionPipeline:
             "pli_tau": None if self.pli is None else self.pli.tau,
         }
 
-    def _defaults(self, settings: SamplingSettings) -> tuple[int, int, int]:
-        meta = self.lora_meta
+    def native_sampling(self) -> tuple[int, list[int]]:
+        """(frames, [height, width]) the base model samples at when asked for nothing else: what its folder's
+        model_card.json declares ("clip_frames", "size": a model trained on small clips, such as the embedded
+        ones), else the family's (16 frames, 17 for Wan's causal VAE, at the denoiser's sample size)."""
+        card = Path(str(getattr(self.pipe, "name_or_path", "") or "")) / "model_card.json"
+        declared = json.loads(card.read_text(encoding="utf-8")) if card.is_file() else {}
         if self.family.native_size is not None:
-            native = list(self.family.native_size)
+            size = list(self.family.native_size)
         else:
             side = self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
-            native = [side, side]
-        size = meta.size if meta is not None else native
-        default_frames = 17 if self.family.video_vae else 16  # Wan's causal VAE: 1 + 4k frames
-        height, width = settings.height or size[0], settings.width or size[1]
-        return settings.num_frames or (meta.num_frames if meta is not None else default_frames), height, width
+            size = [side, side]
+        frames = 17 if self.family.video_vae else 16  # Wan's causal VAE: 1 + 4k frames
+        return int(declared.get("clip_frames", frames)), list(declared.get("size", size))
+
+    def resolved(self, settings: SamplingSettings) -> tuple[int, int, int]:
+        """(frames, height, width) a video of `settings` gets: the given ones, else the LoRA's training clips', else
+        the model's own (`native_sampling`)."""
+        meta = self.lora_meta
+        frames, size = (meta.num_frames, meta.size) if meta is not None else self.native_sampling()
+        height = size[0] if settings.height is None else settings.height
+        width = size[1] if settings.width is None else settings.width
+        return frames if settings.num_frames is None else settings.num_frames, height, width
+
+    def size_multiple(self) -> int:
+        """What height and width must be multiples of: the VAE's spatial factor, times a DiT's patch side."""
+        if self.family.is_dit:
+            return int(self.pipe.vae_scale_factor_spatial * self.pipe.transformer.config.patch_size[1])
+        return int(self.pipe.vae_scale_factor)
+
+    def check_settings(self, settings: SamplingSettings, frames: int, height: int, width: int) -> None:
+        """One-line errors for what the pipeline would fail on deep inside (or silently change)."""
+        if frames < 1:
+            raise MotionsepError(f"--frames {frames}: give 1 or more frames")
+        if settings.steps < 1:
+            raise MotionsepError(f"--steps {settings.steps}: give 1 or more denoising steps")
+        if not math.isfinite(settings.guidance) or settings.fps < 1:
+            raise MotionsepError("--guidance must be a finite number and --fps at least 1")
+        m = self.size_multiple()
+        if height < m or width < m or height % m or width % m:
+            near = [max(m, m * round(v / m)) for v in (height, width)]
+            raise MotionsepError(
+                f"{height} x {width}: this model's height and width are multiples of {m}; pass --height {near[0]} "
+                f"--width {near[1]}"
+            )
+        need, have = sampling_memory(frames, height, width), available_memory(self.pipe.device)
+        if need > have:
+            raise MotionsepError(
+                f"{frames} frames of {height} x {width} need about {need / 2**30:.0f} GiB to decode, more than the "
+                f"{have / 2**30:.0f} GiB here; ask for a smaller size or fewer frames"
+            )
 
     def _check_position_reach(self, height: int, width: int) -> None:
         """A DiT's rotary position table covers rope_max_seq_len patches a side; beyond it diffusers fails deep
@@ -196,7 +237,8 @@ class MotionPipeline:
         settings = settings or SamplingSettings()
         for prompt in prompts:
             self.check_prompt(prompt)
-        num_frames, height, width = self._defaults(settings)
+        num_frames, height, width = self.resolved(settings)
+        self.check_settings(settings, num_frames, height, width)
         if self.family.video_vae and (num_frames - 1) % 4:
             raise MotionsepError(
                 f"{num_frames} frames: Wan's causal VAE decodes 1 + 4k frames (17, 33, 49, 81, ...); "
@@ -242,6 +284,21 @@ class MotionPipeline:
         return self.videos([prompt], [seed], settings)[0]
 
 
+def sampling_memory(frames: int, height: int, width: int) -> int:
+    """Bytes a video of this size needs at least, from the VAE decoder's last stage: every video VAE here decodes
+    at full resolution with 128 channels in fp32 and holds about three such tensors a frame (one frame or one
+    causal chunk at a time), plus the decoded frames themselves. A floor, not a forecast: it refuses what cannot
+    fit (a 20,000-pixel side), not what might."""
+    return height * width * (128 * 4 * 3 + frames * 3 * 4)
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes the sampling device has in all: the GPU's memory, or the machine's physical memory."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
 def slug(text: str, limit: int = 48) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or "video"
 
@@ -260,6 +317,7 @@ def generate_videos(
     out = Path(out_dir)
     for prompt in prompts:
         pipeline.check_prompt(prompt)
+    pipeline.check_settings(settings, *pipeline.resolved(settings))  # before anything is written
     jobs = [(p, s, out / f"{slug(p)}-seed{s}") for p in prompts for s in seeds]
     refuse_existing([stem.with_suffix(".mp4") for _, _, stem in jobs], overwrite)
     out.mkdir(parents=True, exist_ok=True)

@@ -556,6 +556,8 @@ def export_from_run(
         + (
             f" --temporal-conv-penalty {config['temporal_conv_penalty']}" if config.get("temporal_conv_penalty") else ""
         ),
+        "clip_frames": FRAMES,  # what the model samples at by default (generate, toy.protocol)
+        "size": [SIZE, SIZE],
         "vae_steps": state["vae_step"],
         "unet_steps": state["unet_step"],
         "unet_batch": config["unet_batch"],

@@ -39,6 +39,7 @@ from .pretrain import (
     denoising_step_loss,
     token_ids,
 )
+from .world import FRAMES, SIZE
 
 MOTION_MODULES = "motion_modules"
 
@@ -227,6 +228,8 @@ def export_animatediff(
         "the embedded ModelScope-family model's spatial weights, VAE and text encoder, with motion modules trained "
         "for this world",
         "command": f"motionsep toy pretrain --family animatediff --out {run} --steps {config['unet_steps']}",
+        "clip_frames": FRAMES,  # what the model samples at by default (generate, toy.protocol)
+        "size": [SIZE, SIZE],
         "recipe": {
             k: config[k]
             for k in (

@@ -53,7 +53,7 @@ from .pretrain import (
     read_log,
     train_vae_stage,
 )
-from .world import vocabulary
+from .world import SIZE, vocabulary
 
 # 1 + 4k frames, as Wan's causal VAE wants; 17 show the 9-frame clip's motion at twice the frame rate
 # (world.frame_rate), so each latent frame holds one position, not a double exposure of two
@@ -418,6 +418,7 @@ def export_wan(
         # the world's clip length for this model (toy.protocol.world_frames reads it): a run recorded before
         # the option existed rendered 9 frames
         "clip_frames": config.get("frames", 9),
+        "size": [SIZE, SIZE],
         "recipe": {
             **{k: config[k] for k in ("unet_batch", "lr", "motion_loss_weight", "caption_dropout", "narrow_steps")},
             "cooldown_steps": cooldown,
