@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from motionsep.cli import main
 from motionsep.demo import run_demo
 from motionsep.errors import MotionsepError
 from motionsep.toy.protocol import DEMO_LOOKS, REFERENCE_LOOK
@@ -171,3 +173,17 @@ def test_toy_render_config_is_the_demo_training_config(tmp_path):
     demo = toy_training_config(tmp_path / "zigzag" / "clips", tmp_path / "zigzag" / "lora", steps=300)
     assert load_config(path).to_dict() == demo.to_dict()
     assert demo.lora.dropout == 0.0 and demo.train.batch_size == 4
+
+
+def test_a_rendered_config_trains_from_any_working_folder(tmp_path, monkeypatch):
+    from motionsep.config import load_config
+    from motionsep.data import load_clips
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["toy", "render", "--out", "ref", "--clips", "1"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(tmp_path / "ref" / "config.yaml")
+    assert Path(config.output_dir) == tmp_path / "ref" / "lora"
+    assert len(load_clips(config.data)) == 1  # the clips are found from here

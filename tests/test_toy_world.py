@@ -10,7 +10,6 @@ import numpy as np
 from motionsep.toy.evaluate import MIN_SHAPE_FIT, UNRECOGNISED, evaluate_video, trajectory, trajectory_error
 from motionsep.toy.pretrain import clip_batch
 from motionsep.toy.world import (
-    frame_rate,
     BACKGROUNDS,
     COLOURS,
     HELD_OUT_MOTIONS,
@@ -23,6 +22,7 @@ from motionsep.toy.world import (
     WINDOWS,
     Scene,
     caption,
+    frame_rate,
     offsets,
     random_scene,
     render,

@@ -331,7 +331,7 @@ def pretrain_wan(config: WanPretrainConfig) -> Path:
 def _check_init(config: WanPretrainConfig, out: Path, state: dict) -> None:
     """Record init_from's fingerprint; a resume that still starts from it (no transformer step saved yet)
     refuses weights that changed since, which would give another run than the one begun."""
-    config.init_fingerprint = weights_fingerprint(config.init_from)
+    config.init_fingerprint = weights_fingerprint(str(config.init_from))
     recorded = json.loads((out / "config.json").read_text()).get("init_fingerprint") if state["vae_step"] else None
     if recorded and recorded != config.init_fingerprint and state["unet_step"] == 0:
         raise MotionsepError(

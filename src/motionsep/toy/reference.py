@@ -103,7 +103,8 @@ def write_reference_clips(
         write_mp4(render(scene, frames), clips / f"{motion}-{i}.mp4")
         (clips / f"{motion}-{i}.txt").write_text(caption(scene) + "\n", encoding="utf-8")
     (out / "scenes.json").write_text(json.dumps([asdict(s) for s in scenes], indent=2), encoding="utf-8")
-    config = toy_config_dict(clips, out / "lora", model=model, steps=steps)
+    # absolute: `motionsep train` reads the config from any folder (a config's paths are the working folder's)
+    config = toy_config_dict(clips.resolve(), (out / "lora").resolve(), model=model, steps=steps)
     path = out / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
