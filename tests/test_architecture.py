@@ -12,7 +12,7 @@ FLOORS = {
     0: ("word_tokenizer", "testing"),
     1: ("errors", "checkpoint", "video", "config", "data", "stats", "__init__"),
     2: ("models",),
-    3: ("methods", "adapters", "highway", "pli", "losses", "record"),
+    3: ("methods", "adapters", "highway", "pli", "losses", "record", "encoding"),
     4: ("train", "generate", "validation", "export", "noise_prior", "inspection", "probe"),
     5: ("evaluation", "motion_fidelity", "toy", "bench", "demo"),
     6: ("cli", "ui", "__main__"),
@@ -56,3 +56,32 @@ def test_no_import_points_up():
             if _floor(imported) > _floor(importer):
                 upward.append(f"{importer} (floor {_floor(importer)}) imports {imported} (floor {_floor(imported)})")
     assert not upward, "\n".join(upward)
+
+
+def test_no_import_circle():
+    """No module reaches itself through imports, on one floor or across (lazy imports included)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        importer = _module_name(path)
+        graph.setdefault(importer, set()).update(i for i in _imports(path) if i != importer)
+    modules = set(graph)
+
+    def resolve(name: str) -> str:  # `from .toy import x` names the package: its __init__
+        return name if name in modules else f"{name}.__init__" if f"{name}.__init__" in modules else name
+
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    circles: list[str] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for imported in sorted(resolve(i) for i in graph.get(module, ())):
+            if state.get(imported) == 1:
+                circles.append(" -> ".join([*path[path.index(imported) :], imported]))
+            elif imported in modules and not state.get(imported):
+                visit(imported, [*path, imported])
+        state[module] = 2
+
+    for module in sorted(modules):
+        if not state.get(module):
+            visit(module, [module])
+    assert not circles, "\n".join(circles)

@@ -16,10 +16,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import Clip
+from .encoding import encode_clips, encode_text
 from .errors import MotionsepError
 from .losses import FlowMatchingObjective, is_flow_matching
 from .models import Family, denoiser_of
-from .train import encode_clips, encode_text
 from .video import read_video
 
 

@@ -180,7 +180,7 @@ class ProbeSettings:
 def probe_batch_from_videos(pipe, videos: np.ndarray, captions: list[str]) -> ProbeBatch:
     """Videos uint8 (batch, frames, h, w, 3) encoded by the pipeline's VAE, captions by its text encoder."""
     from .data import Clip
-    from .train import encode_clips, encode_text
+    from .encoding import encode_clips, encode_text
 
     clips = [Clip(path=None, frames=v, caption=c) for v, c in zip(videos, captions)]  # type: ignore[arg-type]
     family = family_of(denoiser_of(pipe))
