@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -38,6 +39,8 @@ EXPECTED = {  # (motion LoRA, spatial LoRA) of every preset on the 2-block tiny 
     "full-lora": (SELF | CROSS | FEED_FORWARD, set()),
     "motiondirector": (SELF | FEED_FORWARD, SELF | FEED_FORWARD),
     "tap-official": ({f"blocks.{b}.attn1.{n}" for b in (0, 1) for n in ("to_k", "to_out.0")}, SELF | FEED_FORWARD),
+    # tap's layers; the heads it may change within them are chosen at training (test_tap_heads_...)
+    "tap-heads": ({f"blocks.{b}.attn1.{n}" for b in (0, 1) for n in ("to_q", "to_k")}, set()),
 }
 
 
@@ -370,3 +373,74 @@ def test_shapes_world_measurements_run_on_a_wan_model(pipeline_dirs, tmp_path):
     import json
 
     assert len(json.loads(scored.read_text())["predictions"][0]["trajectory"]) == 9  # every frame read back
+
+
+def _head_built_to_be(transformer, block: int, kind: str, head: int) -> None:
+    """Make one head of a block's self-attention temporal (its query is zero: it attends to every token alike,
+    so mostly to other frames) or spatial (query and key the same sharp projection: each token finds itself)."""
+    attention = transformer.blocks[block].attn1
+    per_head = attention.to_q.out_features // attention.heads
+    rows = slice(head * per_head, (head + 1) * per_head)
+    with torch.no_grad():
+        if kind == "temporal":
+            attention.to_q.weight[rows] = 0
+            attention.to_q.bias[rows] = 0
+        else:
+            attention.to_k.weight[rows] = attention.to_q.weight[rows]
+            attention.to_k.bias[rows] = attention.to_q.bias[rows]
+            attention.norm_q.weight[rows] = 30.0
+            attention.norm_k.weight[rows] = 30.0
+
+
+def test_heads_built_to_be_temporal_are_chosen_and_shares_are_attention_mass():
+    from motionsep.heads import choose_heads, cross_frame_shares
+
+    transformer = tiny_wan_pipeline().transformer
+    _head_built_to_be(transformer, 0, "temporal", 1)
+    _head_built_to_be(transformer, 0, "spatial", 0)
+    _head_built_to_be(transformer, 1, "temporal", 0)
+    _head_built_to_be(transformer, 1, "spatial", 1)
+    g = torch.Generator().manual_seed(0)
+    latents, text = torch.randn(2, 16, 3, 4, 4, generator=g), torch.randn(2, 7, 32, generator=g)
+    objective = objective_for(tiny_wan_pipeline().scheduler)
+    shares = cross_frame_shares(transformer, WAN, objective, latents, text)
+    assert list(shares) == ["blocks.0.attn1", "blocks.1.attn1"]
+    # a head attending to every token alike puts 2 of 3 frames' worth of its mass on other frames
+    assert shares["blocks.0.attn1"][1] == pytest.approx(2 / 3, abs=1e-3)
+    assert shares["blocks.1.attn1"][0] == pytest.approx(2 / 3, abs=1e-3)
+    assert shares["blocks.0.attn1"][0] < 0.2 and shares["blocks.1.attn1"][1] < 0.2
+    assert choose_heads(shares, 0.5) == {"blocks.0.attn1": [1], "blocks.1.attn1": [0]}
+    assert choose_heads(shares, 1.0) == {"blocks.0.attn1": [0, 1], "blocks.1.attn1": [0, 1]}
+
+
+def test_tap_heads_trains_the_chosen_heads_only_and_saves_a_plain_lora(wan_config, tmp_path):
+    from safetensors.torch import load_file
+
+    set_seed(0)
+    out = train(wan_config("tap-heads", train={"steps": 3, "learning_rate": 1e-2}), progress=False)
+    record = json.loads((out / "motionsep.json").read_text())
+    heads = record["heads"]
+    assert set(heads) == {"blocks.0.attn1", "blocks.1.attn1"} and all(len(h) == 1 for h in heads.values())
+    weights = load_file(str(out / "pytorch_lora_weights.safetensors"))
+    for name, chosen in heads.items():
+        for layer in ("to_q", "to_k"):
+            b = weights[f"transformer.{name}.{layer}.lora_B.weight"].view(2, 12, -1)  # 2 heads of 12 rows
+            assert b[chosen[0]].abs().sum() > 0  # trained
+            assert torch.equal(b[1 - chosen[0]], torch.zeros_like(b[0]))  # never moved: the head is unchanged
+    video = MotionPipeline.from_pretrained(wan_config().model, lora=str(out))("a red square moving right", 0, SAMPLING)
+    assert np.array_equal(plain_diffusers_video(wan_config().model, out, "a red square moving right"), video)
+
+
+def test_heads_are_refused_on_a_unet(pipeline_dirs, clip_dir, tmp_path):
+    from motionsep.errors import MotionsepError
+
+    config = config_from_dict(
+        {
+            "model": pipeline_dirs["modelscope"],
+            "method": "tap-heads",
+            "output_dir": str(tmp_path / "run"),
+            "data": {"path": str(clip_dir), "frames": 8, "size": [16, 16]},
+        }
+    )
+    with pytest.raises(MotionsepError, match="use the method without heads"):
+        prepare(config)

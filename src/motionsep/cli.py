@@ -55,6 +55,9 @@ def cmd_train(args) -> None:
     print(f"  weights  {out / 'pytorch_lora_weights.safetensors'}")
     print(f"  metadata {out / 'motionsep.json'}")
     print(f"  loss log {out / 'train_log.csv'}")
+    heads = json.loads((out / "motionsep.json").read_text(encoding="utf-8")).get("heads")
+    if heads:  # a method confined to temporal heads: which ones the reference clips chose
+        print("  heads    " + "; ".join(f"{name} {chosen}" for name, chosen in heads.items()))
     print(f'next: motionsep generate --model {config.model} --lora {out} --prompt "..."')
 
 

@@ -44,6 +44,10 @@ class DenoisingObjective:
     def draw_timesteps(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randint(self.scheduler.config.num_train_timesteps, (n,), generator=generator)
 
+    def middle_timesteps(self, n: int) -> torch.Tensor:
+        """The middle of the training schedule, for measurements at one typical noise level."""
+        return torch.full((n,), self.scheduler.config.num_train_timesteps // 2, dtype=torch.long)
+
     def noisy(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         return self.scheduler.add_noise(latents, noise, timesteps)
 
@@ -83,6 +87,10 @@ class FlowMatchingObjective:
         )
         index = (u * self.num_train_timesteps).long().clamp(0, self.num_train_timesteps - 1)
         return self.table.timesteps[index]
+
+    def middle_timesteps(self, n: int) -> torch.Tensor:
+        """The middle of the training table (sigma about 0.75 at Wan's shift 3), for measurements at one level."""
+        return self.table.timesteps[self.num_train_timesteps // 2].repeat(n)
 
     def sigmas(self, timesteps: torch.Tensor, ndim: int) -> torch.Tensor:
         """The sigma of each timestep, shaped to broadcast over a latent of `ndim` dimensions."""

@@ -33,6 +33,9 @@ class Method:
     ] = ()  # on both attentions of every spatial transformer, inside the motion LoRA
     debiased_loss: bool = False  # MotionDirector's appearance-debiased temporal loss, added to the MSE
     highway: bool = False  # Appearance Highway on at inference by default
+    # a DiT: the temporal LoRA's q, k (and v) confined to this fraction of each self-attention's heads, those with
+    # the highest cross-frame share on the reference clips (heads.py); None: every head
+    head_fraction: float | None = None
 
     @property
     def dual_path(self) -> bool:
@@ -55,6 +58,13 @@ METHODS: dict[str, Method] = {
             spatial_targets=("q", "k", "v", "out", "ff"),
             debiased_loss=True,
             highway=True,
+        ),
+        Method(
+            "tap-heads",
+            "TAP on a DiT's temporal heads: LoRA on q, k of the half of each self-attention's heads that attend "
+            "most across frames on the reference clips (Follow-Your-Motion's split); the other heads stay frozen",
+            temporal_targets=("q", "k"),
+            head_fraction=0.5,
         ),
         Method(
             "motiondirector",

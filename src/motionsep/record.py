@@ -34,6 +34,8 @@ class LoraRecord:
     steps: int
     num_frames: int
     size: list[int]  # height, width of the training clips
+    # the heads of each self-attention the LoRA changes (Method.head_fraction); None: every head
+    heads: dict[str, list[int]] | None = None
     lora_config: dict[str, Any] = field(default_factory=dict)  # peft LoraConfig of the motion LoRA
     train_config: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT

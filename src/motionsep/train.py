@@ -54,9 +54,10 @@ from .config import LoraSettings, TrainConfig
 from .data import load_clips
 from .encoding import check_clip_shape, encode_clips, encode_text
 from .errors import MotionsepError, refuse_nonempty
+from .heads import choose_heads, confine_to_heads, cross_frame_shares
 from .highway import AppearanceHighway
 from .losses import Objective, debiased_loss, objective_for
-from .methods import Method, lora_targets, resolve_method
+from .methods import TARGET_LAYERS, Method, lora_targets, resolve_method
 from .models import Family, UNet, denoiser_of, load_pipeline, temporal_layers_bypassed
 from .record import LoraRecord
 from .validation import ValidationSampler, is_validation_step
@@ -82,6 +83,7 @@ class TrainingState:
     highway: AppearanceHighway | None = None
     params: dict[str, list[torch.nn.Parameter]] = field(default_factory=dict)
     clip_indices: list[int] | None = None  # this process's shard of the clips; None: all of them
+    heads: dict[str, list[int]] | None = None  # the heads the LoRA is confined to (Method.head_fraction)
 
 
 # --- caching -----------------------------------------------------------------------------------
@@ -146,12 +148,18 @@ def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device
     text = encode_text(pipe, family, [c.caption for c in clips], device)
     unet = denoiser_of(pipe)
     targets, lora_configs, params = attach_method_lora(unet, method, config.lora)
+    objective = objective_for(pipe.scheduler)
+    heads = None
+    if method.head_fraction is not None:  # measured with the LoRA still at zero: the frozen model's heads
+        shares = cross_frame_shares(unet, family, objective, latents, family.unet_text(text, latents.shape[2]))
+        heads = choose_heads(shares, method.head_fraction)
+        layers = tuple(layer for t in method.temporal_targets if t in ("q", "k", "v") for layer in TARGET_LAYERS[t])
+        confine_to_heads(unet, heads, MOTION, layers)
     highway = None
     if config.appearance_highway.during_training:
         highway = AppearanceHighway(unet, config.appearance_highway)
     if config.train.gradient_checkpointing:
         enable_gradient_checkpointing(unet)
-    objective = objective_for(pipe.scheduler)
     return TrainingState(
         config,
         method,
@@ -166,6 +174,7 @@ def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device
         frame_latents,
         highway,
         params,
+        heads=heads,
     )
 
 
@@ -256,6 +265,7 @@ def lora_record(state: TrainingState, step: int) -> LoraRecord:
         steps=step,
         num_frames=config.data.frames,
         size=list(config.data.size),
+        heads=state.heads,
         train_config=config.to_dict(),
     )
 
