@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from conftest import assert_steps_lower_the_loss
 from motionsep.adapters import MOTION, SPATIAL, lora_layers
 from motionsep.cli import main
 from motionsep.config import config_from_dict
+from motionsep.errors import MotionsepError
 from motionsep.generate import MotionPipeline, SamplingSettings
 from motionsep.losses import FlowMatchingObjective, objective_for
 from motionsep.methods import METHODS, lora_targets
@@ -41,6 +43,8 @@ EXPECTED = {  # (motion LoRA, spatial LoRA) of every preset on the 2-block tiny 
     "tap-official": ({f"blocks.{b}.attn1.{n}" for b in (0, 1) for n in ("to_k", "to_out.0")}, SELF | FEED_FORWARD),
     # tap's layers; the heads it may change within them are chosen at training (test_tap_heads_...)
     "tap-heads": ({f"blocks.{b}.attn1.{n}" for b in (0, 1) for n in ("to_q", "to_k")}, set()),
+    # tap's LoRA and, outside it, per-frame query and key offsets (test_tap_offsets_...)
+    "tap-offsets": ({f"blocks.{b}.attn1.{n}" for b in (0, 1) for n in ("to_q", "to_k")}, set()),
 }
 
 
@@ -444,3 +448,59 @@ def test_heads_are_refused_on_a_unet(pipeline_dirs, clip_dir, tmp_path):
     )
     with pytest.raises(MotionsepError, match="use the method without heads"):
         prepare(config)
+
+
+def test_tap_offsets_trains_lora_and_offsets_only_starting_from_the_unchanged_model(wan_config):
+    pipe = tiny_wan_pipeline()
+    g = torch.Generator().manual_seed(0)
+    x, text, t = torch.randn(1, 16, 3, 4, 4, generator=g), torch.randn(1, 7, 32, generator=g), torch.tensor([700])
+    with torch.no_grad():
+        before = pipe.transformer(x, t, encoder_hidden_states=text).sample
+    state = prepare(wan_config("tap-offsets"), pipe=pipe, family=WAN)
+    with torch.no_grad():
+        assert torch.equal(before, state.denoiser(x, t, encoder_hidden_states=text).sample)  # zero at the start
+    assert sorted(state.offsets.tensors) == [f"blocks.{b}.attn1.{w}" for b in (0, 1) for w in ("key", "query")]
+    assert all(v.shape == (3, 24) for v in state.offsets.tensors.values())  # 3 latent frames x (2 heads x 12)
+    lora = {id(p) for layer in lora_layers(state.denoiser, MOTION) for p in layer.parameters() if p.requires_grad}
+    assert {id(p) for p in state.params[MOTION]} == lora | {id(p) for p in state.offsets.parameters()}
+    assert all(".lora_" in n for n, p in state.denoiser.named_parameters() if p.requires_grad)
+
+
+def test_tap_offsets_saves_resumes_and_samples_with_its_offsets(wan_config, tmp_path):
+    from safetensors.torch import load_file
+
+    from motionsep.parts import OFFSETS_NAME, FrameOffsets
+
+    sections = {"lora": {"rank": 4, "dropout": 0.0}}
+    whole = wan_config(
+        "tap-offsets",
+        train={"steps": 3, "checkpoint_every": 1, "learning_rate": 1e-2},
+        output_dir=str(tmp_path / "whole"),
+        **sections,
+    )
+    train(whole, progress=False)
+    part = wan_config(
+        "tap-offsets",
+        train={"steps": 2, "checkpoint_every": 1, "learning_rate": 1e-2},
+        output_dir=str(tmp_path / "part"),
+        **sections,
+    )
+    train(part, progress=False)
+    train(replace(whole, output_dir=str(tmp_path / "part")), progress=False, resume=True)
+    a, b = load_file(tmp_path / "whole" / OFFSETS_NAME), load_file(tmp_path / "part" / OFFSETS_NAME)
+    assert a.keys() == b.keys() and all(a[k].abs().sum() > 0 for k in a)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
+    assert json.loads((tmp_path / "whole" / "motionsep.json").read_text())["frame_offsets"] is True
+    model = wan_config().model
+    ours = MotionPipeline.from_pretrained(model, lora=str(tmp_path / "whole"))("a red square moving right", 0, SAMPLING)
+    lora_only = plain_diffusers_video(model, tmp_path / "whole", "a red square moving right")
+    assert not np.array_equal(ours, lora_only)  # the offsets change the video: they are applied
+    transformer = tiny_wan_pipeline().transformer  # a clip of another length: offsets resampled in time
+    offsets = FrameOffsets(transformer, WAN, frames=1)
+    offsets.load(tmp_path / "whole")
+    with torch.no_grad():
+        transformer(torch.randn(1, 16, 5, 4, 4), torch.tensor([500]), encoder_hidden_states=torch.randn(1, 7, 32))
+    (tmp_path / "whole" / OFFSETS_NAME).unlink()
+    with pytest.raises(MotionsepError, match=r"motion_offsets\.safetensors' is missing or corrupt"):
+        MotionPipeline.from_pretrained(model, lora=str(tmp_path / "whole"))

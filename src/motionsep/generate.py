@@ -24,6 +24,7 @@ from .adapters import MOTION, FusedLora, load_appearance_lora, load_motion_lora,
 from .errors import MotionsepError, refuse_existing
 from .highway import AppearanceHighway, HighwaySettings
 from .models import denoiser_of, load_pipeline
+from .parts import load_frame_offsets
 from .pli import PhasedLora
 from .record import METADATA_NAME, LoraRecord
 from .video import contact_sheet, write_gif, write_mp4
@@ -115,6 +116,8 @@ class MotionPipeline:
             record = load_motion_lora(denoiser, spec.path, name)
             meta = meta or record
             set_lora_scale(denoiser, lora_scale * spec.weight, name)
+            if record.frame_offsets:  # its content-independent part, weighted as its LoRA (always on: PLI aside)
+                load_frame_offsets(denoiser, family, spec.path, lora_scale * spec.weight)
             motion_names.append(name)
             loaded.append({"path": spec.path, "weight": spec.weight, "kind": "motion", "method": record.method})
         for j, spec in enumerate(s for s in specs if not s.is_motion):

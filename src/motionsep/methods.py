@@ -36,6 +36,8 @@ class Method:
     # a DiT: the temporal LoRA's q, k (and v) confined to this fraction of each self-attention's heads, those with
     # the highest cross-frame share on the reference clips (heads.py); None: every head
     head_fraction: float | None = None
+    # a DiT: a content-independent part trains with the LoRA, per-frame query and key offsets (parts.py)
+    frame_offsets: bool = False
 
     @property
     def dual_path(self) -> bool:
@@ -65,6 +67,13 @@ METHODS: dict[str, Method] = {
             "most across frames on the reference clips (Follow-Your-Motion's split); the other heads stay frozen",
             temporal_targets=("q", "k"),
             head_fraction=0.5,
+        ),
+        Method(
+            "tap-offsets",
+            "TAP plus a content-independent part on a DiT: learned per-frame, per-head query and key offsets in "
+            "every self-attention, the same for every token and every look (MotionInversion's embeddings)",
+            temporal_targets=("q", "k"),
+            frame_offsets=True,
         ),
         Method(
             "motiondirector",

@@ -59,6 +59,7 @@ from .highway import AppearanceHighway
 from .losses import Objective, debiased_loss, objective_for
 from .methods import TARGET_LAYERS, Method, lora_targets, resolve_method
 from .models import Family, UNet, denoiser_of, load_pipeline, temporal_layers_bypassed
+from .parts import FrameOffsets
 from .record import LoraRecord
 from .validation import ValidationSampler, is_validation_step
 
@@ -84,6 +85,7 @@ class TrainingState:
     params: dict[str, list[torch.nn.Parameter]] = field(default_factory=dict)
     clip_indices: list[int] | None = None  # this process's shard of the clips; None: all of them
     heads: dict[str, list[int]] | None = None  # the heads the LoRA is confined to (Method.head_fraction)
+    offsets: FrameOffsets | None = None  # the content-independent part (Method.frame_offsets)
 
 
 # --- caching -----------------------------------------------------------------------------------
@@ -155,6 +157,10 @@ def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device
         heads = choose_heads(shares, method.head_fraction)
         layers = tuple(layer for t in method.temporal_targets if t in ("q", "k", "v") for layer in TARGET_LAYERS[t])
         confine_to_heads(unet, heads, MOTION, layers)
+    offsets = None
+    if method.frame_offsets:  # trains with the motion LoRA, in its parameter group
+        offsets = FrameOffsets(unet, family, latents.shape[2])
+        params[MOTION] += offsets.parameters()
     highway = None
     if config.appearance_highway.during_training:
         highway = AppearanceHighway(unet, config.appearance_highway)
@@ -175,6 +181,7 @@ def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device
         highway,
         params,
         heads=heads,
+        offsets=offsets,
     )
 
 
@@ -266,6 +273,7 @@ def lora_record(state: TrainingState, step: int) -> LoraRecord:
         num_frames=config.data.frames,
         size=list(config.data.size),
         heads=state.heads,
+        frame_offsets=state.offsets is not None,
         train_config=config.to_dict(),
     )
 
@@ -340,6 +348,8 @@ def resume_from(out: Path, config: TrainConfig, state: TrainingState, optimizer,
             for name, sub in ((MOTION, folder), (SPATIAL, folder / "spatial")):
                 if name in state.lora_configs:
                     set_lora_weights(state.denoiser, read_lora_weights(sub / WEIGHTS_NAME), name, sub)
+            if state.offsets is not None:
+                state.offsets.restore(folder)
             load_training_state(folder / "training_state", optimizer, generator, rank)
         except (OSError, ValueError, KeyError, RuntimeError, SafetensorError, MotionsepError) as exc:
             # a truncated optimizer file, an empty RNG file: the next older checkpoint is complete
@@ -505,5 +515,7 @@ class TrainingLog:
 def save(accelerator: Accelerator, state: TrainingState, folder: Path, step: int) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        unet = state.denoiser
-        save_lora_folder(unet, folder, lora_record(state, step), state.lora_configs)
+        if state.offsets is not None:  # before the LoRA folder's record, which save_lora_folder writes last
+            folder.mkdir(parents=True, exist_ok=True)
+            state.offsets.save(folder)
+        save_lora_folder(state.denoiser, folder, lora_record(state, step), state.lora_configs)
