@@ -10,7 +10,7 @@ import motionsep
 PACKAGE = Path(motionsep.__file__).parent
 FLOORS = {
     0: ("word_tokenizer", "testing"),
-    1: ("errors", "checkpoint", "video", "config", "data", "stats", "__init__"),
+    1: ("errors", "checkpoint", "video", "config", "data", "stats", "tracks", "__init__"),
     2: ("models",),
     3: ("methods", "adapters", "highway", "pli", "losses", "record", "encoding", "heads", "parts"),
     4: ("train", "generate", "validation", "export", "noise_prior", "inspection", "probe"),

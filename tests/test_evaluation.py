@@ -10,9 +10,10 @@ import pytest
 from motionsep.cli import main
 from motionsep.errors import MotionsepError
 from motionsep.evaluation import evaluate_videos
-from motionsep.motion_fidelity import motion_fidelity, point_tracks
+from motionsep.motion_fidelity import motion_fidelity
 from motionsep.toy.world import TIMELINE_ROW, Scene, caption
 from motionsep.toy.world import render as render_with_timeline
+from motionsep.tracks import point_tracks
 from motionsep.video import write_mp4
 
 

@@ -45,6 +45,7 @@ EXPECTED = {  # (motion LoRA, spatial LoRA) of every preset on the 2-block tiny 
     "tap-heads": ({f"blocks.{b}.attn1.{n}" for b in (0, 1) for n in ("to_q", "to_k")}, set()),
     # tap's LoRA and, outside it, per-frame query and key offsets (test_tap_offsets_...)
     "tap-offsets": ({f"blocks.{b}.attn1.{n}" for b in (0, 1) for n in ("to_q", "to_k")}, set()),
+    "det": (set(), set()),  # no LoRA: side branches beside the attentions (test_det_...)
 }
 
 
@@ -459,10 +460,11 @@ def test_tap_offsets_trains_lora_and_offsets_only_starting_from_the_unchanged_mo
     state = prepare(wan_config("tap-offsets"), pipe=pipe, family=WAN)
     with torch.no_grad():
         assert torch.equal(before, state.denoiser(x, t, encoder_hidden_states=text).sample)  # zero at the start
-    assert sorted(state.offsets.tensors) == [f"blocks.{b}.attn1.{w}" for b in (0, 1) for w in ("key", "query")]
-    assert all(v.shape == (3, 24) for v in state.offsets.tensors.values())  # 3 latent frames x (2 heads x 12)
+    offsets = state.parts["frame_offsets"]
+    assert sorted(offsets.tensors) == [f"blocks.{b}.attn1.{w}" for b in (0, 1) for w in ("key", "query")]
+    assert all(v.shape == (3, 24) for v in offsets.tensors.values())  # 3 latent frames x (2 heads x 12)
     lora = {id(p) for layer in lora_layers(state.denoiser, MOTION) for p in layer.parameters() if p.requires_grad}
-    assert {id(p) for p in state.params[MOTION]} == lora | {id(p) for p in state.offsets.parameters()}
+    assert {id(p) for p in state.params[MOTION]} == lora | {id(p) for p in offsets.parameters()}
     assert all(".lora_" in n for n, p in state.denoiser.named_parameters() if p.requires_grad)
 
 
@@ -491,7 +493,7 @@ def test_tap_offsets_saves_resumes_and_samples_with_its_offsets(wan_config, tmp_
     assert a.keys() == b.keys() and all(a[k].abs().sum() > 0 for k in a)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
-    assert json.loads((tmp_path / "whole" / "motionsep.json").read_text())["frame_offsets"] is True
+    assert json.loads((tmp_path / "whole" / "motionsep.json").read_text())["parts"] == ["frame_offsets"]
     model = wan_config().model
     ours = MotionPipeline.from_pretrained(model, lora=str(tmp_path / "whole"))("a red square moving right", 0, SAMPLING)
     lora_only = plain_diffusers_video(model, tmp_path / "whole", "a red square moving right")
@@ -504,3 +506,55 @@ def test_tap_offsets_saves_resumes_and_samples_with_its_offsets(wan_config, tmp_
     (tmp_path / "whole" / OFFSETS_NAME).unlink()
     with pytest.raises(MotionsepError, match=r"motion_offsets\.safetensors' is missing or corrupt"):
         MotionPipeline.from_pretrained(model, lora=str(tmp_path / "whole"))
+
+
+def test_tracks_follow_the_object_and_the_tracking_loss_reads_whether_features_move_with_them():
+    from motionsep.tracks import latent_tracks, reference_tracks, tracking_loss
+
+    big = np.full((6, 48, 48, 3), 30, np.uint8)
+    for i in range(6):
+        big[i, 16:32, 4 + 3 * i : 20 + 3 * i] = (220, 60, 40)  # a square 3 px a frame to the right
+        big[i, 20:24, 8 + 3 * i : 12 + 3 * i] = (250, 250, 90)  # with a mark, so corners exist inside it
+    tracks = reference_tracks(big)
+    assert len(tracks) > 0
+    np.testing.assert_allclose(np.diff(tracks, axis=1).mean(axis=(0, 1)), [3.0, 0.0], atol=0.3)
+    along = latent_tracks(tracks, (48, 48), latent_frames=6, per_latent=1, count=16)[None]
+    clip = torch.from_numpy(big).float().permute(3, 0, 1, 2)[None] / 255  # the clip itself as features
+    assert tracking_loss(clip, along) < 1e-3  # its features move with its tracks
+    still = clip[:, :, :1].repeat(1, 1, 6, 1, 1)  # a clip whose square does not move
+    backwards = clip.flip(2)
+    assert tracking_loss(still, along) > 0.02 and tracking_loss(backwards, along) > 0.02
+
+
+def test_det_trains_side_branches_alone_from_the_unchanged_model(wan_config):
+    pipe = tiny_wan_pipeline()
+    g = torch.Generator().manual_seed(0)
+    x, text, t = torch.randn(1, 16, 3, 4, 4, generator=g), torch.randn(1, 7, 32, generator=g), torch.tensor([700])
+    with torch.no_grad():
+        before = pipe.transformer(x, t, encoder_hidden_states=text).sample
+    state = prepare(wan_config("det"), pipe=pipe, family=WAN)
+    with torch.no_grad():
+        assert torch.equal(before, state.denoiser(x, t, encoder_hidden_states=text).sample)  # zero at the start
+    assert not lora_layers(state.denoiser) and not any(p.requires_grad for p in state.denoiser.parameters())
+    branches = state.parts["temporal_branch"].branches
+    assert sorted(branches) == ["blocks/0/attn1", "blocks/1/attn1"]
+    assert {id(p) for p in state.params[MOTION]} == {id(p) for p in branches.parameters()}
+    assert state.tracks.shape == (1, 64, 3, 2)  # one clip's 64 tracks over its 3 latent frames
+
+
+def test_det_saves_its_branches_alone_and_generation_uses_them(wan_config, tmp_path, capsys):
+    from motionsep.parts import BRANCH_NAME
+
+    set_seed(0)
+    out = train(wan_config("det", train={"steps": 2, "learning_rate": 1e-2}), progress=False)
+    assert (out / BRANCH_NAME).is_file() and not (out / "pytorch_lora_weights.safetensors").exists()
+    record = json.loads((out / "motionsep.json").read_text())
+    assert record["parts"] == ["temporal_branch"] and record["lora_config"] == {}
+    rows = list(csv.DictReader((out / "train_log.csv").read_text().splitlines()))
+    assert len(rows) == 2 and all(float(r["loss"]) > 0 for r in rows)
+    model = wan_config().model
+    video = MotionPipeline.from_pretrained(model, lora=str(out))("a red square moving right", 0, SAMPLING)
+    base = MotionPipeline.from_pretrained(model)("a red square moving right", 0, SAMPLING)
+    assert not np.array_equal(video, base)
+    assert main(["export", str(out), "--out", str(tmp_path / "comfy.safetensors")]) == 2
+    assert "holds no LoRA (det keeps its motion in temporal_branch)" in capsys.readouterr().err

@@ -180,12 +180,14 @@ def save_lora_folder(
     folder.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=folder))
     try:
-        _write_weights(tmp, lora_state_dict(unet, MOTION), configs[MOTION], family)
+        lora_config: dict = {}  # none: a method whose motion lives in parts alone (parts.py)
+        if MOTION in configs:
+            _write_weights(tmp, lora_state_dict(unet, MOTION), configs[MOTION], family)
+            lora_config = {k: v for k, v in configs[MOTION].to_dict().items() if k in _LORA_CONFIG_KEYS}
+            lora_config["target_modules"] = sorted(configs[MOTION].target_modules or ())
         if SPATIAL in configs:
             (tmp / "spatial").mkdir()
             _write_weights(tmp / "spatial", lora_state_dict(unet, SPATIAL), configs[SPATIAL], family)
-        lora_config = {k: v for k, v in configs[MOTION].to_dict().items() if k in _LORA_CONFIG_KEYS}
-        lora_config["target_modules"] = sorted(configs[MOTION].target_modules or ())
         record = dataclasses.replace(record, family=family.name, lora_config=lora_config)
         (tmp / METADATA_NAME).write_text(record.to_json(), encoding="utf-8")
         for name in (f"spatial/{WEIGHTS_NAME}", WEIGHTS_NAME, METADATA_NAME):
@@ -297,6 +299,8 @@ def load_motion_lora(unet: UNet, folder: str | os.PathLike, adapter_name: str = 
             f"LoRA '{folder}' was trained for the {meta.family} family but the model is {family.name} "
             f"({family.denoiser_class}): use a base model of the family it was trained on"
         )
+    if not meta.lora_config:  # a method whose motion lives in parts alone: nothing to inject
+        return meta
     weights = read_lora_weights(folder / WEIGHTS_NAME)  # before injecting: a bad file changes nothing
     add_lora(unet, LoraConfig(**meta.lora_config), adapter_name)
     set_lora_weights(unet, weights, adapter_name, folder)

@@ -135,6 +135,11 @@ def export_lora(
         raise MotionsepError(f"unknown export format '{fmt}': the one format is comfyui")
     folder, out = Path(folder), Path(out)
     record = read_lora_record(folder)
+    if not record.lora_config:
+        raise MotionsepError(
+            f"'{folder}' holds no LoRA ({record.method} keeps its motion in {', '.join(record.parts)}): ComfyUI's "
+            "LoRA layout cannot carry it"
+        )
     comfy = to_comfyui(read_lora_weights(folder / WEIGHTS_NAME), record.family, record.lora_config["lora_alpha"])
     if out.suffix != ".safetensors":
         raise MotionsepError(f"--out '{out}' must be a .safetensors file")

@@ -24,7 +24,7 @@ from .adapters import MOTION, FusedLora, load_appearance_lora, load_motion_lora,
 from .errors import MotionsepError, refuse_existing
 from .highway import AppearanceHighway, HighwaySettings
 from .models import denoiser_of, load_pipeline
-from .parts import load_frame_offsets
+from .parts import load_parts
 from .pli import PhasedLora
 from .record import METADATA_NAME, LoraRecord
 from .video import contact_sheet, write_gif, write_mp4
@@ -79,6 +79,7 @@ class MotionPipeline:
         self.highway: AppearanceHighway | None = None
         self.pli: PhasedLora | None = None
         self.loras: list[dict[str, Any]] = []  # what is loaded, for describe()
+        self.parts: list[Any] = []  # the motion LoRAs' parts that are not LoRAs (parts.py)
         self._inverted: tuple[Any, torch.Tensor] | None = None  # the noise prior's inverted clip, by its key
 
     @classmethod
@@ -110,15 +111,16 @@ class MotionPipeline:
                 raise MotionsepError(f"LoRA '{spec.path}' does not exist: give a LoRA folder or .safetensors file")
         pipe, family = load_pipeline(model, motion_adapter, dtype=dtype, device=device)
         denoiser = denoiser_of(pipe)
-        meta, motion_names, loaded = None, [], []
+        meta, motion_names, loaded, parts = None, [], [], []
         for i, spec in enumerate(s for s in specs if s.is_motion):
             name = MOTION if i == 0 else f"{MOTION}-{i}"
             record = load_motion_lora(denoiser, spec.path, name)
             meta = meta or record
-            set_lora_scale(denoiser, lora_scale * spec.weight, name)
-            if record.frame_offsets:  # its content-independent part, weighted as its LoRA (always on: PLI aside)
-                load_frame_offsets(denoiser, family, spec.path, lora_scale * spec.weight)
-            motion_names.append(name)
+            if record.lora_config:  # a method may keep its motion in parts alone
+                set_lora_scale(denoiser, lora_scale * spec.weight, name)
+                motion_names.append(name)
+            # its parts that are not LoRAs, weighted as its LoRA (always on: PLI switches LoRAs only)
+            parts += load_parts(denoiser, family, record.parts, spec.path, lora_scale * spec.weight)
             loaded.append({"path": spec.path, "weight": spec.weight, "kind": "motion", "method": record.method})
         for j, spec in enumerate(s for s in specs if not s.is_motion):
             name = f"appearance-{j}"
@@ -126,7 +128,7 @@ class MotionPipeline:
             set_lora_scale(denoiser, spec.weight, name)
             loaded.append({"path": spec.path, "weight": spec.weight, "kind": "appearance"})
         self = cls(pipe, family, meta)
-        self.loras = loaded
+        self.loras, self.parts = loaded, parts
         fused = FusedLora(denoiser, motion_names) if (fuse_lora and motion_names) else None
         settings = meta.appearance_highway if meta is not None else HighwaySettings(enabled=False)
         settings = replace(
@@ -138,7 +140,7 @@ class MotionPipeline:
         if family.supports_highway or enabled:  # asked for on a DiT: AppearanceHighway says why it cannot
             self.highway = AppearanceHighway(denoiser, settings, enabled=enabled)
         tau = pli_tau if pli_tau is not None else (meta.pli_tau if meta is not None else None)
-        if tau is not None and tau >= 0 and meta is not None:
+        if tau is not None and tau >= 0 and meta is not None and motion_names:
             self.pli = PhasedLora(denoiser, tau, motion_names, fused=fused)
         return self
 

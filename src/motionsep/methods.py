@@ -36,8 +36,11 @@ class Method:
     # a DiT: the temporal LoRA's q, k (and v) confined to this fraction of each self-attention's heads, those with
     # the highest cross-frame share on the reference clips (heads.py); None: every head
     head_fraction: float | None = None
-    # a DiT: a content-independent part trains with the LoRA, per-frame query and key offsets (parts.py)
-    frame_offsets: bool = False
+    # a DiT: parts that are not LoRAs train with it (or alone, with no temporal targets): parts.PARTS
+    parts: tuple[str, ...] = ()
+    # a DiT: weight of DeT's tracking loss on the denoiser's features along the reference clips' optical-flow
+    # tracks (tracks.py); 0: none
+    tracking_weight: float = 0.0
 
     @property
     def dual_path(self) -> bool:
@@ -73,7 +76,15 @@ METHODS: dict[str, Method] = {
             "TAP plus a content-independent part on a DiT: learned per-frame, per-head query and key offsets in "
             "every self-attention, the same for every token and every look (MotionInversion's embeddings)",
             temporal_targets=("q", "k"),
-            frame_offsets=True,
+            parts=("frame_offsets",),
+        ),
+        Method(
+            "det",
+            "DeT on a DiT: the DiT frozen, a temporal 1-D convolution beside every self-attention is all that "
+            "trains, with a tracking loss along the reference clips' optical-flow tracks",
+            temporal_targets=(),
+            parts=("temporal_branch",),
+            tracking_weight=0.1,
         ),
         Method(
             "motiondirector",

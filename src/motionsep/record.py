@@ -36,7 +36,7 @@ class LoraRecord:
     size: list[int]  # height, width of the training clips
     # the heads of each self-attention the LoRA changes (Method.head_fraction); None: every head
     heads: dict[str, list[int]] | None = None
-    frame_offsets: bool = False  # parts.FrameOffsets saved beside the LoRA (motion_offsets.safetensors)
+    parts: list[str] = field(default_factory=list)  # parts.PARTS saved beside the LoRA, by name
     lora_config: dict[str, Any] = field(default_factory=dict)  # peft LoraConfig of the motion LoRA
     train_config: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT

@@ -58,9 +58,10 @@ from .heads import choose_heads, confine_to_heads, cross_frame_shares
 from .highway import AppearanceHighway
 from .losses import Objective, debiased_loss, objective_for
 from .methods import TARGET_LAYERS, Method, lora_targets, resolve_method
-from .models import Family, UNet, denoiser_of, load_pipeline, temporal_layers_bypassed
-from .parts import FrameOffsets
+from .models import Family, UNet, denoiser_of, load_pipeline, temporal_layers_bypassed, transformer_blocks
+from .parts import PARTS, Part, save_parts
 from .record import LoraRecord
+from .tracks import latent_tracks, reference_tracks, tracking_loss
 from .validation import ValidationSampler, is_validation_step
 
 
@@ -85,7 +86,9 @@ class TrainingState:
     params: dict[str, list[torch.nn.Parameter]] = field(default_factory=dict)
     clip_indices: list[int] | None = None  # this process's shard of the clips; None: all of them
     heads: dict[str, list[int]] | None = None  # the heads the LoRA is confined to (Method.head_fraction)
-    offsets: FrameOffsets | None = None  # the content-independent part (Method.frame_offsets)
+    parts: dict[str, Part] = field(default_factory=dict)  # motion parts that are not LoRAs (Method.parts)
+    # (clips, tracks, latent frames, 2): the reference clips' optical-flow tracks (Method.tracking_weight)
+    tracks: torch.Tensor | None = None
 
 
 # --- caching -----------------------------------------------------------------------------------
@@ -118,12 +121,14 @@ def attach_method_lora(unet: UNet, method: Method, lora: LoraSettings):
     """Freeze the UNet and inject the method's LoRA adapters; returns (targets, peft configs, trainable params)."""
     unet.requires_grad_(False)
     targets = lora_targets(unet, method)
-    lora_configs = {MOTION: make_lora_config(targets["temporal"], lora.rank, lora.alpha, lora.dropout)}
-    add_lora(unet, lora_configs[MOTION], MOTION)
+    lora_configs = {}
+    if targets["temporal"]:  # none: the motion lives in parts alone (Method.parts)
+        lora_configs[MOTION] = make_lora_config(targets["temporal"], lora.rank, lora.alpha, lora.dropout)
+        add_lora(unet, lora_configs[MOTION], MOTION)
     if method.dual_path:
         lora_configs[SPATIAL] = make_lora_config(targets["spatial"], lora.rank, lora.alpha, lora.dropout)
         add_lora(unet, lora_configs[SPATIAL], SPATIAL)
-    params = {name: lora_parameters(unet, name) for name in lora_configs}
+    params = {MOTION: [], **{name: lora_parameters(unet, name) for name in lora_configs}}
     for group in params.values():
         for p in group:
             p.requires_grad_(True)
@@ -157,10 +162,18 @@ def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device
         heads = choose_heads(shares, method.head_fraction)
         layers = tuple(layer for t in method.temporal_targets if t in ("q", "k", "v") for layer in TARGET_LAYERS[t])
         confine_to_heads(unet, heads, MOTION, layers)
-    offsets = None
-    if method.frame_offsets:  # trains with the motion LoRA, in its parameter group
-        offsets = FrameOffsets(unet, family, latents.shape[2])
-        params[MOTION] += offsets.parameters()
+    parts = {name: PARTS[name](unet, family, latents.shape[2]) for name in method.parts}
+    for part in parts.values():  # in the motion LoRA's parameter group: one path, one backward
+        params[MOTION] += part.parameters()
+    tracks = None
+    if method.tracking_weight:  # a causal video VAE's latent frame stands for several frames
+        per_latent = getattr(pipe, "vae_scale_factor_temporal", 1)
+        tracks = torch.stack(
+            [
+                latent_tracks(reference_tracks(c.frames), c.frames.shape[1:3], latents.shape[2], per_latent, 64)
+                for c in clips
+            ]
+        )
     highway = None
     if config.appearance_highway.during_training:
         highway = AppearanceHighway(unet, config.appearance_highway)
@@ -181,7 +194,8 @@ def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device
         highway,
         params,
         heads=heads,
-        offsets=offsets,
+        parts=parts,
+        tracks=tracks,
     )
 
 
@@ -223,15 +237,39 @@ def step_losses(
         if float(torch.rand((1,), generator=generator)) < state.config.train.spatial_skip_probability:
             spatial_off = lora_disabled(unet, SPATIAL)
     anchor = int(torch.randint(num_frames, (1,), generator=generator))
-    with spatial_off:
+    tracked: contextlib.AbstractContextManager[dict[str, torch.Tensor]] = (
+        middle_block_features(unet, latents.shape) if state.tracks is not None else contextlib.nullcontext({})
+    )
+    with spatial_off, tracked as features:
         pred = unet(noisy, t, encoder_hidden_states=state.family.unet_text(text, num_frames)).sample
         temporal = objective.loss(pred, target, t)
         if state.method.debiased_loss and num_frames > 1:
             temporal = temporal + debiased_loss(pred, target, anchor)
+        if "value" in features:  # DeT: the features move with the reference's tracks
+            temporal = temporal + state.method.tracking_weight * tracking_loss(features["value"], batch["tracks"])
         losses["temporal"] = temporal
         if backward is not None:
             backward(temporal, inputs=state.params[MOTION])
     return losses
+
+
+@contextlib.contextmanager
+def middle_block_features(denoiser: UNet, latent_shape):
+    """Yields a dict whose "value", after a forward, is the middle block's output as (batch, channels, frames,
+    h, w) on the token grid: the features DeT's tracking loss reads."""
+    blocks = transformer_blocks(denoiser, "")
+    block = denoiser.get_submodule(blocks[len(blocks) // 2])
+    grid = [n // p for n, p in zip(latent_shape[2:], denoiser.config.patch_size)]
+    kept: dict[str, torch.Tensor] = {}
+
+    def keep(module, args, out):
+        kept["value"] = out.unflatten(1, grid).permute(0, 4, 1, 2, 3)
+
+    handle = block.register_forward_hook(keep)
+    try:
+        yield kept
+    finally:
+        handle.remove()
 
 
 def sample_batch(state: TrainingState, generator: torch.Generator, device) -> dict[str, torch.Tensor]:
@@ -245,6 +283,8 @@ def sample_batch(state: TrainingState, generator: torch.Generator, device) -> di
         "timesteps": state.objective.draw_timesteps(latents.shape[0], generator).to(device),
     }
     batch["frame_latents"], batch["frame_noise"] = batch["latents"], batch["noise"]
+    if state.tracks is not None:
+        batch["tracks"] = state.tracks[idx].to(device)
     if state.frame_latents is not None and state.frame_latents is not state.latents:  # one-frame clips of their own
         batch["frame_latents"] = state.frame_latents[idx].to(device)
         batch["frame_noise"] = torch.randn(batch["frame_latents"].shape, generator=generator).to(device)
@@ -273,7 +313,7 @@ def lora_record(state: TrainingState, step: int) -> LoraRecord:
         num_frames=config.data.frames,
         size=list(config.data.size),
         heads=state.heads,
-        frame_offsets=state.offsets is not None,
+        parts=list(state.parts),
         train_config=config.to_dict(),
     )
 
@@ -348,8 +388,8 @@ def resume_from(out: Path, config: TrainConfig, state: TrainingState, optimizer,
             for name, sub in ((MOTION, folder), (SPATIAL, folder / "spatial")):
                 if name in state.lora_configs:
                     set_lora_weights(state.denoiser, read_lora_weights(sub / WEIGHTS_NAME), name, sub)
-            if state.offsets is not None:
-                state.offsets.restore(folder)
+            for part in state.parts.values():
+                part.restore(folder)
             load_training_state(folder / "training_state", optimizer, generator, rank)
         except (OSError, ValueError, KeyError, RuntimeError, SafetensorError, MotionsepError) as exc:
             # a truncated optimizer file, an empty RNG file: the next older checkpoint is complete
@@ -515,7 +555,7 @@ class TrainingLog:
 def save(accelerator: Accelerator, state: TrainingState, folder: Path, step: int) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if state.offsets is not None:  # before the LoRA folder's record, which save_lora_folder writes last
+        if state.parts:  # before the LoRA folder's record, which save_lora_folder writes last
             folder.mkdir(parents=True, exist_ok=True)
-            state.offsets.save(folder)
+            save_parts(state.parts, folder)
         save_lora_folder(state.denoiser, folder, lora_record(state, step), state.lora_configs)

@@ -55,9 +55,12 @@ class ValidationSampler:
                 motion_adapter=self.config.motion_adapter,
                 device=str(self.device),
             )
-        else:  # the same adapter, this step's weights
-            weights = read_lora_weights(lora_folder / WEIGHTS_NAME)
-            set_lora_weights(denoiser_of(self.pipeline.pipe), weights, MOTION, lora_folder)
+        else:  # the same adapter and parts, this step's weights
+            if (lora_folder / WEIGHTS_NAME).is_file():
+                weights = read_lora_weights(lora_folder / WEIGHTS_NAME)
+                set_lora_weights(denoiser_of(self.pipeline.pipe), weights, MOTION, lora_folder)
+            for part in self.pipeline.parts:
+                part.load(lora_folder)
         generate_videos(
             self.pipeline,
             list(validation.prompts),
