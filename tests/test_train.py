@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 import torch
 from accelerate.utils import set_seed
@@ -131,3 +132,23 @@ def test_validation_samples_are_what_generate_gives_and_leave_the_run_unchanged(
 
 
 WEIGHTS = "pytorch_lora_weights.safetensors"
+
+
+def test_appearance_augmentation_recolours_every_clip_and_keeps_what_moves_where(make_config):
+    from motionsep.data import augmented, load_clips
+
+    config = make_config("modelscope")
+    clips = load_clips(config.data)
+    copies = augmented(clips, 3, 0.8, seed=0)
+    assert len(copies) == 3 * len(clips) and all(c.caption == clips[0].caption for c in copies[:3])
+    assert [c.frames.tobytes() for c in copies] == [c.frames.tobytes() for c in augmented(clips, 3, 0.8, seed=0)]
+    original = clips[0].frames.reshape(-1, 3)
+    for copy in copies[:3]:
+        recoloured = copy.frames.reshape(-1, 3)
+        assert not np.array_equal(recoloured, original)
+        # one colour map for every pixel of every frame: equal colours stay equal, so the motion is unchanged
+        _, first, inverse = np.unique(original, axis=0, return_index=True, return_inverse=True)
+        assert np.array_equal(recoloured, recoloured[first][inverse.ravel()])
+    config.data.augment_copies = 2
+    state = prepare(config)
+    assert state.latents.shape[0] == 3 * len(clips) and state.text.shape[0] == 3 * len(clips)

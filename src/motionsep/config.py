@@ -27,6 +27,11 @@ class DataConfig:
     frames: int = 16
     stride: int = 1
     size: list[int] = field(default_factory=lambda: [384, 384])  # height, width
+    # appearance augmentation: this many recoloured copies of every clip train beside it (colour jitter alone:
+    # flips and crops would change the motion); `jitter` is its strength, 0-1 (hue turned by up to jitter x 180
+    # degrees, brightness, contrast and saturation scaled by up to 1 +- jitter / 2)
+    augment_copies: int = 0
+    jitter: float = 0.5
 
 
 @dataclass
@@ -211,6 +216,8 @@ def validate(config: TrainConfig) -> None:
         raise MotionsepError("config needs 'data.path': a video file or a folder of clips")
     if config.data.frames < 1 or config.data.stride < 1:
         raise MotionsepError("data.frames and data.stride must be at least 1")
+    if config.data.augment_copies < 0 or not 0 <= config.data.jitter <= 1:
+        raise MotionsepError("data.augment_copies must be 0 or more and data.jitter in [0, 1]")
     if len(config.data.size) != 2 or min(config.data.size) < 8:
         raise MotionsepError(f"data.size must be [height, width] of at least 8 pixels, got {config.data.size}")
     if config.lora.rank < 1:

@@ -55,3 +55,25 @@ def load_clips(config: DataConfig) -> list[Clip]:
         frames = read_video(path, num_frames=config.frames, stride=config.stride, size=size)
         clips.append(Clip(path, frames, caption))
     return clips
+
+
+def recolour(frames: np.ndarray, rng: np.random.Generator, jitter: float) -> np.ndarray:
+    """The clip with one random colour map applied to every pixel of every frame: hue turned about the grey axis,
+    then saturation, contrast and brightness scaled. Pixels that were equal stay equal, so what moves where is
+    unchanged; only the look is. uint8 in, uint8 out."""
+    angle = rng.uniform(-1, 1) * jitter * np.pi
+    saturation, contrast, brightness = (1 + rng.uniform(-0.5, 0.5, size=3) * jitter).tolist()
+    axis = np.ones(3) / np.sqrt(3)
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    turn = np.cos(angle) * np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * np.outer(axis, axis)
+    x = frames.astype(np.float32) / 255 @ turn.T.astype(np.float32)
+    grey = x.mean(axis=-1, keepdims=True)
+    x = grey + saturation * (x - grey)
+    x = 0.5 + contrast * (x - 0.5)
+    return (np.clip(x * brightness, 0, 1) * 255).round().astype(np.uint8)
+
+
+def augmented(clips: list[Clip], copies: int, jitter: float, seed: int) -> list[Clip]:
+    """`copies` recoloured copies of every clip (same caption), a function of the seed: appearance augmentation."""
+    rng = np.random.default_rng(seed)
+    return [Clip(c.path, recolour(c.frames, rng, jitter), c.caption) for c in clips for _ in range(copies)]

@@ -51,7 +51,7 @@ from .checkpoint import (
     save_training_state,
 )
 from .config import LoraSettings, TrainConfig
-from .data import load_clips
+from .data import augmented, load_clips
 from .encoding import check_clip_shape, encode_clips, encode_text
 from .errors import MotionsepError, refuse_nonempty
 from .heads import choose_heads, confine_to_heads, cross_frame_shares
@@ -148,6 +148,7 @@ def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device
         )
     check_clip_shape(pipe, family, config.data.frames, config.data.size)
     clips = load_clips(config.data)
+    clips += augmented(clips, config.data.augment_copies, config.data.jitter, config.train.seed)
     latents = encode_clips(pipe, family, clips, device)
     frame_latents = latents
     if method.dual_path and family.video_vae:
