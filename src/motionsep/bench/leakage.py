@@ -56,6 +56,9 @@ TRAININGS = {
     "full-lora": Training("full-lora"),
     "tap-official": Training("tap-official"),
     "tap": Training("tap"),
+    "tap-heads": Training("tap-heads"),
+    "tap-offsets": Training("tap-offsets"),
+    "det": Training("det"),
     "tap-k": Training("tap", targets=("k",)),
     "tap-k-out": Training("tap", targets=("k", "out")),
     "full-lora-1clip": Training("full-lora", clips=1),
@@ -93,6 +96,10 @@ VARIANTS = (
     Variant("tap-official (release: k+out, AH)", "tap-official", highway=True),
     Variant("tap", "tap"),
     Variant("tap + PLI", "tap", pli_tau=333),
+    # the DiT methods (a DiT only: they choose among, or add to, its cross-frame self-attentions)
+    Variant("tap-heads", "tap-heads"),
+    Variant("tap-offsets", "tap-offsets"),
+    Variant("det", "det"),
     Variant("tap + AH", "tap", highway=True),
     Variant("tap + AH + PLI", "tap", highway=True, pli_tau=333),
     # The Appearance Highway on LoRAs that do learn appearance: does rerouting the skips remove it?
@@ -118,9 +125,10 @@ VARIANTS = (
 )
 POSITIVE_CONTROL = "positive control: full-lora, 1 clip"
 # What runs by default. On the U-Nets: everything above but the DiT rows ("full-lora", "tap + PLI": there the
-# baseline is MotionDirector and PLI runs with the highway). On a DiT, which has no Appearance Highway (its
-# blocks have no skips): the methods without it, with the LoRA its trainers put on every layer as baseline.
-DIT_ROWS = ("full-lora", "tap + PLI")
+# baseline is MotionDirector and PLI runs with the highway; the DiT methods, which need a DiT's attentions).
+# On a DiT, which has no Appearance Highway (its blocks have no skips): the methods without it, with the LoRA
+# its trainers put on every layer as baseline.
+DIT_ROWS = ("full-lora", "tap + PLI", "tap-heads", "tap-offsets", "det")
 UNET_VARIANTS = tuple(v.name for v in VARIANTS if v.name not in DIT_ROWS)
 DIT_VARIANTS = (
     FLOOR,
@@ -129,6 +137,9 @@ DIT_VARIANTS = (
     "full-lora",
     "tap",
     "tap + PLI",
+    "tap-heads",
+    "tap-offsets",
+    "det",
     POSITIVE_CONTROL,
     MULTI_LOOK_CONTROL,
 )
@@ -157,7 +168,9 @@ class LeakageTarget:
 
 
 LEAKAGE_TARGET = LeakageTarget()
-DIT_LEAKAGE_TARGET = LeakageTarget(candidates=("tap", "tap + PLI"), baseline="full-lora")
+DIT_LEAKAGE_TARGET = LeakageTarget(
+    candidates=("tap", "tap + PLI", "tap-heads", "tap-offsets", "det", "motiondirector"), baseline="full-lora"
+)
 
 
 def target_for(model: str) -> LeakageTarget:
