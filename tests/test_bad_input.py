@@ -204,3 +204,30 @@ def test_a_yaml_syntax_error_names_its_line(tmp_path, capsys):
     code = main(["train", str(path)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "not valid YAML at line 5" in err and len(err.splitlines()) == 1
+
+
+def test_help_answers_without_importing_torch():
+    code = (
+        "import sys\n"
+        "from motionsep.cli import build_parser\n"
+        "for argv in (['--help'], ['generate', '--help'], ['train', '--help'], ['toy', 'pretrain', '--help']):\n"
+        "    try:\n"
+        "        build_parser().parse_args(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_loading_models_warns_of_no_deprecated_argument_of_ours(pipeline_dirs):
+    import warnings
+
+    from motionsep.models import load_pipeline
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for family in ("modelscope", "wan"):
+            load_pipeline(pipeline_dirs[family])
+    assert not [str(w.message) for w in caught if "torch_dtype" in str(w.message)]

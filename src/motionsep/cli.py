@@ -75,7 +75,7 @@ def cmd_generate(args) -> None:
         pli_tau=args.pli_tau,
         lora_scale=args.lora_scale,
         fuse_lora=args.fuse_lora,
-        device=args.device,
+        device=args.device or ("cuda" if _cuda() else "cpu"),
     )
     settings = SamplingSettings(
         num_frames=args.frames,
@@ -467,7 +467,8 @@ def _generate_parser(sub) -> None:
         "noise (default 0: off)",
     )
     p.add_argument("--prior-clip", help="the reference clip whose inversion the noise prior mixes in")
-    p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="torch device (default: cuda if available)")
+    # resolved when the command runs: asking torch here would import it for `--help` (seconds, for a help text)
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     _out(p, "outputs", "output folder")
     _overwrite(p, "videos already in --out")
     _no_progress(p)

@@ -315,6 +315,15 @@ def _two_transformers(model: str) -> MotionsepError:
     )
 
 
+def dtype_argument(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """The dtype keyword of diffusers' from_pretrained: `dtype` where diffusers has renamed it (it warns on every
+    `torch_dtype` since), `torch_dtype` in the releases before the rename (the declared floor among them)."""
+    from diffusers.utils import deprecation_utils
+
+    renamed = hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE")
+    return {"dtype" if renamed else "torch_dtype": dtype}
+
+
 def load_pipeline(
     model: str,
     motion_adapter: str | None = None,
@@ -340,9 +349,9 @@ def load_pipeline(
             raise _two_transformers(model)
         denoiser_class = load_unet_config(model).get("_class_name", "unknown")
         family_of_denoiser_class(denoiser_class, has_motion_adapter=motion_adapter is not None)
-    kwargs: dict[str, Any] = {"torch_dtype": dtype}
+    kwargs: dict[str, Any] = dtype_argument(dtype)
     if motion_adapter is not None:
-        kwargs["motion_adapter"] = diffusers.MotionAdapter.from_pretrained(motion_adapter, torch_dtype=dtype)
+        kwargs["motion_adapter"] = diffusers.MotionAdapter.from_pretrained(motion_adapter, **dtype_argument(dtype))
         pipe_cls: Any = diffusers.AnimateDiffPipeline
     else:
         pipe_cls = DiffusionPipeline

@@ -131,7 +131,7 @@ def _random_init(unet: UNet, seed: int = 0) -> None:
 def build_unet(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
     from diffusers import UNet3DConditionModel
 
-    from ..models import build_unet_from_config, family_of_model, load_unet_config, resolve_model
+    from ..models import build_unet_from_config, dtype_argument, family_of_model, load_unet_config, resolve_model
 
     if model == "toy":
         unet = UNet3DConditionModel.from_pretrained(resolve_model("toy"), subfolder="unet")
@@ -141,7 +141,7 @@ def build_unet(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
         family = family_of_model(model)
         denoiser_class = getattr(diffusers, family.denoiser_class)
         unet = denoiser_class.from_pretrained(
-            resolve_model(model), subfolder=family.denoiser, torch_dtype=torch.float32
+            resolve_model(model), subfolder=family.denoiser, **dtype_argument(torch.float32)
         )
     else:
         unet = build_unet_from_config(load_unet_config(COST_MODEL_SOURCES[model]), device="meta")

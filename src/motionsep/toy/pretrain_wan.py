@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import atomic_write_text
 from ..errors import MotionsepError
 from ..losses import FlowMatchingObjective
-from ..models import WAN, resolve_model, weights_fingerprint
+from ..models import WAN, dtype_argument, resolve_model, weights_fingerprint
 from ..word_tokenizer import build_tokenizer
 from .pretrain import (
     NARROW_LOOK,
@@ -352,7 +352,7 @@ def warm_start(models, init: str) -> None:
     _, text_encoder, vae, transformer, _ = models
     text_encoder.load_state_dict(UMT5EncoderModel.from_pretrained(init, subfolder="text_encoder").state_dict())
     vae.load_state_dict(AutoencoderKLWan.from_pretrained(init, subfolder="vae").state_dict())
-    old = WanTransformer3DModel.from_pretrained(init, subfolder="transformer", torch_dtype=torch.float32)
+    old = WanTransformer3DModel.from_pretrained(init, subfolder="transformer", **dtype_argument(torch.float32))
     weights = old.state_dict()
     new_patch, old_patch = tuple(transformer.config.patch_size), tuple(old.config.patch_size)
     if new_patch != old_patch:
