@@ -84,6 +84,7 @@ def test_unsupported_unet_class(tmp_path, capsys):
     code = main(["inspect", "--model", str(folder)])
     err = capsys.readouterr().err
     assert code == 2 and "its denoiser is UNet2DConditionModel" in err and "WanTransformer3DModel (wan)" in err
+    assert "pass --motion-adapter FOLDER (in a config: motion_adapter)" in err
 
 
 def test_existing_results_are_not_overwritten(tmp_path, pipeline_dirs, clip_dir, capsys):

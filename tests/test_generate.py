@@ -245,3 +245,21 @@ def test_an_embedded_model_samples_at_its_own_clip_length_and_size(model, frames
     expected = frames or world_frames(model)
     assert pipeline.resolved(SamplingSettings()) == (expected, 32, 32)
     assert pipeline.resolved(SamplingSettings(num_frames=4, height=16)) == (4, 16, 32)
+
+
+def test_a_lora_of_another_family_is_refused_instead_of_changing_nothing(pipeline_dirs, tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    wan_like = tmp_path / "wan_lora.safetensors"  # a bare Wan LoRA file, as another trainer writes it
+    save_file(
+        {
+            "transformer.blocks.0.attn1.to_q.lora_A.weight": torch.randn(4, 24),
+            "transformer.blocks.0.attn1.to_q.lora_B.weight": torch.randn(24, 4),
+        },
+        str(wan_like),
+    )
+    args = ["generate", "--model", pipeline_dirs["animatediff"], "--prompt", "x", "--lora", str(wan_like)]
+    assert main([*args, "--out", str(tmp_path / "o"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "changes nothing in this animatediff model" in err and len(err.splitlines()) == 1

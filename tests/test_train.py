@@ -152,3 +152,14 @@ def test_appearance_augmentation_recolours_every_clip_and_keeps_what_moves_where
     config.data.augment_copies = 2
     state = prepare(config)
     assert state.latents.shape[0] == 3 * len(clips) and state.text.shape[0] == 3 * len(clips)
+
+
+def test_weight_files_get_the_permissions_of_the_json_beside_them(make_config):
+    import os
+    import stat
+
+    out = train(make_config("modelscope", train={"steps": 1, "checkpoint_every": 1}), progress=False)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in files}
+    assert modes["pytorch_lora_weights.safetensors"] == modes["motionsep.json"]
+    assert modes["optimizer.safetensors"] == modes["rng.safetensors"] == modes["state.json"]

@@ -29,6 +29,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from .checkpoint import readable_as_other_files
 from .errors import MotionsepError
 from .models import FAMILIES, UNet, family_of
 from .record import METADATA_NAME, LoraRecord
@@ -193,6 +194,7 @@ def save_lora_folder(
         for name in (f"spatial/{WEIGHTS_NAME}", WEIGHTS_NAME, METADATA_NAME):
             if (tmp / name).is_file():
                 (folder / name).parent.mkdir(exist_ok=True)
+                readable_as_other_files(tmp / name)
                 os.replace(tmp / name, folder / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -270,6 +272,13 @@ def load_appearance_lora(pipe, unet: UNet, path: str | os.PathLike, adapter_name
                 pipe.load_lora_weights(str(file), adapter_name=adapter_name)
         except (ValueError, KeyError, RuntimeError) as exc:
             raise MotionsepError(f"LoRA '{path}' does not fit this model: {str(exc).splitlines()[0]}") from None
+        if not lora_layers(unet, adapter_name) and not _loaded_into_text_encoder(pipe, adapter_name):
+            # diffusers skips keys it does not recognise: a LoRA of another family would change nothing
+            first = next(iter(weights), "no keys")
+            raise MotionsepError(
+                f"LoRA '{path}' changes nothing in this {family_of(unet).name} model: none of its keys (e.g. "
+                f"'{first}') names a layer of it; was it made for another model family?"
+            )
         names = sorted({name for layer in lora_layers(unet) for name in layer.lora_A})
         for layer in lora_layers(unet):  # diffusers activates the new adapter alone; keep the motion LoRAs on
             layer.set_adapter(names)
@@ -287,6 +296,11 @@ def load_appearance_lora(pipe, unet: UNet, path: str | os.PathLike, adapter_name
         add_lora(unet, make_lora_config(modules, rank, None, 0.0), adapter_name)
         set_lora_weights(unet, weights, adapter_name, path)
     unet.train(unet.training)
+
+
+def _loaded_into_text_encoder(pipe, adapter_name: str) -> bool:
+    encoder = getattr(pipe, "text_encoder", None)
+    return encoder is not None and adapter_name in (getattr(encoder, "peft_config", None) or {})
 
 
 def load_motion_lora(unet: UNet, folder: str | os.PathLike, adapter_name: str = MOTION) -> LoraRecord:

@@ -21,9 +21,18 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def readable_as_other_files(path: str | os.PathLike) -> None:
+    """Give a file the permissions a file written with open() gets (0644 under the usual umask): safetensors
+    creates its files 0600, which would hide a LoRA from the other users of a shared machine."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp))
+    readable_as_other_files(tmp)
     os.replace(tmp, path)
 
 

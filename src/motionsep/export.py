@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 from .adapters import WEIGHTS_NAME, read_lora_record, read_lora_weights
+from .checkpoint import readable_as_other_files
 from .errors import MotionsepError, refuse_existing
 
 COMFYUI_FAMILIES = ("animatediff", "wan")
@@ -147,4 +148,5 @@ def export_lora(
     out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"format": f"comfyui-{record.family}", "motionsep_method": record.method}
     save_file(comfy, str(out), metadata=metadata)
+    readable_as_other_files(out)
     return out

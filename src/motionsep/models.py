@@ -173,7 +173,13 @@ def family_of_denoiser_class(class_name: str, has_motion_adapter: bool = False) 
         return ANIMATEDIFF
     if class_name not in _BY_DENOISER_CLASS:
         supported = ", ".join(f"{f.denoiser_class} ({f.name})" for f in FAMILIES.values())
-        raise MotionsepError(f"unsupported model: its denoiser is {class_name}; motionsep supports {supported}")
+        hint = (
+            "; an SD1.5 pipeline is AnimateDiff with a MotionAdapter: pass --motion-adapter FOLDER (in a config: "
+            "motion_adapter)"
+            if class_name == "UNet2DConditionModel"
+            else ""
+        )
+        raise MotionsepError(f"unsupported model: its denoiser is {class_name}; motionsep supports {supported}{hint}")
     return _BY_DENOISER_CLASS[class_name]
 
 
