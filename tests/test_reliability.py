@@ -176,3 +176,18 @@ def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(make_config, tm
         train(resumed, resume=True, progress=False)
     assert any("step-000003 is damaged" in str(w.message) for w in caught) == warns
     assert same_lora(tmp_path / "whole", tmp_path / "run")  # from step 2, as if nothing had happened
+
+
+def test_a_redirected_log_gets_a_few_progress_lines_and_no_progress_one_a_checkpoint(make_config, tmp_path):
+    config = make_config("modelscope", output_dir=str(tmp_path / "run"), train={"steps": 20, "checkpoint_every": 10})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    logged = subprocess.run([sys.executable, "-m", "motionsep", "train", str(path)], capture_output=True, text=True)
+    assert logged.returncode == 0 and logged.stderr.count("\r") <= 4  # a terminal would see 20 redraws or more
+    quiet = subprocess.run(
+        [sys.executable, "-m", "motionsep", "train", str(path), "--no-progress", "--overwrite"],
+        capture_output=True,
+        text=True,
+    )
+    lines = [line for line in quiet.stdout.splitlines() if line.startswith("step ")]
+    assert quiet.returncode == 0 and [line.split(":")[0] for line in lines] == ["step 10/20", "step 20/20"]

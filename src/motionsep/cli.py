@@ -20,6 +20,8 @@ from .errors import MotionsepError, refuse_nonempty
 def _quiet_libraries() -> None:
     """diffusers/transformers chatter (deprecation notices, loading bars) would bury our output."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if not sys.stderr.isatty():  # a log file: a progress line every 30 s, not a redraw every tenth of a second
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*Consider using tensor.detach.*")

@@ -497,6 +497,8 @@ def run_steps(
         every = config.train.checkpoint_every
         if (every and (step % every == 0 or step == config.train.steps)) or samples:
             checkpoint(accelerator, state, optimizer, generator, step, sampler if samples else None)
+            if not progress and accelerator.is_main_process:  # no bar: one line a checkpoint says it is alive
+                print(f"step {step}/{config.train.steps}: loss {total:.4f}, checkpoint saved", flush=True)
             if replacement is not None:
                 replacement.commit()  # the new run has a complete checkpoint: the earlier one can go
     if log is not None:
