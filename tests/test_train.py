@@ -163,3 +163,36 @@ def test_weight_files_get_the_permissions_of_the_json_beside_them(make_config):
     modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in files}
     assert modes["pytorch_lora_weights.safetensors"] == modes["motionsep.json"]
     assert modes["optimizer.safetensors"] == modes["rng.safetensors"] == modes["state.json"]
+
+
+def _circling(frames: int, phase: int, period: int = 8, size: int = 32) -> np.ndarray:
+    """A square going round a circle, one turn every `period` frames, from point `phase` of the turn."""
+    video = np.full((frames, size, size, 3), 40, np.uint8)
+    for i in range(frames):
+        a = 2 * np.pi * (i + phase) / period
+        x, y = int(round(16 + 7 * np.cos(a))), int(round(16 + 7 * np.sin(a)))
+        video[i, y - 4 : y + 4, x - 4 : x + 4] = (230, 80, 40)
+    return video
+
+
+def test_cyclic_clips_filmed_from_any_point_are_aligned_by_phase_or_the_user_is_told(tmp_path):
+    import warnings
+
+    from motionsep.config import DataConfig
+    from motionsep.data import load_clips
+    from motionsep.video import write_mp4
+
+    for i, phase in enumerate((0, 3, 6, 2)):
+        write_mp4(_circling(20, phase), tmp_path / f"clip{i}.mp4")
+    config = DataConfig(path=str(tmp_path), caption="a square going round", frames=8, size=[32, 32])
+    with pytest.warns(UserWarning, match="out of step.*data.align_phase: true"):
+        load_clips(config)
+    config.align_phase = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # aligned: nothing to warn of
+        aligned = load_clips(config)
+    reference = aligned[0].frames.astype(int)
+    for clip in aligned[1:]:  # every window starts at the first clip's point of the turn
+        assert np.abs(clip.frames.astype(int) - reference).mean() < 8
+    in_step = DataConfig(path=str(tmp_path / "clip0.mp4"), caption="x", frames=8, size=[32, 32])
+    assert len(load_clips(in_step)) == 1

@@ -32,6 +32,10 @@ class DataConfig:
     # degrees, brightness, contrast and saturation scaled by up to 1 +- jitter / 2)
     augment_copies: int = 0
     jitter: float = 0.5
+    # cyclic motions filmed from any point: each clip's window of `frames` starts where its motion (optical flow)
+    # best matches the first clip's, so every clip shows the cycle from the same phase (needs clips longer
+    # than `frames`); false: every clip from its first frame, with a warning when their motions are out of phase
+    align_phase: bool = False
 
 
 @dataclass

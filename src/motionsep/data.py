@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .config import DataConfig
@@ -48,13 +50,73 @@ def caption_for(clip: Path, caption: str | None) -> str:
 
 
 def load_clips(config: DataConfig) -> list[Clip]:
+    """The clips of `config.path`, each `frames` long: from its first frame, or with `align_phase` from where its
+    motion matches the first clip's (`phase_starts`)."""
     size = (config.size[0], config.size[1])
-    clips = []
-    for path in find_clips(config.path):
-        caption = caption_for(path, config.caption)
-        frames = read_video(path, num_frames=config.frames, stride=config.stride, size=size)
-        clips.append(Clip(path, frames, caption))
-    return clips
+    paths = find_clips(config.path)
+    captions = [caption_for(path, config.caption) for path in paths]
+    if not config.align_phase:
+        clips = [Clip(p, read_video(p, config.frames, config.stride, size), c) for p, c in zip(paths, captions)]
+        warn_if_out_of_phase(clips)
+        return clips
+    whole = [read_video(p, None, config.stride, size) for p in paths]
+    for path, video in zip(paths, whole):
+        if len(video) < config.frames:
+            raise MotionsepError(
+                f"clip '{path}' has {len(video)} frames at stride {config.stride}; need {config.frames}"
+            )
+    starts = phase_starts(whole, config.frames)
+    return [Clip(p, v[s : s + config.frames], c) for p, v, s, c in zip(paths, whole, starts, captions)]
+
+
+MOTION_PX = 0.2  # mean flow (pixels a frame) below which a pixel counts as still
+
+
+def motion_signal(frames: np.ndarray) -> np.ndarray:
+    """The clip's motion as one vector a frame transition: the mean optical flow (Farneback) of the pixels that
+    move, (frames - 1, 2). The phase of a cyclic motion is where this signal is in its cycle."""
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    out = []
+    for a, b in zip(gray, gray[1:]):
+        flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 9, 3, 5, 1.1, 0)  # type: ignore[call-overload]
+        moving = np.linalg.norm(flow, axis=-1) > MOTION_PX
+        out.append(flow[moving].mean(axis=0) if moving.any() else np.zeros(2))
+    return np.asarray(out, np.float64)
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of two motion signals taken whole: 1 when they move alike frame by frame."""
+    return float((a * b).sum() / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-9))
+
+
+def phase_starts(videos: list[np.ndarray], frames: int) -> list[int]:
+    """For each video, the first frame of the window of `frames` whose motion best matches the first video's
+    first window (the first video starts at 0)."""
+    reference = motion_signal(videos[0][:frames])
+    starts = [0]
+    for video in videos[1:]:
+        signal = motion_signal(video)
+        scores = [_agreement(signal[s : s + frames - 1], reference) for s in range(len(video) - frames + 1)]
+        starts.append(int(np.argmax(scores)))
+    return starts
+
+
+def warn_if_out_of_phase(clips: list[Clip], threshold: float = 0.3) -> None:
+    """Clips of one motion whose motions disagree frame by frame (a cyclic motion filmed from different points)
+    teach the LoRA no motion at all: say so, and how to fix it."""
+    if len(clips) < 2:
+        return
+    signals = [motion_signal(c.frames) for c in clips]
+    if min(float(np.linalg.norm(s)) for s in signals) < MOTION_PX:
+        return  # a still clip: nothing to compare
+    agreement = float(np.mean([_agreement(s, signals[0]) for s in signals[1:]]))
+    if agreement < threshold:
+        warnings.warn(
+            f"the clips' motions are out of step (agreement {agreement:.2f} with the first clip; 1 is in step): a "
+            "cyclic motion filmed from different points teaches no motion; set data.align_phase: true (with clips "
+            "longer than data.frames) or cut the clips to start at the same point of the motion",
+            stacklevel=2,
+        )
 
 
 def recolour(frames: np.ndarray, rng: np.random.Generator, jitter: float) -> np.ndarray:
