@@ -8,7 +8,7 @@ A motion LoRA folder is what diffusers expects plus one JSON file:
 
 AnimateDiff and Wan folders load with ``AnimateDiffPipeline.load_lora_weights`` / ``WanPipeline.load_lora_weights``
 (Wan keys are 'transformer.'-prefixed); ModelScope/ZeroScope folders with peft's ``inject_adapter_in_model`` +
-``set_peft_model_state_dict`` (see the README).
+``set_peft_model_state_dict`` (docs/usage.md, the LoRA folder).
 """
 
 from __future__ import annotations

@@ -405,7 +405,7 @@ def _train_parser(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a motion LoRA from a YAML config",
-        description="Train a motion LoRA. See the README's config reference.",
+        description="Train a motion LoRA. See docs/usage.md's config reference.",
     )
     p.add_argument("config", help="YAML training config")
     p.add_argument(
