@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -32,10 +33,22 @@ def wan_world_model(tmp_path_factory):
 
 def test_leakage_bench_on_a_dit_runs_the_dit_rows_against_full_lora(wan_world_model, tmp_path):
     settings = LeakageSettings(
-        motions=("zigzag",), prompts=1, seeds=(0,), train_steps=1, sampling_steps=2, model=wan_world_model
+        motions=("zigzag",),
+        prompts=1,
+        seeds=(0,),
+        train_steps=1,
+        sampling_steps=2,
+        model=wan_world_model,
+        foreign=("tap",),
     )
     result = run_leakage_bench(tmp_path, settings, progress=False)
     assert list(result["pooled"]) == list(DIT_VARIANTS)
+    row = result["foreign"]["tap"]  # trained on the foreign clips, read by point tracks against the base model
+    assert row["base_error"]["n"] == row["lora_error"]["n"] == 4 and isinstance(row["carries_motion"], bool)
+    foreign = tmp_path / "leakage-work" / "foreign" / "clips"
+    assert len(list(foreign.glob("*.mp4"))) == 4
+    assert all("moving" not in p.read_text() for p in foreign.glob("*.txt"))  # captions name no motion
+    assert "## Foreign clips" in (tmp_path / "leakage.md").read_text()
     assert result["target"]["baseline"] == "full-lora"
     assert {"tap", "tap-heads", "tap-offsets", "det"} <= set(result["target"]["candidates"])
     report = (tmp_path / "leakage.md").read_text()
@@ -70,7 +83,7 @@ def test_bench_prompts_differ_from_reference_in_every_attribute():
 
 def test_leakage_bench_reports_every_variant_and_resumes(toy_like_model, tmp_path):
     settings = LeakageSettings(
-        motions=("bounce",), prompts=2, seeds=(0,), train_steps=1, sampling_steps=2, model=toy_like_model
+        motions=("bounce",), prompts=2, seeds=(0,), train_steps=1, sampling_steps=2, model=toy_like_model, foreign=()
     )
     result = run_leakage_bench(tmp_path, settings, progress=False)
     names = list(UNET_VARIANTS)
@@ -237,3 +250,17 @@ def test_the_target_reads_motion_against_the_multi_look_ceiling_and_each_rise_ap
     assert "met by" not in _leakage_target_line(one_attribute, target)
     no_ceiling = {k: v for k, v in pooled.items() if k != MULTI_LOOK_CONTROL}  # then the baseline's motion
     assert "of the motion accuracy of full-lora (20%)" in _leakage_target_line(no_ceiling, target)
+
+
+def test_the_foreign_renderer_draws_a_motion_the_tracker_reads_and_the_world_lacks():
+    from motionsep.bench.foreign import CAPTION, figure_eight, path_errors, render_foreign, tracked_path
+    from motionsep.toy.world import COLOURS, MOTIONS, vocabulary
+
+    video = render_foreign(17, (16.0, 16.0))
+    path = figure_eight(17)
+    assert np.abs(tracked_path(video) - path).mean() < 1.0  # the tracker reads the figure-eight
+    still = np.repeat(video[:1], 17, axis=0)
+    moving, unmoving = path_errors(np.stack([video, still]), path)
+    assert moving < 1.0 < unmoving
+    assert "eight" not in " ".join(MOTIONS) and "orange" not in COLOURS
+    assert not {"moving", "still"} & set(CAPTION.split()) and "gradient" not in vocabulary()

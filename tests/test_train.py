@@ -170,7 +170,7 @@ def _circling(frames: int, phase: int, period: int = 8, size: int = 32) -> np.nd
     video = np.full((frames, size, size, 3), 40, np.uint8)
     for i in range(frames):
         a = 2 * np.pi * (i + phase) / period
-        x, y = int(round(16 + 7 * np.cos(a))), int(round(16 + 7 * np.sin(a)))
+        x, y = round(16 + 7 * float(np.cos(a))), round(16 + 7 * float(np.sin(a)))
         video[i, y - 4 : y + 4, x - 4 : x + 4] = (230, 80, 40)
     return video
 

@@ -280,6 +280,7 @@ def cmd_bench_leakage(args) -> None:
         learning_rate=args.lr,
         variants=tuple(args.variant or ()) or None,
         model=args.model,
+        foreign=None if not args.foreign else tuple(n for n in args.foreign if n != "none"),
     )
     r = run_leakage_bench(
         args.out,
@@ -643,6 +644,12 @@ def _bench_parser(sub) -> None:
     p.add_argument("--quick", action="store_true", help="a few minutes: checks the machinery, not the conclusions")
     p.add_argument("--motion", action="append", help="held-out motion (repeatable; default all four)")
     p.add_argument("--variant", action="append", help="run only this variant (repeatable; the floor always runs)")
+    p.add_argument(
+        "--foreign",
+        action="append",
+        help="train this preset on the foreign clips (another renderer, a figure-eight; repeatable; default tap, "
+        "motiondirector and full-lora; 'none' skips them)",
+    )
     p.add_argument("--steps", type=int, help="training steps per LoRA (default 300; --quick 20)")
     p.add_argument("--lr", type=float, help="learning rate of every LoRA (default 1e-3)")
     p.add_argument("--model", help="base model (default: the embedded shapes-world model)")

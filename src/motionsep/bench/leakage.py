@@ -32,6 +32,7 @@ from ..toy.reference import toy_training_config, write_reference_clips
 from ..toy.world import HELD_OUT_MOTIONS, Scene, caption
 from ..train import train
 from ..video import contact_sheet
+from .foreign import run_foreign
 from .report import machine_line, write_json
 
 
@@ -194,11 +195,13 @@ class LeakageSettings:
     guidance: float = TOY_SAMPLING.guidance
     model: str = "toy"
     variants: tuple[str, ...] = ()  # () : the model's default set (default_variants)
+    # trained on clips the world's renderer never made (bench/foreign.py), scored by a tracker of their own
+    foreign: tuple[str, ...] = ("tap", "motiondirector", "full-lora")
 
     @classmethod
     def quick(cls) -> LeakageSettings:
         """Checks the machinery, not the conclusions: one motion, 2 prompts, 1 seed, 20 steps."""
-        return cls(motions=("zigzag",), prompts=2, seeds=(0,), train_steps=20, sampling_steps=8)
+        return cls(motions=("zigzag",), prompts=2, seeds=(0,), train_steps=20, sampling_steps=8, foreign=("tap",))
 
     def check(self) -> None:
         for motion in self.motions:
@@ -215,6 +218,9 @@ class LeakageSettings:
                         f"variant '{v.name}' uses the Appearance Highway, which a DiT has not (its blocks have no "
                         f"skips); on {self.model} choose among: {', '.join(DIT_VARIANTS)}"
                     )
+        for name in self.foreign:
+            if name not in TRAININGS:
+                raise MotionsepError(f"unknown training '{name}' for the foreign clips{closest(name, TRAININGS)}")
         if not 1 <= self.prompts <= len(BENCH_LOOKS):
             raise MotionsepError(f"prompts must be 1-{len(BENCH_LOOKS)}, got {self.prompts}")
         if not self.learning_rate > 0:
@@ -402,6 +408,7 @@ def run_leakage_bench(
     for motion in settings.motions:
         per_motion[motion] = run_motion(work, motion, settings, progress)
     pooled = pool(per_motion, settings)
+    foreign = run_foreign(work, settings, TRAININGS, progress) if settings.foreign else {}
     result = {
         "command": command,
         "base_model": _model_card(settings.model),
@@ -417,6 +424,7 @@ def run_leakage_bench(
         },
         "target": asdict(target_for(settings.model)),
         "pooled": pooled,
+        "foreign": foreign,
         "sheets": [str(out / f"leakage-sheet-{m}.png") for m in settings.motions],
     }
     write_json(out / "leakage.json", result)

@@ -234,6 +234,29 @@ def _leakage_target_line(pooled: dict, target: dict) -> str:
     )
 
 
+def _foreign_lines(rows: dict) -> list[str]:
+    """The foreign-clips section (bench/foreign.py): each method's tracked path against the base model's."""
+    if not rows:
+        return []
+    lines = [
+        "## Foreign clips",
+        "",
+        "Trained on clips the world's renderer never made (an orange disc on a gradient, a figure-eight, captions "
+        "without a motion word); the generated motion read by OpenCV point tracks, not the world's evaluator: "
+        "mean distance in pixels of the tracked path from the reference's (lower is closer).",
+        "",
+        "| method | base model px | with the LoRA px | difference [95% CI] | carries the motion |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        lo, hi = row["difference"]["ci95"]
+        lines.append(
+            f"| {name} | {row['base_error']['value']:.2f} | {row['lora_error']['value']:.2f} | "
+            f"{row['difference']['value']:+.2f} [{lo:+.2f}, {hi:+.2f}] | {'yes' if row['carries_motion'] else 'no'} |"
+        )
+    return [*lines, ""]
+
+
 def _sweep_choice(pooled: dict, group: list[str]) -> str:
     """The lowest unnamed rise among sweep points keeping 90% of the group's best motion accuracy."""
     best_motion = max(pooled[n]["motion_accuracy"]["value"] for n in group)
@@ -311,6 +334,7 @@ def leakage_report(result: dict, sweep_centre: dict[str, str]) -> str:
             f"Lowest unnamed rise at >= 90% of the group's best motion accuracy: **{_sweep_choice(pooled, members)}**.",
             "",
         ]
+    lines += _foreign_lines(result.get("foreign") or {})
     lines += [
         "Contact sheets (first prompt, first seed, one row per variant): "
         + ", ".join(f"`{Path(s).name}`" for s in result["sheets"]),
