@@ -196,3 +196,92 @@ def test_cyclic_clips_filmed_from_any_point_are_aligned_by_phase_or_the_user_is_
         assert np.abs(clip.frames.astype(int) - reference).mean() < 8
     in_step = DataConfig(path=str(tmp_path / "clip0.mp4"), caption="x", frames=8, size=[32, 32])
     assert len(load_clips(in_step)) == 1
+
+
+class _Recorder:
+    """An accelerate tracker that keeps what it is given (tracker objects pass through train(trackers=...))."""
+
+    def __init__(self):
+        from accelerate.tracking import GeneralTracker
+
+        class Tracker(GeneralTracker):
+            name = "recorder"
+            requires_logging_directory = False
+
+            def __init__(inner):
+                super().__init__()
+                inner.config, inner.rows = None, []
+
+            @property
+            def tracker(inner):
+                return inner
+
+            def store_init_configuration(inner, values):
+                inner.config = values
+
+            def log(inner, values, step=None, **kwargs):
+                inner.rows.append((step, dict(values)))
+
+        self.tracker = Tracker()
+
+
+def test_the_learning_rate_schedule_warms_up_decays_and_resumes_in_step_with_trackers(make_config, tmp_path):
+    sections = {
+        "train": {"steps": 6, "checkpoint_every": 1, "lr_scheduler": "cosine", "lr_warmup_steps": 2},
+        "lora": {"rank": 4, "dropout": 0.0},
+    }
+    whole = _Recorder().tracker
+    train(make_config("modelscope", output_dir=str(tmp_path / "whole"), **sections), progress=False, trackers=[whole])
+    lrs = [row["learning_rate"] for _, row in whole.rows]
+    base = 5e-4
+    assert [step for step, _ in whole.rows] == [1, 2, 3, 4, 5, 6] and lrs[0] == pytest.approx(base / 2)
+    assert lrs[1] == pytest.approx(base) and lrs[-1] == pytest.approx(0.0, abs=1e-12)  # warmed up, then cosine
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))
+    assert whole.config["train.lr_scheduler"] == "cosine" and "loss" in whole.rows[0][1]
+    part = dict(sections, train={**sections["train"], "steps": 3})
+    train(make_config("modelscope", output_dir=str(tmp_path / "part"), **part), progress=False)
+    resumed = _Recorder().tracker
+    train(
+        make_config("modelscope", output_dir=str(tmp_path / "part"), **sections),
+        progress=False,
+        resume=True,
+        trackers=[resumed],
+    )
+    assert [row["learning_rate"] for _, row in resumed.rows] == pytest.approx(lrs[3:])
+    from safetensors.torch import load_file
+
+    a = load_file(tmp_path / "whole" / "pytorch_lora_weights.safetensors")
+    b = load_file(tmp_path / "part" / "pytorch_lora_weights.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_accumulated_batches_step_as_their_mean_and_gradients_are_clipped(make_config, monkeypatch):
+    from accelerate import Accelerator
+
+    import motionsep.train as training
+
+    fixed = {}
+    real = training.sample_batch
+
+    def same_batch(state, generator, device):  # one batch every time: N of them average to itself
+        fixed.setdefault("batch", real(state, generator, device))
+        return fixed["batch"]
+
+    monkeypatch.setattr(training, "sample_batch", same_batch)
+    loras = []
+    for accumulation in (1, 3):
+        fixed.clear()
+        set_seed(0)
+        config = make_config("modelscope", train={"steps": 2, "gradient_accumulation_steps": accumulation})
+        state_dir = train(config, progress=False, overwrite=True)
+        from safetensors.torch import load_file
+
+        loras.append(load_file(state_dir / "pytorch_lora_weights.safetensors"))
+    assert all(torch.allclose(loras[0][k], loras[1][k], atol=1e-6) for k in loras[0])
+    clipped = []
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", lambda self, params, norm: clipped.append(norm))
+    train(make_config("modelscope", train={"steps": 2, "max_grad_norm": 0.5}), progress=False, overwrite=True)
+    assert clipped == [0.5, 0.5]
+    clipped.clear()
+    train(make_config("modelscope", train={"steps": 2}), progress=False, overwrite=True)
+    assert clipped == []  # 0: off, the default

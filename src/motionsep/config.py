@@ -96,6 +96,11 @@ class OptimConfig:
     mixed_precision: str = "no"  # "no", "fp16" or "bf16"
     checkpoint_every: int = 100
     spatial_skip_probability: float = 0.2  # dual-path methods: temporal steps without the spatial LoRA
+    gradient_accumulation_steps: int = 1  # batches a step; the effective batch is batch_size times this
+    max_grad_norm: float = 0.0  # clip the LoRA gradients' norm to this (0: no clipping, the release's choice)
+    lr_scheduler: str = "constant"  # diffusers.optimization.get_scheduler: constant, linear, cosine, ...
+    lr_warmup_steps: int = 0
+    log_with: list[str] = field(default_factory=list)  # accelerate trackers: tensorboard, wandb, ... (installed)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 
 
@@ -210,6 +215,21 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     return config_from_dict(data, overrides)
 
 
+def _check_schedule(train: OptimConfig) -> None:
+    from diffusers.optimization import SchedulerType
+
+    names = [t.value for t in SchedulerType]
+    if train.lr_scheduler not in names:
+        raise MotionsepError(
+            f"train.lr_scheduler '{train.lr_scheduler}' is unknown{closest(train.lr_scheduler, names)}"
+        )
+    if train.gradient_accumulation_steps < 1 or train.lr_warmup_steps < 0 or not train.max_grad_norm >= 0:
+        raise MotionsepError(
+            "train.gradient_accumulation_steps must be at least 1, train.lr_warmup_steps and train.max_grad_norm 0 or "
+            "more"
+        )
+
+
 def validate(config: TrainConfig) -> None:
     """Checks that need more than types. Method and target names are checked by methods.resolve_method when
     training starts (the config is plain data and knows no presets)."""
@@ -235,6 +255,7 @@ def validate(config: TrainConfig) -> None:
         )
     if config.train.steps < 1 or config.train.batch_size < 1:
         raise MotionsepError("train.steps and train.batch_size must be at least 1")
+    _check_schedule(config.train)
     for key in ("learning_rate", "weight_decay"):
         value = getattr(config.train, key)
         if not math.isfinite(value) or value < 0 or (key == "learning_rate" and value == 0):

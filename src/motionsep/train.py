@@ -364,10 +364,21 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config as one level of scalars ("train.learning_rate"), as trackers take hyperparameters."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
 def _comparable(config: dict) -> dict:
     """The parts of a config that must not change when a run is resumed (steps may grow)."""
     config = json.loads(json.dumps(config))
-    for key in ("steps", "checkpoint_every", "validation"):
+    for key in ("steps", "checkpoint_every", "validation", "log_with"):
         config["train"].pop(key, None)
     return config
 
@@ -401,18 +412,30 @@ def resume_from(out: Path, config: TrainConfig, state: TrainingState, optimizer,
 
 
 def train(
-    config: TrainConfig, overwrite: bool = False, progress: bool = True, pipe=None, family=None, resume: bool = False
+    config: TrainConfig,
+    overwrite: bool = False,
+    progress: bool = True,
+    pipe=None,
+    family=None,
+    resume: bool = False,
+    trackers: list | None = None,
 ) -> Path:
     """Train a motion LoRA as `config` says; returns the output folder (a loadable LoRA folder).
 
     Every `train.checkpoint_every` steps a complete checkpoint is written (LoRA, optimizer moments,
     RNG states); `resume=True` continues from the newest one and ends with the LoRA an
     uninterrupted run would have given. `overwrite=True` replaces an earlier run only once this one has
-    passed its checks and written its first checkpoint (`Replacement`).
+    passed its checks and written its first checkpoint (`Replacement`). Losses and the learning rate go to
+    accelerate's trackers: train.log_with names them (tensorboard, wandb, ...), `trackers` adds tracker objects.
     """
     out = Path(config.output_dir)
     check_output_dir(out, overwrite, resume)
-    accelerator = Accelerator(mixed_precision=config.train.mixed_precision)
+    accelerator = Accelerator(
+        mixed_precision=config.train.mixed_precision,
+        gradient_accumulation_steps=config.train.gradient_accumulation_steps,
+        log_with=[*config.train.log_with, *(trackers or [])] or None,
+        project_dir=str(out),
+    )
     if accelerator.distributed_type.name in ("FSDP", "DEEPSPEED"):
         raise MotionsepError(
             f"{accelerator.distributed_type.name} launches are not supported yet: motionsep averages the LoRA "
@@ -433,6 +456,8 @@ def train(
         state.clip_indices = list(range(rank, state.latents.shape[0], processes))
     first = 1 + (resume_from(out, config, state, optimizer, generator, rank) if resume else 0)
     out.mkdir(parents=True, exist_ok=True)
+    if config.train.log_with or trackers:
+        accelerator.init_trackers("motionsep", config=_flat(config.to_dict()))
     replacement = Replacement(out) if overwrite and not resume and accelerator.is_main_process else None
     try:
         run_steps(accelerator, state, accelerator.prepare(optimizer), generator, first, progress, replacement)
@@ -441,6 +466,7 @@ def train(
             replacement.restore()  # no checkpoint of the new run: the earlier one comes back as it was
         raise
     save(accelerator, state, out, config.train.steps)
+    accelerator.end_training()
     if replacement is not None:
         replacement.commit()
     if state.highway is not None:
@@ -457,11 +483,12 @@ def run_steps(
     progress: bool,
     replacement: Replacement | None,
 ) -> None:
-    """Steps `first` to train.steps: loss, gradient averaging, step, log; checkpoints and validation samples."""
+    """Steps `first` to train.steps: an optimizer step each (`optimizer_step`), the log and the trackers;
+    checkpoints and validation samples."""
     config = state.config
     out = Path(config.output_dir)
     state.denoiser.train()
-    trainable = [p for group in state.params.values() for p in group]
+    scheduler = learning_rate_schedule(optimizer, config, first)
     columns = ["step", "loss", *(["spatial"] if state.method.dual_path else []), "temporal"]
     log = TrainingLog(out / "train_log.csv", columns, keep_until=first - 1) if accelerator.is_main_process else None
     validation = config.train.validation
@@ -474,25 +501,13 @@ def run_steps(
         disable=not (progress and accelerator.is_main_process),
     )
     for step in bar:
-        batch = sample_batch(state, generator, accelerator.device)
-        with accelerator.autocast():
-            losses = step_losses(state, batch, generator, backward=accelerator.backward)
-        if accelerator.num_processes > 1:
-            average_gradients(accelerator, trainable)
-        # the mean over processes (each saw its own clips and noise), the same number in every process
-        means = accelerator.reduce(torch.stack([losses[k].detach().float() for k in sorted(losses)]), "mean")
+        means, names = optimizer_step(accelerator, state, optimizer, scheduler, generator, step)
         total = float(means.sum())
-        if not math.isfinite(total):  # before the step: the weights a checkpoint would save stay good
-            kept = latest_checkpoint(out / "checkpoints")
-            where = f"the last good checkpoint is {kept[0]}" if kept else "no checkpoint was written yet"
-            raise MotionsepError(
-                f"loss became {total} at step {step}; {where}: lower train.learning_rate or use mixed_precision: no"
-            )
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
         bar.set_postfix(loss=f"{total:.4f}")
         if log is not None:
             log.write([step, f"{total:.6f}", *(f"{float(v):.6f}" for v in means)])
+        lr = scheduler.get_last_lr()[0]
+        accelerator.log({"loss": total, "learning_rate": lr, **dict(zip(names, means.tolist()))}, step=step)
         samples = is_validation_step(validation, step, config.train.steps)
         every = config.train.checkpoint_every
         if (every and (step % every == 0 or step == config.train.steps)) or samples:
@@ -503,6 +518,58 @@ def run_steps(
                 replacement.commit()  # the new run has a complete checkpoint: the earlier one can go
     if log is not None:
         log.close()
+
+
+def optimizer_step(accelerator: Accelerator, state: TrainingState, optimizer, scheduler, generator, step: int):
+    """One optimizer step: train.gradient_accumulation_steps batches (accelerate's backward divides each loss by
+    their number), gradients averaged over processes and clipped to train.max_grad_norm, the step, the learning
+    rate schedule. Returns the losses (mean over batches and processes) and their names."""
+    trainable = [p for group in state.params.values() for p in group]
+    summed: dict[str, torch.Tensor] = {}
+    for _ in range(state.config.train.gradient_accumulation_steps):
+        batch = sample_batch(state, generator, accelerator.device)
+        with accelerator.autocast():
+            losses = step_losses(state, batch, generator, backward=accelerator.backward)
+        for k, v in losses.items():
+            summed[k] = summed.get(k, 0) + v.detach().float() / state.config.train.gradient_accumulation_steps
+    if accelerator.num_processes > 1:
+        average_gradients(accelerator, trainable)
+    names = sorted(summed)
+    # the mean over processes (each saw its own clips and noise), the same number in every process
+    means = accelerator.reduce(torch.stack([summed[k] for k in names]), "mean")
+    total = float(means.sum())
+    if not math.isfinite(total):  # before the step: the weights a checkpoint would save stay good
+        kept = latest_checkpoint(Path(state.config.output_dir) / "checkpoints")
+        where = f"the last good checkpoint is {kept[0]}" if kept else "no checkpoint was written yet"
+        raise MotionsepError(
+            f"loss became {total} at step {step}; {where}: lower train.learning_rate or use mixed_precision: no"
+        )
+    if state.config.train.max_grad_norm > 0:
+        accelerator.clip_grad_norm_(trainable, state.config.train.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return means, names
+
+
+def learning_rate_schedule(optimizer, config: TrainConfig, first: int):
+    """diffusers' `get_scheduler` for train.lr_scheduler and train.lr_warmup_steps over train.steps, advanced to
+    the step a resumed run continues from (the schedule is a function of the step alone)."""
+    from diffusers.optimization import get_scheduler
+
+    for group in optimizer.param_groups:  # a resumed optimizer holds the last step's rate, not the base one
+        group["lr"] = group.get("initial_lr", group["lr"])
+    scheduler = get_scheduler(
+        config.train.lr_scheduler,
+        optimizer,
+        num_warmup_steps=config.train.lr_warmup_steps,
+        num_training_steps=config.train.steps,
+    )
+    with warnings.catch_warnings():  # stepping ahead without optimizer steps is the point here
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()` before")
+        for _ in range(first - 1):
+            scheduler.step()
+    return scheduler
 
 
 def checkpoint(accelerator: Accelerator, state: TrainingState, optimizer, generator, step: int, sampler) -> None:
