@@ -136,7 +136,8 @@ def attach_method_lora(unet: UNet, method: Method, lora: LoraSettings):
 
 
 def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device="cpu") -> TrainingState:
-    """Load the model and clips, cache latents and text, inject LoRA as the method says."""
+    """Load the model and clips, cache latents and text, inject LoRA (and the method's other parts) as the method
+    says."""
     method = resolve_method(config.method, config.lora.targets)
     if pipe is None:
         pipe, family = load_pipeline(config.model, config.motion_adapter, device=device)
@@ -156,48 +157,37 @@ def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device
     text = encode_text(pipe, family, [c.caption for c in clips], device)
     unet = denoiser_of(pipe)
     targets, lora_configs, params = attach_method_lora(unet, method, config.lora)
-    objective = objective_for(pipe.scheduler)
-    heads = None
-    if method.head_fraction is not None:  # measured with the LoRA still at zero: the frozen model's heads
-        shares = cross_frame_shares(unet, family, objective, latents, family.unet_text(text, latents.shape[2]))
-        heads = choose_heads(shares, method.head_fraction)
-        layers = tuple(layer for t in method.temporal_targets if t in ("q", "k", "v") for layer in TARGET_LAYERS[t])
-        confine_to_heads(unet, heads, MOTION, layers)
-    parts = {name: PARTS[name](unet, family, latents.shape[2]) for name in method.parts}
-    for part in parts.values():  # in the motion LoRA's parameter group: one path, one backward
-        params[MOTION] += part.parameters()
-    tracks = None
-    if method.tracking_weight:  # a causal video VAE's latent frame stands for several frames
-        per_latent = getattr(pipe, "vae_scale_factor_temporal", 1)
-        tracks = torch.stack(
-            [
-                latent_tracks(reference_tracks(c.frames), c.frames.shape[1:3], latents.shape[2], per_latent, 64)
-                for c in clips
-            ]
-        )
-    highway = None
+    state = TrainingState(
+        config, method, family, pipe, unet, latents, text, lora_configs, targets, objective_for(pipe.scheduler)
+    )
+    state.frame_latents, state.params = frame_latents, params
+    attach_method_parts(state, clips)
     if config.appearance_highway.during_training:
-        highway = AppearanceHighway(unet, config.appearance_highway)
+        state.highway = AppearanceHighway(unet, config.appearance_highway)
     if config.train.gradient_checkpointing:
         enable_gradient_checkpointing(unet)
-    return TrainingState(
-        config,
-        method,
-        family,
-        pipe,
-        unet,
-        latents,
-        text,
-        lora_configs,
-        targets,
-        objective,
-        frame_latents,
-        highway,
-        params,
-        heads=heads,
-        parts=parts,
-        tracks=tracks,
-    )
+    return state
+
+
+def attach_method_parts(state: TrainingState, clips: list) -> None:
+    """What a method trains besides LoRAs, on a state whose LoRA is still at zero: the heads its LoRA is confined
+    to (chosen on the frozen model), its parts (in the motion LoRA's parameter group: one path, one backward), and
+    the reference clips' tracks for its tracking loss."""
+    method, unet, frames = state.method, state.denoiser, state.latents.shape[2]
+    if method.head_fraction is not None:
+        text = state.family.unet_text(state.text, frames)
+        shares = cross_frame_shares(unet, state.family, state.objective, state.latents, text)
+        state.heads = choose_heads(shares, method.head_fraction)
+        layers = tuple(layer for t in method.temporal_targets if t in ("q", "k", "v") for layer in TARGET_LAYERS[t])
+        confine_to_heads(unet, state.heads, MOTION, layers)
+    state.parts = {name: PARTS[name](unet, state.family, frames) for name in method.parts}
+    for part in state.parts.values():
+        state.params[MOTION] += part.parameters()
+    if method.tracking_weight:  # a causal video VAE's latent frame stands for several frames
+        per_latent = getattr(state.pipe, "vae_scale_factor_temporal", 1)
+        state.tracks = torch.stack(
+            [latent_tracks(reference_tracks(c.frames), c.frames.shape[1:3], frames, per_latent, 64) for c in clips]
+        )
 
 
 # --- one step ----------------------------------------------------------------------------------
@@ -430,17 +420,7 @@ def train(
     """
     out = Path(config.output_dir)
     check_output_dir(out, overwrite, resume)
-    accelerator = Accelerator(
-        mixed_precision=config.train.mixed_precision,
-        gradient_accumulation_steps=config.train.gradient_accumulation_steps,
-        log_with=[*config.train.log_with, *(trackers or [])] or None,
-        project_dir=str(out),
-    )
-    if accelerator.distributed_type.name in ("FSDP", "DEEPSPEED"):
-        raise MotionsepError(
-            f"{accelerator.distributed_type.name} launches are not supported yet: motionsep averages the LoRA "
-            "gradients itself and does not shard the model; launch with --multi_gpu (or torchrun) instead"
-        )
+    accelerator = make_accelerator(config, trackers)
     set_seed(config.train.seed)  # LoRA init and dropout
     state = prepare(config, pipe, family, device=accelerator.device)  # the data and the model pass their checks
     if accelerator.mixed_precision != "no" and accelerator.device.type == "cuda":
@@ -472,6 +452,22 @@ def train(
     if state.highway is not None:
         state.highway.remove()
     return out
+
+
+def make_accelerator(config: TrainConfig, trackers: list | None) -> Accelerator:
+    """The run's Accelerator: precision, gradient accumulation, trackers (logs in output_dir)."""
+    accelerator = Accelerator(
+        mixed_precision=config.train.mixed_precision,
+        gradient_accumulation_steps=config.train.gradient_accumulation_steps,
+        log_with=[*config.train.log_with, *(trackers or [])] or None,
+        project_dir=config.output_dir,
+    )
+    if accelerator.distributed_type.name in ("FSDP", "DEEPSPEED"):
+        raise MotionsepError(
+            f"{accelerator.distributed_type.name} launches are not supported yet: motionsep averages the LoRA "
+            "gradients itself and does not shard the model; launch with --multi_gpu (or torchrun) instead"
+        )
+    return accelerator
 
 
 def run_steps(

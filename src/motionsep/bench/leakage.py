@@ -366,6 +366,28 @@ def _per_motion_settings(settings: dict) -> dict:
     return {k: v for k, v in settings.items() if k not in ("motions", "variants")}
 
 
+def _stamp_settings(work: Path, settings: LeakageSettings, resume: bool) -> dict:
+    """The settings a run's pieces depend on, written to `work`; a resume must find the same ones there (the
+    model's weights included: a retrained model of the same name must not reuse old pieces)."""
+    stamp = work / "settings.json"
+    wanted = {**json.loads(json.dumps(asdict(settings))), "model_weights": weights_fingerprint(settings.model)}
+    if stamp.is_file() and not resume:
+        raise MotionsepError(f"'{work}' holds an earlier run: pass --resume to continue it or remove the folder")
+    if stamp.is_file():
+        earlier = _per_motion_settings(json.loads(stamp.read_text()))
+        if earlier.get("model_weights") != wanted["model_weights"]:
+            raise MotionsepError(
+                f"cannot resume '{work}': it was run on other weights of '{settings.model}'; remove the folder or "
+                "choose another --out"
+            )
+        if earlier != _per_motion_settings(wanted):
+            raise MotionsepError(
+                f"cannot resume '{work}': it was run with other settings; remove the folder or choose another --out"
+            )
+    write_json(stamp, wanted)
+    return wanted
+
+
 def run_leakage_bench(
     out: str | Path,
     settings: LeakageSettings | None = None,
@@ -386,23 +408,7 @@ def run_leakage_bench(
     out = Path(out)
     refuse_existing([out / "leakage.json", out / "leakage.md", out / "leakage.png"], overwrite)
     work = out / "leakage-work"
-    stamp = work / "settings.json"
-    # the model's weights belong to the settings: a retrained model of the same name must not reuse old pieces
-    wanted = {**json.loads(json.dumps(asdict(settings))), "model_weights": weights_fingerprint(settings.model)}
-    if stamp.is_file() and not resume:
-        raise MotionsepError(f"'{work}' holds an earlier run: pass --resume to continue it or remove the folder")
-    if stamp.is_file():
-        earlier = _per_motion_settings(json.loads(stamp.read_text()))
-        if earlier.get("model_weights") != wanted["model_weights"]:
-            raise MotionsepError(
-                f"cannot resume '{work}': it was run on other weights of '{settings.model}'; remove the folder or "
-                "choose another --out"
-            )
-        if earlier != _per_motion_settings(wanted):
-            raise MotionsepError(
-                f"cannot resume '{work}': it was run with other settings; remove the folder or choose another --out"
-            )
-    write_json(stamp, wanted)
+    wanted = _stamp_settings(work, settings, resume)
     started = time.time()
     per_motion = {}
     for motion in settings.motions:

@@ -264,12 +264,11 @@ def _sweep_choice(pooled: dict, group: list[str]) -> str:
     return min(keep, key=lambda n: (unnamed_rise(pooled[n]), -pooled[n]["motion_accuracy"]["value"]))
 
 
-def leakage_report(result: dict, sweep_centre: dict[str, str]) -> str:
-    pooled, settings = result["pooled"], result["settings"]
-    variants = result["variants"]
-    methods = [n for n, v in variants.items() if v["group"] == "methods"]
+def _leakage_header(result: dict) -> list[str]:
+    """The report's opening: command, machine, date, protocol, base model, controls, target."""
+    pooled, settings, variants = result["pooled"], result["settings"], result["variants"]
     floor = next((n for n, v in variants.items() if v["training"] is None), "")  # the base model's row
-    lines = [
+    return [
         "# Leakage benchmark (shapes world)",
         "",
         f"Command: `{result.get('command', 'motionsep bench leakage')}`  ",
@@ -294,6 +293,15 @@ def leakage_report(result: dict, sweep_centre: dict[str, str]) -> str:
         *_saturation_lines(pooled, floor),
         _leakage_target_line(pooled, result["target"]),
         "",
+    ]
+
+
+def leakage_report(result: dict, sweep_centre: dict[str, str]) -> str:
+    pooled, settings = result["pooled"], result["settings"]
+    variants = result["variants"]
+    methods = [n for n, v in variants.items() if v["group"] == "methods"]
+    lines = [
+        *_leakage_header(result),
         "## Methods",
         "",
         leakage_table(pooled, methods),
