@@ -524,6 +524,11 @@ def _toy_parser(sub) -> None:
     p.add_argument("--n", type=int, default=20, help="renders per motion (default 20)")
     p.add_argument("--seed", type=int, default=12345, help="seed of the renders (default 12345)")
     p.set_defaults(func=cmd_toy_validate)
+    _toy_pretrain_parser(toy)
+    _toy_export_and_quality_parsers(toy)
+
+
+def _toy_pretrain_parser(toy) -> None:
     p = toy.add_parser(
         "pretrain",
         help="train a shapes-world base model (resumes from --out)",
@@ -581,6 +586,8 @@ def _toy_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the weights, data and noise (default 0)")
     p.set_defaults(func=cmd_toy_pretrain)
 
+
+def _toy_export_and_quality_parsers(toy) -> None:
     p = toy.add_parser("export", help="ship the newest checkpoint of a pretraining run as a pipeline folder")
     p.add_argument("--run", default="toy-pretrain", help="pretraining run folder")
     p.add_argument("--to", required=True, help="destination pipeline folder")
@@ -632,6 +639,11 @@ def _bench_parser(sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks: leakage and cost of every method").add_subparsers(
         dest="bench_command", required=True
     )
+    _bench_leakage_parser(bench)
+    _bench_cost_parser(bench)
+
+
+def _bench_leakage_parser(bench) -> None:
     p = bench.add_parser(
         "leakage",
         help="every method on the shapes world: motion, appearance and leakage with 95%% CIs",
@@ -660,6 +672,8 @@ def _bench_parser(sub) -> None:
     _no_progress(p)
     p.set_defaults(func=cmd_bench_leakage)
 
+
+def _bench_cost_parser(bench) -> None:
     p = bench.add_parser(
         "cost",
         help="trainable parameters, LoRA size, s/step, peak memory and generation time per method",

@@ -57,6 +57,15 @@ def demo_methods(model: str) -> tuple[str, ...]:
     return DIT_DEMO_METHODS if is_dit_model(model) else DEMO_METHODS
 
 
+def _sheet(out: Path, motion: str, model: str, reference, jobs: list, videos: dict) -> Path:
+    """The contact sheet: the reference clip, then the methods side by side for each prompt and seed."""
+    look = f"{REFERENCE_LOOK['colour']} {REFERENCE_LOOK['shape']} on {REFERENCE_LOOK['background']}"
+    rows = [(f"reference ({motion}, {look})", reference)]
+    for i, (_, prompt, seed) in enumerate(jobs):
+        rows += [(f"{method}: {prompt} (seed {seed})", videos[method][i]) for method in videos]
+    return contact_sheet(rows, out / "contact_sheet.png", cell=96)
+
+
 def run_demo(
     out: str | Path,
     motion: str = "zigzag",
@@ -104,16 +113,7 @@ def run_demo(
         )
         results[method]["lora"] = str(lora)
         results[method]["generation_seconds"] = round(time.time() - method_started, 1)
-    rows = [
-        (
-            f"reference ({motion}, {REFERENCE_LOOK['colour']} {REFERENCE_LOOK['shape']} on "
-            f"{REFERENCE_LOOK['background']})",
-            render(_reference_scene(config_path), world_frames(model)),
-        )
-    ]
-    for i, (_, prompt, seed) in enumerate(jobs):  # the methods side by side for each prompt and seed
-        rows += [(f"{method}: {prompt} (seed {seed})", videos[method][i]) for method in methods]
-    sheet = contact_sheet(rows, out / "contact_sheet.png", cell=96)
+    sheet = _sheet(out, motion, model, render(_reference_scene(config_path), world_frames(model)), jobs, videos)
     metrics = {
         "motion": motion,
         "model": model,

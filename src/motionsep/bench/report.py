@@ -364,6 +364,29 @@ def _ratio(row: dict, key: str) -> str:
     return f" ({r:.2f}x)" if r is not None else ""
 
 
+def _training_table(model: str, rows: list[dict]) -> list[str]:
+    """One model's training costs, a row per method, ratios in brackets."""
+    lines = [
+        f"## Training: {model} (denoiser {rows[0]['unet_parameters'] / 1e6:.1f} M parameters, latents "
+        f"{rows[0]['latents']})",
+        "",
+        "| method | LoRA layers (temporal + spatial) | trainable parameters | motion LoRA file | all saved | s / "
+        "step | peak memory |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        layers = r["lora_layers"]
+        lines.append(
+            f"| {r['method']} | {layers['temporal']} + {layers['spatial']} | "
+            f"{r['trainable_parameters'] / 1e6:.3f} M{_ratio(r, 'trainable_parameters')} "
+            f"| {_bytes(r['motion_lora_bytes'])}{_ratio(r, 'motion_lora_bytes')} | "
+            f"{_bytes(r['saved_bytes'])}{_ratio(r, 'saved_bytes')} "
+            f"| {r['seconds_per_step']:.3f}{_ratio(r, 'seconds_per_step')} | "
+            f"{_bytes(r['peak_memory_bytes'])}{_ratio(r, 'peak_memory_bytes')} |"
+        )
+    return [*lines, ""]
+
+
 def cost_report(result: dict) -> str:
     settings = result["settings"]
     lines = [
@@ -387,26 +410,7 @@ def cost_report(result: dict) -> str:
         height, width = settings.get("wan_size", ("?", "?"))
         lines += [f"wan-1.3b: clips of {settings.get('wan_frames')} frames at {height}x{width} pixels.", ""]
     for model in dict.fromkeys(r["model"] for r in result["training"]):
-        rows = [r for r in result["training"] if r["model"] == model]
-        lat = rows[0]["latents"]
-        lines += [
-            f"## Training: {model} (denoiser {rows[0]['unet_parameters'] / 1e6:.1f} M parameters, latents {lat})",
-            "",
-            "| method | LoRA layers (temporal + spatial) | trainable parameters | motion LoRA file | all saved | s / "
-            "step | peak memory |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for r in rows:
-            layers = r["lora_layers"]
-            lines.append(
-                f"| {r['method']} | {layers['temporal']} + {layers['spatial']} | "
-                f"{r['trainable_parameters'] / 1e6:.3f} M{_ratio(r, 'trainable_parameters')} "
-                f"| {_bytes(r['motion_lora_bytes'])}{_ratio(r, 'motion_lora_bytes')} | "
-                f"{_bytes(r['saved_bytes'])}{_ratio(r, 'saved_bytes')} "
-                f"| {r['seconds_per_step']:.3f}{_ratio(r, 'seconds_per_step')} | "
-                f"{_bytes(r['peak_memory_bytes'])}{_ratio(r, 'peak_memory_bytes')} |"
-            )
-        lines.append("")
+        lines += _training_table(model, [r for r in result["training"] if r["model"] == model])
     for model, g in result.get("generation", {}).items():
         lines += [
             f"## Generation: {model}",
