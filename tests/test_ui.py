@@ -6,6 +6,8 @@ import shutil
 import socket
 import urllib.request
 
+import pytest
+
 from motionsep.video import read_video
 
 CHROMIUM_FLAGS = [
@@ -40,6 +42,9 @@ def test_render_train_generate_in_the_browser(tmp_path):
             page.goto(f"http://127.0.0.1:{port}")
             page.click("#render")
             page.wait_for_selector("#clip-status:has-text('rendered')", timeout=120_000)
+            page.wait_for_selector("#reference video", timeout=60_000)
+            height = page.eval_on_selector("#reference video", "e => e.getBoundingClientRect().height")
+            assert 0 < height <= 300  # a 32-pixel clip shown at a size that stays sharp, not the page's width
             page.get_by_role("tab", name="2. train").click()
             page.fill("#steps input", "2")
             page.click("#train")
@@ -68,7 +73,7 @@ def test_stopped_training_resumes_from_its_checkpoint(tmp_path):
 
     from motionsep.ui import Session, render_motion, start_training, stop_training, training_config, training_status
 
-    session = Session(tmp_path / "run")
+    session = Session(tmp_path / "run-20261201-000000")  # as the app names its runs
     render_motion(session, "zigzag", "toy-animatediff")
     config = training_config(session, "toy-animatediff", "tap", 8, 1e-3, "a blue circle moving in a zigzag")
     start_training(session, config, resume=False)
@@ -78,6 +83,10 @@ def test_stopped_training_resumes_from_its_checkpoint(tmp_path):
         time.sleep(0.5)
     assert stop_training(session).startswith("stopped")
     assert not (session.run / "motionsep.json").is_file()  # stopped before the end
+    status, *_ = training_status(session, 8)
+    assert status.startswith("stopped at step") and "Resume continues" in status  # not "training failed"
+    session = Session.latest(tmp_path)  # what Resume picks up after a page reload: the run on disk
+    assert session is not None and session.root == tmp_path / "run-20261201-000000"
     start_training(session, config, resume=True)
     session.process.wait(timeout=300)
     status, rows, samples, finished = training_status(session, 8)
@@ -85,3 +94,14 @@ def test_stopped_training_resumes_from_its_checkpoint(tmp_path):
     logged = [int(r["step"]) for r in csv.DictReader((session.run / "train_log.csv").read_text().splitlines())]
     assert logged == [r["step"] for r in rows] == list(range(1, 9))  # every step once, as the loss curve shows it
     assert samples  # the validation samples the page shows
+    import zipfile
+
+    from motionsep.errors import MotionsepError
+    from motionsep.ui import results_zip
+
+    with zipfile.ZipFile(results_zip(session)) as z:  # the results, not the resumable state, nor a zip of itself
+        names = z.namelist()
+    assert "lora/pytorch_lora_weights.safetensors" in names and "config.yaml" in names
+    assert not [n for n in names if "checkpoints" in n or n.endswith(".zip")]
+    with pytest.raises(MotionsepError, match="learning_rate must be a finite number above 0"):
+        training_config(session, "toy-animatediff", "tap", 8, -1.0, "a blue circle")

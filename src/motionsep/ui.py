@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import yaml
@@ -33,6 +34,13 @@ class Session:
     def __init__(self, root: Path):
         self.root = root
         self.process: subprocess.Popen | None = None
+        self.stopped = False  # by the Stop button: not a failure
+
+    @classmethod
+    def latest(cls, runs: Path) -> Session | None:
+        """The newest run under `runs` that has a training config: what Resume picks up after a page reload."""
+        found = sorted((p for p in runs.glob("run-*") if (p / "config.yaml").is_file()), key=lambda p: p.name)
+        return cls(found[-1]) if found else None
 
     @property
     def clips(self) -> Path:
@@ -100,6 +108,9 @@ def training_config(session: Session, model: str, method: str, steps: int, lr: f
         },
         "lora": {"rank": 16 if world else 32},
     }
+    from .config import config_from_dict
+
+    config_from_dict(data)  # the checks `motionsep train` makes, here in one line instead of a failed child
     path = session.root / "config.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
@@ -112,12 +123,14 @@ def start_training(session: Session, config: Path, resume: bool) -> None:
     args = [sys.executable, "-m", "motionsep", "train", str(config), "--no-progress"]
     args += ["--resume"] if resume else ["--overwrite"]
     log = open(session.root / "train_output.txt", "w")  # noqa: SIM115 - the child process writes it
+    session.stopped = False
     session.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
 
 
 def stop_training(session: Session) -> str:
     if session.process is None or session.process.poll() is not None:
         return "nothing is training"
+    session.stopped = True
     session.process.terminate()
     session.process.wait(timeout=30)
     return "stopped: the newest checkpoint is kept; Resume continues from it"
@@ -140,13 +153,15 @@ def training_status(session: Session, steps: int) -> tuple[str, list[dict], list
     running = session.process is not None and session.process.poll() is None
     done = (session.run / "motionsep.json").is_file() and not running
     failed = session.process is not None and not running and session.process.returncode not in (0, None)
-    if failed:
+    step = rows[-1]["step"] if rows else 0
+    if failed and session.stopped:
+        status = f"stopped at step {step} of {int(steps)}: Resume continues from the newest checkpoint"
+    elif failed:
         output = (session.root / "train_output.txt").read_text().strip().splitlines()
         status = f"training failed: {output[-1] if output else 'no output'}"
     elif done:
         status = f"training finished: {len(rows)} steps, LoRA in {session.run}"
     else:
-        step = rows[-1]["step"] if rows else 0
         status = f'training: step {step} of {int(steps)} <progress value="{step}" max="{int(steps)}"></progress>'
     return status, rows, samples, done or failed
 
@@ -162,7 +177,12 @@ def generate(
     if not (session.run / "motionsep.json").is_file():
         raise MotionsepError("no LoRA yet: train first")
     prompt_list = [p.strip() for p in prompts.splitlines() if p.strip()]
-    seed_list = [int(s) for s in seeds.replace(",", " ").split()] or [0]
+    if not prompt_list:
+        raise MotionsepError("no prompt: write one or more prompts, one per line")
+    try:
+        seed_list = [int(s) for s in seeds.replace(",", " ").split()] or [0]
+    except ValueError:
+        raise MotionsepError(f"seeds '{seeds}' are not whole numbers: write e.g. 0, 1, 2") from None
     settings = world_sampling(model) if model in EMBEDDED_MODELS else None
     out = session.root / "videos"
     shutil.rmtree(out, ignore_errors=True)
@@ -187,145 +207,178 @@ def generate(
                 scores.append(
                     [name, r["prompt"], r["seed"], predicted["motion"], predicted["shape"], predicted["colour"]]
                 )
-    archive = shutil.make_archive(str(session.root / "motionsep-results"), "zip", session.root, ".")
+    archive = results_zip(session)
     galleries = [[(r["mp4"], f"{r['prompt']} (seed {r['seed']})") for r in records[name]] for name in ("base", "lora")]
     return galleries[0], galleries[1], scores, archive
+
+
+def results_zip(session: Session) -> str:
+    """The LoRA folder (without its checkpoints: resumable state, not results), its config and the videos, as
+    one zip beside the run folder (inside it, each zip would hold the last one)."""
+    import zipfile
+
+    archive = session.root.parent / f"{session.root.name}-results.zip"
+    keep = [p for p in sorted(session.root.rglob("*")) if p.is_file()]
+    keep = [p for p in keep if "checkpoints" not in p.relative_to(session.root).parts and p.suffix != ".zip"]
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in keep:
+            if path.relative_to(session.root).parts[0] in ("lora", "videos") or path.name == "config.yaml":
+                z.write(path, path.relative_to(session.root))
+    return str(archive)
 
 
 def build_app(model: str = DEFAULT_MODEL, root: str | Path | None = None):
     """The Gradio Blocks app. `root`: where runs are kept (default ./motionsep-ui)."""
     import gradio as gr
 
+    runs = Path(root or "motionsep-ui").resolve()
+    runs.mkdir(parents=True, exist_ok=True)
+    with gr.Blocks(title="motionsep") as app:
+        ui = _layout(gr, model)
+        _wire(gr, ui, runs)
+    app.runs_root = runs
+    return app
+
+
+def _layout(gr, model: str) -> SimpleNamespace:
+    """The page: base model and method, then the three steps as tabs. Videos are shown at a size that keeps the
+    32-pixel world's frames sharp instead of stretched to the page's width."""
     from .methods import METHODS
     from .models import EMBEDDED_MODELS
 
-    runs = Path(root or "motionsep-ui").resolve()
-    runs.mkdir(parents=True, exist_ok=True)
+    ui = SimpleNamespace(state=gr.State(None))
+    gr.Markdown("# motionsep\nLearn a motion from reference clips, then generate it with any appearance.")
+    with gr.Row():
+        ui.model = gr.Dropdown(
+            [model, *EMBEDDED_MODELS], value=model, allow_custom_value=True, label="base model", scale=1
+        )
+        ui.method = gr.Dropdown(
+            [(f"{m.name}: {m.summary}", m.name) for m in METHODS.values()], value="tap", label="method", scale=3
+        )
+    with gr.Tab("1. reference clips"):
+        with gr.Row():
+            ui.motion = gr.Dropdown(list(MOTIONS_TO_RENDER), value="zigzag", label="shapes-world motion")
+            ui.render = gr.Button("Render motion", elem_id="render")
+        ui.uploads = gr.File(file_count="multiple", file_types=["video"], label="or upload clips")
+        ui.caption = gr.Textbox(label="caption for uploaded clips", value="")
+        ui.upload = gr.Button("Use uploaded clips")
+        ui.clip = gr.Video(label="first reference clip", elem_id="reference", height=256, width=256)
+        ui.clip_status = gr.Markdown(elem_id="clip-status")
+    with gr.Tab("2. train"):
+        with gr.Row():
+            ui.steps = gr.Number(value=300, precision=0, label="steps", elem_id="steps")
+            ui.lr = gr.Number(value=1e-3, label="learning rate")
+            ui.prompt = gr.Textbox(value=_default_prompt(), label="validation prompt")
+        with gr.Row():
+            ui.train = gr.Button("Train", variant="primary", elem_id="train")
+            ui.stop = gr.Button("Stop", elem_id="stop")
+            ui.resume = gr.Button("Resume", elem_id="resume")
+        ui.status = gr.HTML(elem_id="train-status")  # the status line and a progress bar
+        ui.loss = gr.LinePlot(x="step", y="loss", label="loss", y_title="loss", x_title="step")
+        ui.samples = gr.Gallery(label="validation samples", columns=4, height=240, object_fit="contain")
+    with gr.Tab("3. generate"):
+        _generate_tab(gr, ui)
+    return ui
 
-    def session_for(state: Session | None) -> Session:
+
+def _default_prompt() -> str:
+    """The world's words (its backgrounds are 'stripes', not 'striped') and the default motion, in a new look."""
+    return held_out_prompts("zigzag", 1)[0]
+
+
+def _generate_tab(gr, ui: SimpleNamespace) -> None:
+    ui.prompts = gr.Textbox(
+        value="\n".join(held_out_prompts("zigzag", 2)), lines=3, label="prompts, one per line", elem_id="prompts"
+    )
+    with gr.Row():
+        ui.seeds = gr.Textbox(value="0", label="seeds")
+        ui.highway = gr.Checkbox(value=True, label="Appearance Highway")
+        ui.pli = gr.Checkbox(value=False, label="Phased LoRA Integration (tau 333)")
+        ui.scale = gr.Slider(0.0, 2.0, value=1.0, step=0.1, label="LoRA scale")
+    ui.generate = gr.Button("Generate", variant="primary", elem_id="generate")
+    with gr.Row():
+        ui.base = gr.Gallery(label="base model", columns=2, elem_id="base-videos", height=280, object_fit="contain")
+        ui.lora = gr.Gallery(
+            label="with the motion LoRA", columns=2, elem_id="lora-videos", height=280, object_fit="contain"
+        )
+    ui.scores = gr.Dataframe(
+        headers=["model", "prompt", "seed", "motion seen", "shape seen", "colour seen"],
+        label="shapes-world evaluator",
+    )
+    ui.download = gr.File(label="download: LoRA folder and videos (zip)")
+
+
+def _guarded(gr, fn):
+    """A user's mistake as the one-line message motionsep prints (a red toast), not a server traceback."""
+
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MotionsepError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    return wrapped
+
+
+def _wire(gr, ui: SimpleNamespace, runs: Path) -> None:
+    """What each button does; each calls the Python API above."""
+
+    def session_for(state: Session | None, resume: bool = False) -> Session:
+        if state is None and resume:  # a reloaded page: pick up the newest run on disk
+            state = Session.latest(runs)
         return state or Session(runs / time.strftime("run-%Y%m%d-%H%M%S"))
 
-    def guarded(fn):
-        def wrapped(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except MotionsepError as exc:
-                raise gr.Error(str(exc)) from None
+    def on_render(s, motion, m):
+        s = session_for(s)
+        clip, message = render_motion(s, motion, m)
+        return s, clip, message, "\n".join(held_out_prompts(motion, 2)), held_out_prompts(motion, 1)[0]
 
-        return wrapped
+    def on_upload(s, files, caption):
+        s = session_for(s)
+        return s, upload_clips(s, files, caption)
 
-    with gr.Blocks(title="motionsep") as app:
-        state = gr.State(None)
-        gr.Markdown("# motionsep\nLearn a motion from reference clips, then generate it with any appearance.")
-        with gr.Row():
-            model_box = gr.Dropdown([model, *EMBEDDED_MODELS], value=model, allow_custom_value=True, label="base model")
-            method_box = gr.Dropdown(
-                [(f"{m.name}: {m.summary}", m.name) for m in METHODS.values()], value="tap", label="method"
-            )
-        with gr.Tab("1. reference clips"):
-            with gr.Row():
-                motion_box = gr.Dropdown(list(MOTIONS_TO_RENDER), value="zigzag", label="shapes-world motion")
-                render_button = gr.Button("Render motion", elem_id="render")
-            uploads = gr.File(file_count="multiple", file_types=["video"], label="or upload clips")
-            caption_box = gr.Textbox(label="caption for uploaded clips", value="")
-            upload_button = gr.Button("Use uploaded clips")
-            clip_preview = gr.Video(label="first reference clip", elem_id="reference")
-            clip_status = gr.Markdown(elem_id="clip-status")
-        with gr.Tab("2. train"):
-            with gr.Row():
-                steps_box = gr.Number(value=300, precision=0, label="steps", elem_id="steps")
-                lr_box = gr.Number(value=1e-3, label="learning rate")
-                prompt_box = gr.Textbox(value="a blue circle on a plain background", label="validation prompt")
-            with gr.Row():
-                train_button = gr.Button("Train", variant="primary", elem_id="train")
-                stop_button = gr.Button("Stop")
-                resume_button = gr.Button("Resume")
-            train_status = gr.HTML(elem_id="train-status")  # the status line and a progress bar
-            loss_plot = gr.LinePlot(x="step", y="loss", label="loss")
-            samples = gr.Gallery(label="validation samples", columns=4)
-        with gr.Tab("3. generate"):
-            prompts_box = gr.Textbox(
-                value="a green square on a striped background",
-                lines=3,
-                label="prompts, one per line",
-                elem_id="prompts",
-            )
-            with gr.Row():
-                seeds_box = gr.Textbox(value="0", label="seeds")
-                highway_box = gr.Checkbox(value=True, label="Appearance Highway")
-                pli_box = gr.Checkbox(value=False, label="Phased LoRA Integration (tau 333)")
-                scale_box = gr.Slider(0.0, 2.0, value=1.0, step=0.1, label="LoRA scale")
-            generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
-            with gr.Row():
-                base_gallery = gr.Gallery(label="base model", columns=2, elem_id="base-videos")
-                lora_gallery = gr.Gallery(label="with the motion LoRA", columns=2, elem_id="lora-videos")
-            scores_table = gr.Dataframe(
-                headers=["model", "prompt", "seed", "motion seen", "shape seen", "colour seen"],
-                label="shapes-world evaluator",
-            )
-            download = gr.File(label="download: LoRA folder and videos (zip)")
+    def on_train(s, m, method, steps, lr, prompt, resume=False):
+        try:
+            s = session_for(s, resume)
+            config = s.root / "config.yaml"
+            if not resume or not config.is_file():
+                config = training_config(s, m, method, steps, lr, prompt)
+            start_training(s, config, resume)
+        except MotionsepError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        yield from _follow(s, steps)
 
-        @guarded
-        def on_render(s, motion, m):
-            s = session_for(s)
-            clip, message = render_motion(s, motion, m)
-            return s, clip, message, "\n".join(held_out_prompts(motion, 2)), held_out_prompts(motion, 1)[0]
+    def on_resume(s, m, method, steps, lr, prompt):
+        yield from on_train(s, m, method, steps, lr, prompt, resume=True)
 
-        @guarded
-        def on_upload(s, files, caption):
-            s = session_for(s)
-            return s, upload_clips(s, files, caption)
+    state = ui.state
+    ui.render.click(
+        _guarded(gr, on_render), [state, ui.motion, ui.model], [state, ui.clip, ui.clip_status, ui.prompts, ui.prompt]
+    )
+    ui.upload.click(_guarded(gr, on_upload), [state, ui.uploads, ui.caption], [state, ui.clip_status])
+    train_inputs = [state, ui.model, ui.method, ui.steps, ui.lr, ui.prompt]
+    train_outputs = [state, ui.status, ui.loss, ui.samples]
+    ui.train.click(on_train, train_inputs, train_outputs)
+    ui.resume.click(on_resume, train_inputs, train_outputs)
+    ui.stop.click(_guarded(gr, lambda s: stop_training(session_for(s))), [state], [ui.status])
+    ui.generate.click(
+        _guarded(gr, lambda s, *a: generate(session_for(s), *a)),
+        [state, ui.model, ui.prompts, ui.seeds, ui.highway, ui.pli, ui.scale],
+        [ui.base, ui.lora, ui.scores, ui.download],
+    )
 
-        def follow(s, steps):
-            """Re-read the run's files every second until its process ends: status, loss curve, samples."""
-            import pandas as pd
 
-            while True:
-                running = s.process is not None and s.process.poll() is None
-                status, rows, shown, _ = training_status(s, steps)
-                yield s, status, pd.DataFrame(rows or [{"step": 0, "loss": float("nan")}]), shown
-                if not running:
-                    return
-                time.sleep(1.0)
+def _follow(s: Session, steps):
+    """Re-read the run's files every second until its process ends: status, loss curve, samples."""
+    import pandas as pd
 
-        def on_train(s, m, method, steps, lr, prompt, resume=False):
-            try:
-                s = session_for(s)
-                config = s.root / "config.yaml"
-                if not resume or not config.is_file():
-                    config = training_config(s, m, method, steps, lr, prompt)
-                start_training(s, config, resume)
-            except MotionsepError as exc:
-                raise gr.Error(str(exc)) from None
-            yield from follow(s, steps)
-
-        def on_resume(s, m, method, steps, lr, prompt):
-            yield from on_train(s, m, method, steps, lr, prompt, resume=True)
-
-        @guarded
-        def on_stop(s):
-            return stop_training(session_for(s))
-
-        @guarded
-        def on_generate(s, m, prompts, seeds, highway, pli, scale):
-            return generate(session_for(s), m, prompts, seeds, highway, pli, scale)
-
-        render_button.click(
-            on_render, [state, motion_box, model_box], [state, clip_preview, clip_status, prompts_box, prompt_box]
-        )
-        upload_button.click(on_upload, [state, uploads, caption_box], [state, clip_status])
-        train_inputs = [state, model_box, method_box, steps_box, lr_box, prompt_box]
-        train_outputs = [state, train_status, loss_plot, samples]
-        train_button.click(on_train, train_inputs, train_outputs)
-        resume_button.click(on_resume, train_inputs, train_outputs)
-        stop_button.click(on_stop, [state], [train_status])
-        generate_button.click(
-            on_generate,
-            [state, model_box, prompts_box, seeds_box, highway_box, pli_box, scale_box],
-            [base_gallery, lora_gallery, scores_table, download],
-        )
-    app.runs_root = runs
-    return app
+    while True:
+        running = s.process is not None and s.process.poll() is None
+        status, rows, shown, _ = training_status(s, steps)
+        yield s, status, pd.DataFrame(rows or [{"step": 0, "loss": float("nan")}]), shown
+        if not running:
+            return
+        time.sleep(1.0)
 
 
 def launch(model: str = DEFAULT_MODEL, port: int = 7860, root: str | None = None, block: bool = True):
