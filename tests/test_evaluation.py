@@ -157,3 +157,18 @@ def test_evaluate_bad_input_names_the_problem(tiny_clip, videos, tmp_path):
     (tmp_path / "bad.csv").write_text("file,text\nx,y\n")
     with pytest.raises(MotionsepError, match="video,prompt"):
         evaluate_videos(folder, tmp_path / "bad.csv", tiny_clip, progress=False)
+
+
+def test_evaluate_reads_generates_own_folder_and_tells_seed_rows_apart(tiny_clip, tmp_path, capsys):
+    from motionsep.evaluation import format_table
+    from motionsep.generate import MotionPipeline, SamplingSettings, generate_videos
+
+    pipeline = MotionPipeline.from_pretrained("toy")
+    prompt = "a blue circle moving right quickly on a plain background with a long caption"
+    settings = SamplingSettings(num_frames=8, height=32, width=32, steps=2, guidance=6.0)
+    generate_videos(pipeline, [prompt], [0, 1], tmp_path / "out", settings, progress=False)
+    assert len(list((tmp_path / "out").glob("*.gif"))) == 2  # generate writes a GIF beside every MP4
+    result = evaluate_videos(tmp_path / "out", tmp_path / "out" / "generation.json", tiny_clip, progress=False)
+    assert sorted(r["video"] for r in result["videos"]) == sorted(p.name for p in (tmp_path / "out").glob("*.mp4"))
+    rows = format_table(result).splitlines()[2:4]
+    assert rows[0].split()[0] != rows[1].split()[0] and "seed0.mp4" in rows[0] and "seed1.mp4" in rows[1]

@@ -625,7 +625,10 @@ def _evaluate_parser(sub) -> None:
         "--prompts", required=True, help="generation.json from `motionsep generate`, or a CSV with columns video,prompt"
     )
     p.add_argument(
-        "--clip", required=True, help="local transformers CLIP folder (e.g. a downloaded openai/clip-vit-large-patch14)"
+        "--clip",
+        required=True,
+        help="local transformers CLIP folder; nothing is downloaded: on a machine with internet `huggingface-cli "
+        "download openai/clip-vit-large-patch14 --local-dir clip-vit-large-patch14`, then copy the folder here",
     )
     p.add_argument("--reference", help="folder of reference clips (enables reference similarity and motion fidelity)")
     p.add_argument("--base-videos", help="base-model videos of the same prompts and seeds (enables appearance leakage)")

@@ -91,10 +91,14 @@ def read_prompts(path: str | Path) -> dict[str, str]:
 
 
 def _videos(folder: str | Path, what: str) -> dict[str, Path]:
+    """The videos of a folder by file name; a GIF beside an MP4 of the same name (`motionsep generate` writes
+    both of every video) is the same video, counted once, as its MP4."""
     folder = Path(folder)
     if not folder.is_dir():
         raise MotionsepError(f"{what} folder '{folder}' not found")
-    found = {p.name: p for p in find_clips(folder)}
+    clips = find_clips(folder)
+    mp4_stems = {p.stem for p in clips if p.suffix.lower() == ".mp4"}
+    found = {p.name: p for p in clips if not (p.suffix.lower() == ".gif" and p.stem in mp4_stems)}
     if not found:
         raise MotionsepError(f"{what} folder '{folder}' holds no videos")
     return found
@@ -167,6 +171,11 @@ def write_results(result: dict, out: str | Path) -> tuple[Path, Path]:
     return json_path, csv_path
 
 
+def _fit(name: str, width: int) -> str:
+    """A name cut in the middle, so its end (a seed, "-seed1.mp4") still tells rows apart."""
+    return name if len(name) <= width else f"{name[: width - 17]}...{name[-14:]}"
+
+
 def format_table(result: dict) -> str:
     keys = list(result["summary"])
     short = {
@@ -180,7 +189,7 @@ def format_table(result: dict) -> str:
     head = f"{'video':40s} " + " ".join(f"{short.get(k, k):>12s}" for k in keys)
     lines = [head, "-" * len(head)]
     for r in result["videos"]:
-        lines.append(f"{r['video'][:40]:40s} " + " ".join(f"{r[k]:12.4f}" for k in keys))
+        lines.append(f"{_fit(r['video'], 40):40s} " + " ".join(f"{r[k]:12.4f}" for k in keys))
     lines.append("-" * len(head))
     lines.append(f"{'mean':40s} " + " ".join(f"{result['summary'][k]['value']:12.4f}" for k in keys))
     return "\n".join(lines)
