@@ -232,3 +232,16 @@ def test_loading_models_warns_of_no_deprecated_argument_of_ours(pipeline_dirs):
         for family in ("modelscope", "wan"):
             load_pipeline(pipeline_dirs[family])
     assert not [str(w.message) for w in caught if "torch_dtype" in str(w.message)]
+
+
+def test_a_pipeline_class_the_family_does_not_read_is_one_line(pipeline_dirs, tmp_path, capsys):
+    import json
+    import shutil
+
+    folder = tmp_path / "sdxl-named"
+    shutil.copytree(pipeline_dirs["animatediff"], folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "AnimateDiffSDXLPipeline"}))
+    code = main(["generate", "--model", str(folder), "--prompt", "x", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "holds a AnimateDiffSDXLPipeline with a UNetMotionModel" in err and len(err.splitlines()) == 1

@@ -354,7 +354,13 @@ def load_pipeline(
         if (index.get("transformer_2") or [None])[0] is not None:  # refused before any weight is read
             raise _two_transformers(model)
         denoiser_class = load_unet_config(model).get("_class_name", "unknown")
-        family_of_denoiser_class(denoiser_class, has_motion_adapter=motion_adapter is not None)
+        family = family_of_denoiser_class(denoiser_class, has_motion_adapter=motion_adapter is not None)
+        pipeline_class = index.get("_class_name")
+        if motion_adapter is None and pipeline_class not in (None, family.pipeline_class):
+            raise MotionsepError(
+                f"'{model}' holds a {pipeline_class} with a {denoiser_class}; motionsep's {family.name} family reads "
+                f"{family.pipeline_class} folders: save the parts as a {family.pipeline_class}"
+            )
     kwargs: dict[str, Any] = dtype_argument(dtype)
     if motion_adapter is not None:
         kwargs["motion_adapter"] = diffusers.MotionAdapter.from_pretrained(motion_adapter, **dtype_argument(dtype))
