@@ -245,3 +245,24 @@ def test_a_pipeline_class_the_family_does_not_read_is_one_line(pipeline_dirs, tm
     code = main(["generate", "--model", str(folder), "--prompt", "x", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "holds a AnimateDiffSDXLPipeline with a UNetMotionModel" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "number, words",
+    [("ENOSPC", "the disk is full"), ("EROFS", "read-only file system"), ("EACCES", "no permission to write")],
+)
+def test_a_disk_that_refuses_a_write_is_one_line_naming_the_fix(
+    pipeline_dirs, tmp_path, capsys, monkeypatch, number, words
+):
+    import errno
+
+    import motionsep.generate as generation
+
+    def refuse(*args, **kwargs):
+        raise OSError(getattr(errno, number), "refused", str(tmp_path / "o" / "video.mp4"))
+
+    monkeypatch.setattr(generation, "write_mp4", refuse)
+    args = ["generate", "--model", pipeline_dirs["modelscope"], "--prompt", "x", "--steps", "1", "--frames", "2"]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "video.mp4" in err and len(err.splitlines()) == 1
