@@ -263,6 +263,6 @@ def test_a_disk_that_refuses_a_write_is_one_line_naming_the_fix(
 
     monkeypatch.setattr(generation, "write_mp4", refuse)
     args = ["generate", "--model", pipeline_dirs["modelscope"], "--prompt", "x", "--steps", "1", "--frames", "2"]
-    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    assert main([*args, "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and "video.mp4" in err and len(err.splitlines()) == 1
