@@ -145,7 +145,8 @@ def test_shipped_wan_model_loads_through_the_normal_loader_and_denoises():
     frames = pipeline(prompt, 0, SamplingSettings(num_frames=9, height=32, width=32, steps=2))
     assert frames.shape == (9, 32, 32, 3) and frames.dtype == np.uint8 and frames.std() > 0
     with pytest.raises(MotionsepError, match="beyond this model's reach"):  # Wan's 480 x 832: a one-line error
-        pipeline(prompt, 0, SamplingSettings(num_frames=9, steps=2))
+        pipeline(prompt, 0, SamplingSettings(num_frames=9, height=480, width=832, steps=2))
+    assert pipeline(prompt, 0, SamplingSettings(steps=2)).shape == (9, 32, 32, 3)  # by default its own clips
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     assert size <= 15 * 2**20
     card = json.loads((folder / "model_card.json").read_text())

@@ -26,7 +26,10 @@ def test_zero_initialised_lora_changes_nothing(pipeline_dirs, family):
     names = lora_targets(pipe.unet, resolve_method("motiondirector"))
     add_lora(pipe.unet, make_lora_config(names["temporal"], 4, None, 0.0), MOTION)
     add_lora(pipe.unet, make_lora_config(names["spatial"], 4, None, 0.0), "spatial")
-    assert torch.equal(run_unet(pipe.unet, family), before)
+    # to float rounding: with diffusers 0.42 / torch 2.13 on the CPU, a module no LoRA touches (the mid block's
+    # proj_in) rounds its last bit differently between two calls on equal inputs; a LoRA that moved anything
+    # would move the output by orders of magnitude more
+    torch.testing.assert_close(run_unet(pipe.unet, family), before, rtol=0, atol=1e-5)
 
 
 def trained_lora(make_config, family, tmp_path):
