@@ -160,15 +160,10 @@ class MotionPipeline:
     def native_sampling(self) -> tuple[int, list[int]]:
         """(frames, [height, width]) the base model samples at when asked for nothing else: what its folder's
         model_card.json declares ("clip_frames", "size": a model trained on small clips, such as the embedded
-        ones), else the family's (16 frames, 17 for Wan's causal VAE, at the denoiser's sample size)."""
+        ones), else the family's (`Family.native_sampling`)."""
         card = Path(str(getattr(self.pipe, "name_or_path", "") or "")) / "model_card.json"
         declared = json.loads(card.read_text(encoding="utf-8")) if card.is_file() else {}
-        if self.family.native_size is not None:
-            size = list(self.family.native_size)
-        else:
-            side = self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
-            size = [side, side]
-        frames = 17 if self.family.video_vae else 16  # Wan's causal VAE: 1 + 4k frames
+        frames, size = self.family.native_sampling(self.pipe)
         return int(declared.get("clip_frames", frames)), list(declared.get("size", size))
 
     def resolved(self, settings: SamplingSettings) -> tuple[int, int, int]:
@@ -181,10 +176,8 @@ class MotionPipeline:
         return frames if settings.num_frames is None else settings.num_frames, height, width
 
     def size_multiple(self) -> int:
-        """What height and width must be multiples of: the VAE's spatial factor, times a DiT's patch side."""
-        if self.family.is_dit:
-            return int(self.pipe.vae_scale_factor_spatial * self.pipe.transformer.config.patch_size[1])
-        return int(self.pipe.vae_scale_factor)
+        """What height and width must be multiples of (`Family.size_multiple`)."""
+        return self.family.size_multiple(self.pipe)
 
     def check_settings(self, settings: SamplingSettings, frames: int, height: int, width: int) -> None:
         """One-line errors for what the pipeline would fail on deep inside (or silently change)."""
@@ -209,17 +202,13 @@ class MotionPipeline:
             )
 
     def _check_position_reach(self, height: int, width: int) -> None:
-        """A DiT's rotary position table covers rope_max_seq_len patches a side; beyond it diffusers fails deep
-        inside the forward. A small model (the shapes world's) cannot reach the family's 480 x 832."""
-        config = self.pipe.transformer.config if self.family.is_dit else None
-        if config is None or "rope_max_seq_len" not in config:
-            return
-        reach = config.rope_max_seq_len * config.patch_size[1] * self.pipe.vae_scale_factor_spatial
-        if max(height, width) > reach:
+        """A DiT's rotary position table covers a limited side; beyond it diffusers fails deep inside the forward.
+        A small model (the shapes world's) cannot reach the family's 480 x 832."""
+        reach = self.family.position_reach(self.pipe)
+        if reach is not None and max(height, width) > reach:
             raise MotionsepError(
-                f"{height} x {width} is beyond this model's reach: its transformer places at most "
-                f"{config.rope_max_seq_len} patches a side ({reach} px); ask for a smaller height and width (the "
-                f"shapes-world models are 32 x 32)"
+                f"{height} x {width} is beyond this model's reach: its transformer places at most {reach} px a side; "
+                "ask for a smaller height and width (the shapes-world models are 32 x 32)"
             )
 
     def check_prompt(self, prompt: str) -> None:
@@ -244,11 +233,7 @@ class MotionPipeline:
             self.check_prompt(prompt)
         num_frames, height, width = self.resolved(settings)
         self.check_settings(settings, num_frames, height, width)
-        if self.family.video_vae and (num_frames - 1) % 4:
-            raise MotionsepError(
-                f"{num_frames} frames: Wan's causal VAE decodes 1 + 4k frames (17, 33, 49, 81, ...); "
-                f"pass --frames {4 * round((num_frames - 1) / 4) + 1}"
-            )
+        self.family.check_frames(num_frames)
         self._check_position_reach(height, width)
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         latents = self._prior_latents(settings, num_frames, height, width, generators) if settings.noise_prior else None
@@ -265,7 +250,7 @@ class MotionPipeline:
                 generator=generators,
                 latents=latents,
                 output_type="np",
-                **({"max_sequence_length": self.family.text_tokens} if self.family.text_tokens else {}),
+                **self.family.sampling_arguments(),
             )
         frames = np.asarray(result.frames)
         return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)

@@ -121,6 +121,110 @@ class Family:
     def is_dit(self) -> bool:
         return self.denoiser == "transformer"
 
+    # --- behaviour: what the rest asks of a family. The U-Nets' here; a family that differs overrides it. ---
+
+    def encode_video(self, vae, frames: torch.Tensor, one_frame_clips: bool = False) -> torch.Tensor:
+        """Latents of one clip, frames (F, 3, H, W) in [-1, 1] -> (C, latent frames, h, w): SD's VAE encodes each
+        frame alone, scaled by `scaling_factor` (`one_frame_clips` changes nothing: every frame is one already)."""
+        return (vae.encode(frames).latent_dist.mode() * vae.config.scaling_factor).permute(1, 0, 2, 3)
+
+    def encode_text(self, pipe, captions: list[str], device) -> torch.Tensor:
+        """Prompt embeddings as the pipeline samples with them."""
+        embeds, _ = pipe.encode_prompt(captions, device, 1, False)
+        return embeds
+
+    def check_clip_shape(self, pipe, frames: int, size: tuple[int, int] | list[int]) -> None:
+        """One-line errors for training clips the VAE and denoiser cannot take (a frame-by-frame VAE takes any)."""
+
+    def native_sampling(self, pipe) -> tuple[int, list[int]]:
+        """(frames, [height, width]) the model samples at when asked for nothing else."""
+        side = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        return 16, [side, side]
+
+    def size_multiple(self, pipe) -> int:
+        """What height and width must be multiples of: the VAE's spatial factor."""
+        return int(pipe.vae_scale_factor)
+
+    def valid_frames(self, frames: int) -> int:
+        """The largest frame count up to `frames` the VAE decodes (a frame-by-frame VAE: any)."""
+        return frames
+
+    def check_frames(self, frames: int) -> None:
+        """A one-line error for a frame count the VAE cannot decode (a frame-by-frame VAE decodes any)."""
+
+    def position_reach(self, pipe) -> int | None:
+        """The largest side in pixels the denoiser can place (None: no limit)."""
+        return None
+
+    def sampling_arguments(self) -> dict[str, Any]:
+        """Arguments the pipeline's __call__ needs beyond the common ones."""
+        return {}
+
+
+@dataclass(frozen=True)
+class DiTFamily(Family):
+    """A DiT with a causal video VAE (Wan): clips encoded whole and normalised per channel, 1 + 4k frames,
+    sides a multiple of the VAE's factor times the patch, prompts padded to the length the pipeline samples
+    with, a rotary position table of limited reach."""
+
+    def encode_video(self, vae, frames: torch.Tensor, one_frame_clips: bool = False) -> torch.Tensor:
+        """The clip at once (with `one_frame_clips` each frame as a clip of its own: one latent frame each),
+        normalised by the VAE's per-channel latents_mean and latents_std as the pipeline decodes them."""
+        video = frames.permute(1, 0, 2, 3)[None]  # (1, C, F, H, W)
+        parts = [video[:, :, i : i + 1] for i in range(video.shape[2])] if one_frame_clips else [video]
+        latent = torch.cat([vae.encode(part).latent_dist.mode() for part in parts], dim=2)[0]
+        mean = torch.tensor(vae.config.latents_mean, device=latent.device).view(-1, 1, 1, 1)
+        std = torch.tensor(vae.config.latents_std, device=latent.device).view(-1, 1, 1, 1)
+        return (latent - mean) / std
+
+    def encode_text(self, pipe, captions: list[str], device) -> torch.Tensor:
+        embeds, _ = pipe.encode_prompt(
+            captions, do_classifier_free_guidance=False, max_sequence_length=self.text_tokens, device=device
+        )
+        return embeds
+
+    def check_clip_shape(self, pipe, frames: int, size: tuple[int, int] | list[int]) -> None:
+        """1 + 4k frames (AutoencoderKLWan encodes the first frame, then chunks of four, whatever its temporal
+        factor), sides a multiple of its spatial factor times the DiT's patch side."""
+        if (frames - 1) % 4:
+            raise MotionsepError(
+                f"data.frames is {frames}, but Wan's causal VAE encodes 1 + 4k frames (17, 33, 49, 81, ...): "
+                f"set data.frames to {4 * round((frames - 1) / 4) + 1}"
+            )
+        multiple = self.size_multiple(pipe)
+        if any(side % multiple for side in size):
+            raise MotionsepError(
+                f"data.size is {list(size)}: this model needs both sides divisible by {multiple} (its VAE's "
+                f"spatial factor {pipe.vae_scale_factor_spatial} times its patch side), e.g. "
+                f"{[max(multiple, multiple * round(v / multiple)) for v in size]}"
+            )
+
+    def native_sampling(self, pipe) -> tuple[int, list[int]]:
+        return 17, list(self.native_size or (480, 832))  # 1 + 4k frames for the causal VAE
+
+    def size_multiple(self, pipe) -> int:
+        return int(pipe.vae_scale_factor_spatial * denoiser_of(pipe).config.patch_size[1])
+
+    def valid_frames(self, frames: int) -> int:
+        return 4 * ((frames - 1) // 4) + 1  # 1 + 4k
+
+    def check_frames(self, frames: int) -> None:
+        if (frames - 1) % 4:
+            raise MotionsepError(
+                f"{frames} frames: Wan's causal VAE decodes 1 + 4k frames (17, 33, 49, 81, ...); "
+                f"pass --frames {4 * round((frames - 1) / 4) + 1}"
+            )
+
+    def position_reach(self, pipe) -> int | None:
+        """The rotary position table covers rope_max_seq_len patches a side."""
+        config = denoiser_of(pipe).config
+        if "rope_max_seq_len" not in config:
+            return None
+        return int(config.rope_max_seq_len * config.patch_size[1] * pipe.vae_scale_factor_spatial)
+
+    def sampling_arguments(self) -> dict[str, Any]:
+        return {"max_sequence_length": self.text_tokens} if self.text_tokens else {}
+
 
 MODELSCOPE = Family(
     name="modelscope",
@@ -143,7 +247,7 @@ ANIMATEDIFF = Family(
     text_per_frame=True,
     pathways=ANIMATEDIFF_PATHWAYS,
 )
-WAN = Family(
+WAN = DiTFamily(
     name="wan",
     denoiser_class="WanTransformer3DModel",
     pipeline_class="WanPipeline",

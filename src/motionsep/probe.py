@@ -263,13 +263,8 @@ def probe_model(
     settings = settings or ProbeSettings()
     pipeline = MotionPipeline.from_pretrained(model)
     pipe, family = pipeline.pipe, pipeline.family
-    if family.native_size is not None:
-        native = family.native_size
-    else:
-        native = (pipe.unet.config.sample_size * pipe.vae_scale_factor,) * 2
-    height, width = size or native
-    if family.video_vae and (frames - 1) % 4:
-        frames = 4 * ((frames - 1) // 4) + 1  # Wan's causal VAE: 1 + 4k frames
+    height, width = size or pipeline.native_sampling()[1]
+    frames = family.valid_frames(frames)
     if clips is not None:
         from .data import caption_for
 
