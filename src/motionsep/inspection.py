@@ -64,8 +64,7 @@ def inspect_model(
         "summary": preset.summary,
         "rank": rank,
         # the objective follows the scheduler, which a config alone does not name: every Wan model is flow-matching
-        "loss": ("flow-matching velocity mse" if family.is_dit else "mse")
-        + (" + appearance-debiased" if preset.debiased_loss else ""),
+        "loss": family.loss_name + (" + appearance-debiased" if preset.debiased_loss else ""),
         "forwards_per_step": 2 if preset.dual_path else 1,
         "paths": paths,
         "trainable_parameters": sum(p["parameters"] for p in paths.values()),

@@ -160,6 +160,26 @@ class Family:
         """Arguments the pipeline's __call__ needs beyond the common ones."""
         return {}
 
+    def training_scheduler(self) -> Any:
+        """A scheduler of the family's training objective, for a denoiser built from a config alone (the probe
+        and the cost bench on an architecture): DDPM's."""
+        from diffusers import DDPMScheduler
+
+        return DDPMScheduler()
+
+    def text_width(self, denoiser) -> int:
+        """The width of the text embeddings the denoiser reads."""
+        return int(denoiser.config.cross_attention_dim)
+
+    def all_temporal_off(self) -> list[str] | None:
+        """The pathways that make up every temporal path (the probe's floor, MotionDirector's spatial path);
+        None: every temporal layer is bypassed as an identity instead (a U-Net has temporal layers of its own)."""
+        return None
+
+    @property
+    def loss_name(self) -> str:
+        return "mse"
+
 
 @dataclass(frozen=True)
 class DiTFamily(Family):
@@ -224,6 +244,22 @@ class DiTFamily(Family):
 
     def sampling_arguments(self) -> dict[str, Any]:
         return {"max_sequence_length": self.text_tokens} if self.text_tokens else {}
+
+    def training_scheduler(self) -> Any:
+        """Flow matching with Wan's 480p shift."""
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        return FlowMatchEulerDiscreteScheduler(shift=3.0)
+
+    def text_width(self, denoiser) -> int:
+        return int(denoiser.config.text_dim)
+
+    def all_temporal_off(self) -> list[str] | None:
+        return [p.name for p in self.pathways]  # no layer is temporal alone: every cross-frame path at once
+
+    @property
+    def loss_name(self) -> str:
+        return "flow-matching velocity mse"
 
 
 MODELSCOPE = Family(

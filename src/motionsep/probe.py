@@ -86,8 +86,8 @@ class pathways_off:
 
     def __init__(self, unet: UNet, family: Family, names: list[str]):
         self.unet, self.same_frame = unet, []
-        if names == [ALL_OFF] and family.is_dit:
-            names = [p.name for p in family.pathways]
+        if names == [ALL_OFF] and family.all_temporal_off() is not None:
+            names = list(family.all_temporal_off() or ())
         if names == [ALL_OFF]:
             self.zero, self.identity = [], temporal_layers_bypassed(unet).modules
             return
@@ -293,8 +293,6 @@ def probe_unet_config(
     One clip at one timestep: the architecture must run, and its numbers mean nothing anyway."""
     from types import SimpleNamespace
 
-    from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
-
     from .models import build_unet_from_config
 
     settings = ProbeSettings(timesteps=(500,), clips=1, progress=progress)
@@ -303,10 +301,8 @@ def probe_unet_config(
     family = family_of(unet)
     g = torch.Generator().manual_seed(settings.seed)
     latents = torch.randn((settings.clips, unet.config.in_channels, frames, latent_size, latent_size), generator=g)
-    text_dim = unet.config.text_dim if family.is_dit else unet.config.cross_attention_dim
-    text = torch.randn((settings.clips, 16, text_dim), generator=g)
-    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0) if family.is_dit else DDPMScheduler()
-    pipe = SimpleNamespace(**{family.denoiser: unet}, scheduler=scheduler)
+    text = torch.randn((settings.clips, 16, family.text_width(unet)), generator=g)
+    pipe = SimpleNamespace(**{family.denoiser: unet}, scheduler=family.training_scheduler())
     report = probe_pipeline(pipe, family, ProbeBatch(latents, text), settings, "random latents")
     report["note"] = RANDOM_WEIGHTS_NOTE
     return report

@@ -205,7 +205,6 @@ def _peak(device: str) -> int:
 def measure_training(model: str, method_name: str, settings: dict) -> dict:
     """One method's training cost; meant to run in a fresh process (see `training_costs`)."""
     import diffusers.utils.logging
-    from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
     from safetensors.torch import save_file
 
     from ..adapters import MOTION, SPATIAL, lora_state_dict
@@ -231,7 +230,7 @@ def measure_training(model: str, method_name: str, settings: dict) -> dict:
     g = torch.Generator().manual_seed(0)
     latents = torch.randn(_latent_shape(model, unet, s), generator=g)
     family = family_of(unet)
-    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0) if family.is_dit else DDPMScheduler()
+    scheduler = family.training_scheduler()
     state = TrainingState(
         config=TrainConfig(method=method_name),
         method=method,
