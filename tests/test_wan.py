@@ -23,7 +23,7 @@ from motionsep.methods import METHODS, lora_targets
 from motionsep.models import WAN, load_pipeline
 from motionsep.probe import pathways_off
 from motionsep.testing import WAN_FRAMES, WAN_SIZE, tiny_wan_pipeline
-from motionsep.train import prepare, train
+from motionsep.train import prepare, sample_batch, step_losses, train
 from motionsep.video import read_video, write_mp4
 
 
@@ -558,3 +558,27 @@ def test_det_saves_its_branches_alone_and_generation_uses_them(wan_config, tmp_p
     assert not np.array_equal(video, base)
     assert main(["export", str(out), "--out", str(tmp_path / "comfy.safetensors")]) == 2
     assert "holds no LoRA (det keeps its motion in temporal_branch)" in capsys.readouterr().err
+
+
+def test_the_base_loads_at_the_weight_dtype_keeping_wans_fp32_modules_and_an_fp32_lora(wan_config):
+    state = prepare(wan_config("tap"), dtype=torch.bfloat16)
+    transformer = state.denoiser
+    assert transformer.blocks[0].attn1.to_q.base_layer.weight.dtype == torch.bfloat16
+    assert transformer.scale_shift_table.dtype == torch.float32  # WanTransformer3DModel._keep_in_fp32_modules
+    assert all(p.dtype == torch.float32 for p in state.params[MOTION])
+
+
+def test_an_fp8_base_trains_an_fp32_lora_whose_loss_matches_the_full_precision_one(wan_config):
+    set_seed(0)
+    plain = prepare(wan_config("tap"))
+    set_seed(0)
+    state = prepare(wan_config("tap", train={"memory": {"fp8_base": True}}))
+    layer = state.denoiser.blocks[0].attn1.to_q
+    assert layer.base_layer.weight.dtype == torch.float8_e4m3fn  # stored in float8 ...
+    assert all(p.dtype == torch.float32 for p in state.params[MOTION])  # ... the LoRA in fp32
+    g = torch.Generator().manual_seed(0)
+    batch = sample_batch(plain, g, "cpu")
+    losses = [step_losses(s, batch, torch.Generator().manual_seed(1))["temporal"] for s in (plain, state)]
+    assert torch.isfinite(losses[1]) and losses[1].item() == pytest.approx(losses[0].item(), rel=0.05)
+    losses[1].backward()
+    assert all(p.grad is not None for p in state.params[MOTION])

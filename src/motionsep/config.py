@@ -86,6 +86,15 @@ class ValidationConfig:
 
 
 @dataclass
+class MemoryConfig:
+    """How the frozen base is held while the LoRA trains (what fits a card: docs/usage.md)."""
+
+    # the frozen base's weights stored in float8 (e4m3) and cast up layer by layer as they compute (diffusers'
+    # enable_layerwise_casting); the LoRA stays fp32
+    fp8_base: bool = False
+
+
+@dataclass
 class OptimConfig:
     steps: int = 300
     learning_rate: float = 5e-4
@@ -101,6 +110,7 @@ class OptimConfig:
     lr_scheduler: str = "constant"  # diffusers.optimization.get_scheduler: constant, linear, cosine, ...
     lr_warmup_steps: int = 0
     log_with: list[str] = field(default_factory=list)  # accelerate trackers: tensorboard, wandb, ... (installed)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 
 

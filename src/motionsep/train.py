@@ -135,12 +135,14 @@ def attach_method_lora(unet: UNet, method: Method, lora: LoraSettings):
     return targets, lora_configs, params
 
 
-def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device="cpu") -> TrainingState:
-    """Load the model and clips, cache latents and text, inject LoRA (and the method's other parts) as the method
-    says."""
+def prepare(
+    config: TrainConfig, pipe=None, family: Family | None = None, device="cpu", dtype: torch.dtype = torch.float32
+) -> TrainingState:
+    """Load the model at `dtype` (diffusers keeps each model's `_keep_in_fp32_modules` in fp32), cache latents and
+    text, inject LoRA (and the method's other parts) as the method says."""
     method = resolve_method(config.method, config.lora.targets)
     if pipe is None:
-        pipe, family = load_pipeline(config.model, config.motion_adapter, device=device)
+        pipe, family = load_pipeline(config.model, config.motion_adapter, dtype=dtype, device=device)
     assert family is not None  # load_pipeline returns it with the pipeline
     if config.appearance_highway.enabled and not family.supports_highway:
         raise MotionsepError(
@@ -155,8 +157,17 @@ def prepare(config: TrainConfig, pipe=None, family: Family | None = None, device
     if method.dual_path and family.video_vae:
         frame_latents = encode_clips(pipe, family, clips, device, one_frame_clips=True)
     text = encode_text(pipe, family, [c.caption for c in clips], device)
+    if torch.device(device).type != "cpu":  # cached: the VAE and text encoder are not needed on the device again
+        for name in ("vae", "text_encoder"):
+            getattr(pipe, name).to("cpu")
     unet = denoiser_of(pipe)
+    if config.train.memory.fp8_base:  # before the LoRA exists: only the frozen base is stored in float8
+        unet.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
     targets, lora_configs, params = attach_method_lora(unet, method, config.lora)
+    if config.train.memory.fp8_base or dtype != torch.float32:
+        from diffusers.training_utils import cast_training_params
+
+        cast_training_params(unet, dtype=torch.float32)  # peft makes a LoRA in its base layer's dtype
     state = TrainingState(
         config, method, family, pipe, unet, latents, text, lora_configs, targets, objective_for(pipe.scheduler)
     )
@@ -422,12 +433,11 @@ def train(
     check_output_dir(out, overwrite, resume)
     accelerator = make_accelerator(config, trackers)
     set_seed(config.train.seed)  # LoRA init and dropout
-    state = prepare(config, pipe, family, device=accelerator.device)  # the data and the model pass their checks
+    # the base at the weight dtype from the start (a model in fp32 first would need twice the memory)
+    dtype = torch.float32
     if accelerator.mixed_precision != "no" and accelerator.device.type == "cuda":
-        from diffusers.training_utils import cast_training_params
-
-        state.denoiser.to(dtype=torch.float16 if accelerator.mixed_precision == "fp16" else torch.bfloat16)
-        cast_training_params(state.denoiser, dtype=torch.float32)  # LoRA weights stay fp32
+        dtype = torch.float16 if accelerator.mixed_precision == "fp16" else torch.bfloat16
+    state = prepare(config, pipe, family, accelerator.device, dtype)  # the data and the model pass their checks
     groups = [{"params": p} for p in state.params.values()]
     optimizer = torch.optim.AdamW(groups, lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
     generator = torch.Generator().manual_seed(config.train.seed + accelerator.process_index)
