@@ -99,3 +99,18 @@ def assert_steps_lower_the_loss(state, lr: float) -> None:
         after = {k: float(v) for k, v in losses().items()}
     for path in before:
         assert after[path] < before[path] * 0.99, (path, before, after)
+
+
+def record_pli_calls(pipeline) -> list[tuple[float, bool | None]]:
+    """(timestep, motion LoRA on) of every denoiser call of a MotionPipeline with PLI, from a hook that runs after
+    PLI's own switch."""
+    from motionsep.models import denoiser_of
+
+    calls: list[tuple[float, bool | None]] = []
+
+    def record(module, args, kwargs):
+        timestep = kwargs["timestep"] if "timestep" in kwargs else args[1]
+        calls.append((float(torch.as_tensor(timestep).flatten()[0]), pipeline.pli.lora_on))
+
+    denoiser_of(pipeline.pipe).register_forward_pre_hook(record, with_kwargs=True)
+    return calls

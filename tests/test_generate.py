@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import record_pli_calls
 from motionsep.cli import main
 from motionsep.generate import MotionPipeline, SamplingSettings
 from motionsep.train import train
@@ -77,9 +78,10 @@ def test_pli_switches_lora_by_timestep_without_extra_calls(pipeline_dirs, lora_d
     phased = MotionPipeline.from_pretrained(
         pipeline_dirs["modelscope"], lora=str(lora_dirs["modelscope"]), highway=False, pli_tau=500
     )
+    calls = record_pli_calls(phased)
     mixed = phased("a red square", 0, settings)
-    assert [on for _, on in phased.pli.calls] == [t > 500 for t, _ in phased.pli.calls]
-    assert len(phased.pli.calls) == 4  # one UNet call per step, as without PLI
+    assert [on for _, on in calls] == [t > 500 for t, _ in calls]
+    assert len(calls) == 4  # one UNet call per step, as without PLI
     never = MotionPipeline.from_pretrained(
         pipeline_dirs["modelscope"], lora=str(lora_dirs["modelscope"]), highway=False, pli_tau=1000
     )

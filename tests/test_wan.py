@@ -12,7 +12,7 @@ import torch
 import yaml
 from accelerate.utils import set_seed
 
-from conftest import assert_steps_lower_the_loss
+from conftest import assert_steps_lower_the_loss, record_pli_calls
 from motionsep.adapters import MOTION, SPATIAL, lora_layers
 from motionsep.cli import main
 from motionsep.config import config_from_dict
@@ -223,10 +223,11 @@ def test_pli_on_flow_matching_switches_by_timestep_without_extra_calls(pipeline_
     plain.pipe.transformer.register_forward_pre_hook(lambda module, args: calls.append(1))
     with_lora = plain("a red square", 0, settings)
     phased = MotionPipeline.from_pretrained(pipeline_dirs["wan"], lora=str(wan_lora), pli_tau=500)
+    switched = record_pli_calls(phased)
     mixed = phased("a red square", 0, settings)
-    assert len(phased.pli.calls) == len(calls) == 8  # PLI adds no transformer evaluation
-    assert [on for _, on in phased.pli.calls] == [t > 500 for t, _ in phased.pli.calls]
-    assert {on for _, on in phased.pli.calls} == {True, False}
+    assert len(switched) == len(calls) == 8  # PLI adds no transformer evaluation
+    assert [on for _, on in switched] == [t > 500 for t, _ in switched]
+    assert {on for _, on in switched} == {True, False}
     assert not np.array_equal(mixed, with_lora)
 
 

@@ -21,7 +21,6 @@ class PhasedLora:
         self.unet, self.tau, self.fused = unet, tau, fused
         self.adapter_names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
         self._on: bool | None = None
-        self.calls: list[tuple[float, bool]] = []  # (timestep, LoRA on) per UNet call, for checking
         self._handle = unet.register_forward_pre_hook(self._switch, with_kwargs=True)
 
     def _switch(self, module, args, kwargs):
@@ -35,7 +34,11 @@ class PhasedLora:
                 for name in self.adapter_names:
                     set_lora_enabled(self.unet, on, name)
             self._on = on
-        self.calls.append((t, on))
+
+    @property
+    def lora_on(self) -> bool | None:
+        """Whether the motion LoRA is on for the current denoiser call (None before the first)."""
+        return self._on
 
     def remove(self) -> None:
         self._handle.remove()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -174,7 +174,6 @@ class ProbeSettings:
     generations: int = 24  # shapes world: prompts (seeds 0..n-1) for the evaluator measure
     seed: int = 0
     progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def probe_batch_from_videos(pipe, videos: np.ndarray, captions: list[str]) -> ProbeBatch:
