@@ -1,4 +1,4 @@
-"""LoRA on the UNet through peft: add, switch, scale, save, load.
+"""LoRA on the denoiser (UNet or DiT) through peft: add, switch, scale, save, load.
 
 A motion LoRA folder is what diffusers expects plus one JSON file:
 
@@ -31,7 +31,7 @@ from safetensors.torch import load_file
 
 from .checkpoint import readable_as_other_files
 from .errors import MotionsepError
-from .models import FAMILIES, UNet, family_of
+from .models import FAMILIES, Denoiser, family_of
 from .record import METADATA_NAME, LoraRecord
 
 MOTION = "motion"  # adapter name of the motion (temporal) LoRA
@@ -50,7 +50,7 @@ def make_lora_config(module_names: list[str], rank: int, alpha: float | None, dr
     )
 
 
-def add_lora(unet: UNet, config: LoraConfig, adapter_name: str) -> None:
+def add_lora(unet: Denoiser, config: LoraConfig, adapter_name: str) -> None:
     """Inject one adapter with peft, keeping every adapter already there active.
 
     peft makes the newest adapter the only active one on *every* LoRA layer, which would silently
@@ -67,7 +67,7 @@ def add_lora(unet: UNet, config: LoraConfig, adapter_name: str) -> None:
         layer.set_adapter(names)
 
 
-def lora_layers(unet: UNet, adapter_name: str | None = None) -> list[Any]:
+def lora_layers(unet: Denoiser, adapter_name: str | None = None) -> list[Any]:
     """peft's LoRA layers (typed Any: BaseTunerLayer declares none of the LoRA attributes they carry)."""
     return [
         m
@@ -76,14 +76,14 @@ def lora_layers(unet: UNet, adapter_name: str | None = None) -> list[Any]:
     ]
 
 
-def lora_parameters(unet: UNet, adapter_name: str) -> list[torch.nn.Parameter]:
+def lora_parameters(unet: Denoiser, adapter_name: str) -> list[torch.nn.Parameter]:
     params = []
     for layer in lora_layers(unet, adapter_name):
         params += list(layer.lora_A[adapter_name].parameters()) + list(layer.lora_B[adapter_name].parameters())
     return params
 
 
-def set_lora_enabled(unet: UNet, enabled: bool, adapter_name: str | None = None) -> None:
+def set_lora_enabled(unet: Denoiser, enabled: bool, adapter_name: str | None = None) -> None:
     """Switch one adapter (every adapter when `adapter_name` is None) on or off, leaving the others on the same
     layers as they are (a DiT's motion and spatial LoRAs share layers) and which parameters are trainable."""
     for layer in lora_layers(unet, adapter_name):
@@ -110,7 +110,7 @@ class FusedLora:
     The peft layers stay in the model with the adapter switched off, so they add no LoRA matmuls.
     """
 
-    def __init__(self, unet: UNet, adapter_names: str | list[str] = MOTION):
+    def __init__(self, unet: Denoiser, adapter_names: str | list[str] = MOTION):
         names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
         self.layers = []
         with torch.no_grad():
@@ -131,7 +131,7 @@ class FusedLora:
 
 
 @contextlib.contextmanager
-def lora_disabled(unet: UNet, adapter_name: str | None = None) -> Iterator[None]:
+def lora_disabled(unet: Denoiser, adapter_name: str | None = None) -> Iterator[None]:
     set_lora_enabled(unet, False, adapter_name)
     try:
         yield
@@ -139,13 +139,13 @@ def lora_disabled(unet: UNet, adapter_name: str | None = None) -> Iterator[None]
         set_lora_enabled(unet, True, adapter_name)
 
 
-def set_lora_scale(unet: UNet, scale: float, adapter_name: str = MOTION) -> None:
+def set_lora_scale(unet: Denoiser, scale: float, adapter_name: str = MOTION) -> None:
     """Multiply the adapter's alpha/r scaling by `scale` (the --lora-scale of generation)."""
     for layer in lora_layers(unet, adapter_name):
         layer.set_scale(adapter_name, scale)
 
 
-def lora_state_dict(unet: UNet, adapter_name: str) -> dict[str, torch.Tensor]:
+def lora_state_dict(unet: Denoiser, adapter_name: str) -> dict[str, torch.Tensor]:
     """peft keys without the adapter name: '<module>.lora_A.weight', contiguous and on the CPU."""
     state = get_peft_model_state_dict(unet, adapter_name=adapter_name)
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
@@ -166,7 +166,7 @@ def _write_weights(folder: Path, state: dict[str, torch.Tensor], config: LoraCon
 
 
 def save_lora_folder(
-    unet: UNet,
+    unet: Denoiser,
     folder: str | os.PathLike,
     record: LoraRecord,
     configs: dict[str, LoraConfig],
@@ -240,7 +240,7 @@ def read_lora_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def set_lora_weights(unet: UNet, weights: dict[str, torch.Tensor], adapter_name: str, source: Path) -> None:
+def set_lora_weights(unet: Denoiser, weights: dict[str, torch.Tensor], adapter_name: str, source: Path) -> None:
     """Put saved diffusers-format weights ('unet.' or 'transformer.'-prefixed peft keys) into an injected adapter."""
     prefix = family_of(unet).denoiser + "."
     state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
@@ -254,7 +254,7 @@ def set_lora_weights(unet: UNet, weights: dict[str, torch.Tensor], adapter_name:
         raise MotionsepError(f"LoRA '{source}' does not fit this UNet: unexpected key '{unexpected[0]}'")
 
 
-def load_appearance_lora(pipe, unet: UNet, path: str | os.PathLike, adapter_name: str) -> None:
+def load_appearance_lora(pipe, unet: Denoiser, path: str | os.PathLike, adapter_name: str) -> None:
     """Add a LoRA made by another trainer (an image or appearance LoRA in diffusers format) as `adapter_name`,
     keeping every adapter already there active.
 
@@ -303,7 +303,7 @@ def _loaded_into_text_encoder(pipe, adapter_name: str) -> bool:
     return encoder is not None and adapter_name in (getattr(encoder, "peft_config", None) or {})
 
 
-def load_motion_lora(unet: UNet, folder: str | os.PathLike, adapter_name: str = MOTION) -> LoraRecord:
+def load_motion_lora(unet: Denoiser, folder: str | os.PathLike, adapter_name: str = MOTION) -> LoraRecord:
     """Load a motionsep LoRA folder onto `unet` with peft; returns its record."""
     folder = Path(folder)
     meta = read_lora_record(folder)

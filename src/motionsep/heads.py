@@ -18,14 +18,14 @@ import torch
 
 from .errors import MotionsepError
 from .losses import Objective
-from .models import Family, UNet
+from .models import Denoiser, Family
 
 # How many query tokens a head's share is averaged over: every token of a small model, an even sample of a large
 # one (Wan 14B at 480p has 32,760 tokens a clip; all of them would need a 32,760-square map per head).
 QUERY_SAMPLE = 512
 
 
-def cross_frame_attentions(denoiser: UNet, family: Family) -> list[str]:
+def cross_frame_attentions(denoiser: Denoiser, family: Family) -> list[str]:
     """Module names of the attentions that mix the tokens of all frames: the family's pathway that the probe
     restricts to each token's own frame ("same_frame"). A family without one (a U-Net, whose temporal attention
     sees one pixel's frames only) has no heads to choose among."""
@@ -83,7 +83,7 @@ class _QueryKeyRecorder:
 
 @torch.no_grad()
 def cross_frame_shares(
-    denoiser: UNet,
+    denoiser: Denoiser,
     family: Family,
     objective: Objective,
     latents: torch.Tensor,
@@ -119,7 +119,7 @@ def choose_heads(shares: dict[str, list[float]], fraction: float) -> dict[str, l
     return chosen
 
 
-def confine_to_heads(denoiser: UNet, chosen: dict[str, list[int]], adapter: str, layers: tuple[str, ...]) -> list:
+def confine_to_heads(denoiser: Denoiser, chosen: dict[str, list[int]], adapter: str, layers: tuple[str, ...]) -> list:
     """Gradient masks on the LoRA B matrices of `layers` (to_q, to_k) of each attention in `chosen`: the rows of
     the other heads get none, so they keep their zero initialisation. Returns the hook handles."""
     handles = []

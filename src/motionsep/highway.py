@@ -21,12 +21,12 @@ import torch
 
 from .config import HighwaySettings
 from .errors import MotionsepError
-from .models import UNet, attention_down_blocks, family_of
+from .models import Denoiser, attention_down_blocks, family_of
 
 __all__ = ["AppearanceHighway", "HighwaySettings", "hook_points", "select_blocks"]
 
 
-def select_blocks(unet: UNet, blocks: str | list[int]) -> list[int]:
+def select_blocks(unet: Denoiser, blocks: str | list[int]) -> list[int]:
     HighwaySettings(blocks=blocks).check("highway blocks")
     family = family_of(unet)
     if not family.supports_highway:
@@ -46,7 +46,7 @@ def select_blocks(unet: UNet, blocks: str | list[int]) -> list[int]:
     return sorted(set(blocks))
 
 
-def hook_points(unet: UNet, settings: HighwaySettings) -> list[dict[str, Any]]:
+def hook_points(unet: Denoiser, settings: HighwaySettings) -> list[dict[str, Any]]:
     """Where the highway acts: one entry per rerouted skip (what `inspect` lists)."""
     points = []
     for i in select_blocks(unet, settings.blocks):
@@ -79,7 +79,7 @@ def hook_points(unet: UNet, settings: HighwaySettings) -> list[dict[str, Any]]:
 class AppearanceHighway:
     """Attach once to a UNet; switch with :meth:`enable` / :meth:`disable`; :meth:`remove` detaches."""
 
-    def __init__(self, unet: UNet, settings: HighwaySettings | None = None, enabled: bool = True):
+    def __init__(self, unet: Denoiser, settings: HighwaySettings | None = None, enabled: bool = True):
         self.unet = unet
         self.settings = settings or HighwaySettings()
         self.blocks = select_blocks(unet, self.settings.blocks)

@@ -1,6 +1,6 @@
 """Method presets: which linear layers get LoRA, which training paths run, which loss is used.
 
-A preset is plain data. ``lora_targets`` turns it into exact module names for a given UNet, so what
+A preset is plain data. ``lora_targets`` turns it into exact module names for a given denoiser, so what
 is trained, what ``inspect`` reports and what the tests check are one and the same list.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .errors import MotionsepError, closest
-from .models import UNet, family_of, spatial_transformers, temporal_transformers, transformer_blocks
+from .models import Denoiser, family_of, spatial_transformers, temporal_transformers, transformer_blocks
 
 # Short target names -> linear layers inside a diffusers BasicTransformerBlock attention / feed-forward.
 TARGET_LAYERS: dict[str, tuple[str, ...]] = {
@@ -125,7 +125,7 @@ def resolve_method(name: str, targets: list[str] | None = None) -> Method:
     return method
 
 
-def _block_layers(unet: UNet, transformer: str, targets: tuple[str, ...], attentions: tuple[str, ...]) -> list[str]:
+def _block_layers(unet: Denoiser, transformer: str, targets: tuple[str, ...], attentions: tuple[str, ...]) -> list[str]:
     """The linear layers `targets` name in the given attentions (and, for "ff", the feed-forward) of every block
     of the transformer named `transformer` ("" for a DiT itself)."""
     family = family_of(unet)
@@ -146,7 +146,7 @@ def _block_layers(unet: UNet, transformer: str, targets: tuple[str, ...], attent
     return names
 
 
-def lora_targets(unet: UNet, method: Method) -> dict[str, list[str]]:
+def lora_targets(unet: Denoiser, method: Method) -> dict[str, list[str]]:
     """Exact module names per path: {'temporal': [...], 'spatial': [...]} (spatial empty for one-path methods).
 
     Temporal: the family's temporal attentions of every temporal transformer block (U-Nets: attn1 and attn2,
@@ -169,7 +169,7 @@ def lora_targets(unet: UNet, method: Method) -> dict[str, list[str]]:
     return {"temporal": list(dict.fromkeys(temporal)), "spatial": list(dict.fromkeys(spatial))}
 
 
-def lora_parameter_count(unet: UNet, names: list[str], rank: int) -> int:
+def lora_parameter_count(unet: Denoiser, names: list[str], rank: int) -> int:
     """Parameters a rank-`rank` LoRA adds on these linear layers: rank * (in + out) each."""
     modules = dict(unet.named_modules())
     return sum(rank * (modules[n].in_features + modules[n].out_features) for n in names)

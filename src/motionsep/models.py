@@ -28,7 +28,7 @@ from .errors import MotionsepError
 
 # The denoiser of a supported family (UNet3DConditionModel, UNetMotionModel, WanTransformer3DModel). Typed as
 # Any: its blocks are reached through nn.Module's dynamic attributes, which a checker reads as "Tensor | Module".
-UNet = Any
+Denoiser = Any
 
 
 @dataclass(frozen=True)
@@ -334,11 +334,11 @@ def is_dit_model(model: str) -> bool:
     return family_of_model(model).is_dit
 
 
-def family_of(unet: UNet) -> Family:
+def family_of(unet: Denoiser) -> Family:
     return family_of_denoiser_class(type(unet).__name__)
 
 
-def denoiser_of(pipe) -> UNet:
+def denoiser_of(pipe) -> Denoiser:
     """The pipeline's denoiser: `pipe.unet` or, for a DiT family, `pipe.transformer`."""
     return pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
 
@@ -526,7 +526,7 @@ def _class_name(module: torch.nn.Module) -> str:
     return type(module).__name__
 
 
-def temporal_transformers(unet: UNet) -> list[str]:
+def temporal_transformers(unet: Denoiser) -> list[str]:
     """Names of every temporal transformer.
 
     ModelScope: transformer_in and temp_attentions; AnimateDiff: the motion modules; a DiT: the whole model
@@ -535,13 +535,13 @@ def temporal_transformers(unet: UNet) -> list[str]:
     return [n for n, m in unet.named_modules() if _class_name(m) == cls]
 
 
-def spatial_transformers(unet: UNet) -> list[str]:
+def spatial_transformers(unet: Denoiser) -> list[str]:
     """Names of every spatial transformer (a DiT: the whole model)."""
     cls = family_of(unet).spatial_transformer_class
     return [n for n, m in unet.named_modules() if _class_name(m) == cls]
 
 
-def transformer_blocks(unet: UNet, transformer: str) -> list[str]:
+def transformer_blocks(unet: Denoiser, transformer: str) -> list[str]:
     """Module names of the blocks of the transformer named `transformer` ("" for the model itself)."""
     attribute = family_of(unet).blocks_attribute
     module = unet.get_submodule(transformer)
@@ -549,7 +549,7 @@ def transformer_blocks(unet: UNet, transformer: str) -> list[str]:
     return [f"{prefix}.{i}" for i in range(len(getattr(module, attribute)))]
 
 
-def attention_down_blocks(unet: UNet) -> list[int]:
+def attention_down_blocks(unet: Denoiser) -> list[int]:
     """Indices of the down blocks that have spatial attention (the Appearance Highway's candidates)."""
     family = family_of(unet)
     return [i for i, b in enumerate(unet.down_blocks) if _class_name(b) == family.attention_down_block]
@@ -582,7 +582,7 @@ class temporal_layers_bypassed:
     through unchanged, so a single frame sees only spatial layers.
     """
 
-    def __init__(self, unet: UNet):
+    def __init__(self, unet: Denoiser):
         family = family_of(unet)
         names = () if family.is_dit else ("TemporalConvLayer", family.temporal_transformer_class)
         self.modules = [m for m in unet.modules() if _class_name(m) in names]

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from .checkpoint import atomic_save_file
 from .errors import MotionsepError
 from .heads import cross_frame_attentions
-from .models import Family, UNet
+from .models import Denoiser, Family
 
 OFFSETS_NAME = "motion_offsets.safetensors"
 BRANCH_NAME = "temporal_branch.safetensors"
@@ -38,7 +38,7 @@ BRANCH_CHANNELS = 128  # DeT's
 class _TokenGrid:
     """A pre-hook on the denoiser that keeps (latent frames, tokens a frame) of the current forward."""
 
-    def __init__(self, denoiser: UNet, frames: int):
+    def __init__(self, denoiser: Denoiser, frames: int):
         self.patch = denoiser.config.patch_size
         self.value: tuple[int, int] = (frames, 1)
         self.handle = denoiser.register_forward_pre_hook(self._read, with_kwargs=True)
@@ -68,7 +68,7 @@ class FrameOffsets:
 
     file = OFFSETS_NAME
 
-    def __init__(self, denoiser: UNet, family: Family, frames: int, weight: float = 1.0):
+    def __init__(self, denoiser: Denoiser, family: Family, frames: int, weight: float = 1.0):
         modules = dict(denoiser.named_modules())
         device = next(denoiser.parameters()).device
         names = cross_frame_attentions(denoiser, family)
@@ -140,7 +140,7 @@ class TemporalBranch:
 
     file = BRANCH_NAME
 
-    def __init__(self, denoiser: UNet, family: Family, frames: int, weight: float = 1.0):
+    def __init__(self, denoiser: Denoiser, family: Family, frames: int, weight: float = 1.0):
         modules = dict(denoiser.named_modules())
         param = next(denoiser.parameters())
         names = cross_frame_attentions(denoiser, family)
@@ -195,7 +195,7 @@ def save_parts(parts: dict[str, Any], folder: Path) -> None:
         atomic_save_file({k: v.detach().cpu().contiguous() for k, v in part.state().items()}, Path(folder) / part.file)
 
 
-def load_parts(denoiser: UNet, family: Family, names: list[str], folder: str | Path, weight: float = 1.0) -> list:
+def load_parts(denoiser: Denoiser, family: Family, names: list[str], folder: str | Path, weight: float = 1.0) -> list:
     """The parts a LoRA folder's record lists, loaded from it and attached to `denoiser` with `weight`."""
     loaded = []
     for name in names:

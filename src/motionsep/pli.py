@@ -1,8 +1,8 @@
 """Phased LoRA Integration: the motion LoRA shapes the early, high-noise steps only.
 
 At sampling the LoRA is on for timesteps t > tau and off for t <= tau, where appearance detail
-settles (the release's value is tau = 333 of 1000). It is a forward pre-hook on the UNet that reads
-the timestep of each call, so the pipeline's own loop runs unchanged: no extra UNet evaluations.
+settles (the release's value is tau = 333 of 1000). It is a forward pre-hook on the denoiser that reads
+the timestep of each call, so the pipeline's own loop runs unchanged: no extra denoiser evaluations.
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from __future__ import annotations
 import torch
 
 from .adapters import MOTION, set_lora_enabled
-from .models import UNet
+from .models import Denoiser
 
 
 class PhasedLora:
     """Switches the motion LoRA(s) `adapter_names` by timestep; other adapters (an appearance LoRA) stay on.
     `fused`: the LoRAs were folded into the weights (adapters.FusedLora); switch by swapping weights."""
 
-    def __init__(self, unet: UNet, tau: int, adapter_names: str | list[str] = MOTION, fused=None):
+    def __init__(self, unet: Denoiser, tau: int, adapter_names: str | list[str] = MOTION, fused=None):
         self.unet, self.tau, self.fused = unet, tau, fused
         self.adapter_names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
         self._on: bool | None = None

@@ -31,13 +31,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .losses import DenoisingObjective, Objective, across_frames, objective_for
-from .models import Family, Pathway, UNet, _Bypass, denoiser_of, family_of, temporal_layers_bypassed
+from .models import Denoiser, Family, Pathway, _Bypass, denoiser_of, family_of, temporal_layers_bypassed
 
 ALL_OFF = "every temporal layer"  # the per-frame image model: the floor of every measure
 NOTHING_OFF = "nothing"
 
 
-def pathway_modules(unet: UNet, pathway: Pathway) -> list[str]:
+def pathway_modules(unet: Denoiser, pathway: Pathway) -> list[str]:
     """Names of the UNet modules `pathway` switches off (full matches of its pattern)."""
     pattern = re.compile(pathway.pattern)
     return [name for name, _ in unet.named_modules() if name and pattern.fullmatch(name)]
@@ -54,7 +54,7 @@ class _SameFrameAttention:
     its own frame. The DiT's tokens are frame-major (patchified (frames, height, width) flattened), so the mask
     is block-diagonal; its size is read from the input of each forward of the model."""
 
-    def __init__(self, model: UNet, attentions: list[torch.nn.Module]):
+    def __init__(self, model: Denoiser, attentions: list[torch.nn.Module]):
         self.mask: torch.Tensor | None = None
         self._handles = [model.register_forward_pre_hook(self._read_shape, with_kwargs=True)]
         self._handles += [a.register_forward_pre_hook(self._restrict, with_kwargs=True) for a in attentions]
@@ -84,7 +84,7 @@ class pathways_off:
     On a DiT it is every pathway at once (its only one: cross-frame attention).
     """
 
-    def __init__(self, unet: UNet, family: Family, names: list[str]):
+    def __init__(self, unet: Denoiser, family: Family, names: list[str]):
         self.unet, self.same_frame = unet, []
         if names == [ALL_OFF] and family.all_temporal_off() is not None:
             names = list(family.all_temporal_off() or ())

@@ -1,7 +1,7 @@
 """Learning a motion LoRA: the accelerate training loop.
 
 One function, :func:`train`, reads like the method: cache latents and text once, inject LoRA with
-peft as the preset says, then for each step noise a clip, run the UNet, take the loss, step.
+peft as the preset says, then for each step noise a clip, run the denoiser (UNet or DiT), take the loss, step.
 Dual-path presets (``motiondirector``, ``tap-official``) run MotionDirector's spatial path first on
 one random frame with the temporal layers bypassed (a DiT: a one-frame clip, so its attention sees that
 frame alone); each path's loss updates only its own LoRA. The objective (denoising or flow matching)
@@ -58,7 +58,7 @@ from .heads import choose_heads, confine_to_heads, cross_frame_shares
 from .highway import AppearanceHighway
 from .losses import Objective, debiased_loss, objective_for
 from .methods import TARGET_LAYERS, Method, lora_targets, resolve_method
-from .models import Family, UNet, denoiser_of, load_pipeline, temporal_layers_bypassed, transformer_blocks
+from .models import Denoiser, Family, denoiser_of, load_pipeline, temporal_layers_bypassed, transformer_blocks
 from .parts import PARTS, Part, save_parts
 from .record import LoraRecord
 from .tracks import latent_tracks, reference_tracks, tracking_loss
@@ -73,7 +73,7 @@ class TrainingState:
     method: Method
     family: Family
     pipe: Any
-    denoiser: UNet  # the pipeline's UNet or, in a DiT family, its transformer (models.denoiser_of)
+    denoiser: Denoiser  # the pipeline's UNet or, in a DiT family, its transformer (models.denoiser_of)
     latents: torch.Tensor  # (clips, channels, latent frames, h, w), normalised as the VAE's pipeline does
     text: torch.Tensor  # (clips, tokens, dim)
     lora_configs: dict[str, Any]
@@ -97,7 +97,7 @@ class TrainingState:
 # --- setup -------------------------------------------------------------------------------------
 
 
-def enable_gradient_checkpointing(unet: UNet) -> None:
+def enable_gradient_checkpointing(unet: Denoiser) -> None:
     """diffusers checkpoints UNetMotionModel itself; UNet3DConditionModel declares no support, so
     each of its blocks' forward is wrapped in non-reentrant torch checkpointing (hooks keep working)."""
     if getattr(unet, "_supports_gradient_checkpointing", False):
@@ -117,7 +117,7 @@ def enable_gradient_checkpointing(unet: UNet) -> None:
         block.forward = checkpointed
 
 
-def attach_method_lora(unet: UNet, method: Method, lora: LoraSettings):
+def attach_method_lora(unet: Denoiser, method: Method, lora: LoraSettings):
     """Freeze the UNet and inject the method's LoRA adapters; returns (targets, peft configs, trainable params)."""
     unet.requires_grad_(False)
     targets = lora_targets(unet, method)
@@ -256,7 +256,7 @@ def step_losses(
 
 
 @contextlib.contextmanager
-def middle_block_features(denoiser: UNet, latent_shape):
+def middle_block_features(denoiser: Denoiser, latent_shape):
     """Yields a dict whose "value", after a forward, is the middle block's output as (batch, channels, frames,
     h, w) on the token grid: the features DeT's tracking loss reads."""
     blocks = transformer_blocks(denoiser, "")

@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import MotionsepError, closest, refuse_existing
-from ..models import UNet, is_dit_model
+from ..models import Denoiser, is_dit_model
 from .report import BASE_AGAIN, FUSED_GENERATION, machine_line, write_json
 
 COST_METHODS = ("motiondirector", "temporal-lora", "tap-official", "tap")
@@ -114,7 +114,7 @@ class CostSettings:
 # --- building the UNet ------------------------------------------------------------------------
 
 
-def _random_init(unet: UNet, seed: int = 0) -> None:
+def _random_init(unet: Denoiser, seed: int = 0) -> None:
     """Fan-in scaled random weights, unit norms, zero biases: cheap, and activations stay finite."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
