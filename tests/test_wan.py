@@ -452,15 +452,22 @@ def test_heads_are_refused_on_a_unet(pipeline_dirs, clip_dir, tmp_path):
         prepare(config)
 
 
-def test_tap_offsets_trains_lora_and_offsets_only_starting_from_the_unchanged_model(wan_config):
+def prepared_unchanged(wan_config, method: str):
+    """`prepare` on a tiny Wan, checked to leave the transformer's output exactly as it was (all it adds starts at
+    zero)."""
     pipe = tiny_wan_pipeline()
     g = torch.Generator().manual_seed(0)
     x, text, t = torch.randn(1, 16, 3, 4, 4, generator=g), torch.randn(1, 7, 32, generator=g), torch.tensor([700])
     with torch.no_grad():
         before = pipe.transformer(x, t, encoder_hidden_states=text).sample
-    state = prepare(wan_config("tap-offsets"), pipe=pipe, family=WAN)
+    state = prepare(wan_config(method), pipe=pipe, family=WAN)
     with torch.no_grad():
-        assert torch.equal(before, state.denoiser(x, t, encoder_hidden_states=text).sample)  # zero at the start
+        assert torch.equal(before, state.denoiser(x, t, encoder_hidden_states=text).sample)
+    return state
+
+
+def test_tap_offsets_trains_lora_and_offsets_only_starting_from_the_unchanged_model(wan_config):
+    state = prepared_unchanged(wan_config, "tap-offsets")
     offsets = state.parts["frame_offsets"]
     assert sorted(offsets.tensors) == [f"blocks.{b}.attn1.{w}" for b in (0, 1) for w in ("key", "query")]
     assert all(v.shape == (3, 24) for v in offsets.tensors.values())  # 3 latent frames x (2 heads x 12)
@@ -528,14 +535,7 @@ def test_tracks_follow_the_object_and_the_tracking_loss_reads_whether_features_m
 
 
 def test_det_trains_side_branches_alone_from_the_unchanged_model(wan_config):
-    pipe = tiny_wan_pipeline()
-    g = torch.Generator().manual_seed(0)
-    x, text, t = torch.randn(1, 16, 3, 4, 4, generator=g), torch.randn(1, 7, 32, generator=g), torch.tensor([700])
-    with torch.no_grad():
-        before = pipe.transformer(x, t, encoder_hidden_states=text).sample
-    state = prepare(wan_config("det"), pipe=pipe, family=WAN)
-    with torch.no_grad():
-        assert torch.equal(before, state.denoiser(x, t, encoder_hidden_states=text).sample)  # zero at the start
+    state = prepared_unchanged(wan_config, "det")
     assert not lora_layers(state.denoiser) and not any(p.requires_grad for p in state.denoiser.parameters())
     branches = state.parts["temporal_branch"].branches
     assert sorted(branches) == ["blocks/0/attn1", "blocks/1/attn1"]
