@@ -20,7 +20,7 @@ from motionsep.errors import MotionsepError
 from motionsep.generate import MotionPipeline, SamplingSettings
 from motionsep.losses import FlowMatchingObjective, objective_for
 from motionsep.methods import METHODS, lora_targets
-from motionsep.models import WAN, load_pipeline
+from motionsep.models import WAN
 from motionsep.probe import pathways_off
 from motionsep.testing import WAN_FRAMES, WAN_SIZE, tiny_wan_pipeline
 from motionsep.train import prepare, sample_batch, step_losses, train
@@ -279,18 +279,33 @@ def test_bad_wan_input_gets_one_line(pipeline_dirs, wan_clips, tmp_path, capsys)
     assert "1 + 4k frames" in run(data={"frames": 8}) and "set data.frames to 9" in run(data={"frames": 8})
 
 
-def test_two_transformer_wan_is_refused(tmp_path):
+def test_wan22_two_experts_train_the_high_noise_expert_over_its_own_timesteps(wan_clips, tmp_path):
     import copy
 
     from diffusers import WanPipeline
 
-    from motionsep.errors import MotionsepError
-
     pipe = tiny_wan_pipeline()
     both = WanPipeline(**pipe.components | {"transformer_2": copy.deepcopy(pipe.transformer)}, boundary_ratio=0.875)
     both.save_pretrained(str(tmp_path / "wan22"))
-    with pytest.raises(MotionsepError, match="two transformers"):
-        load_pipeline(str(tmp_path / "wan22"))
+    config = config_from_dict(
+        {
+            "model": str(tmp_path / "wan22"),
+            "method": "tap",
+            "output_dir": str(tmp_path / "lora"),
+            "data": {"path": str(wan_clips), "frames": WAN_FRAMES, "size": [WAN_SIZE, WAN_SIZE]},
+            "train": {"steps": 2, "checkpoint_every": 0, "learning_rate": 1e-2},
+            "lora": {"rank": 4, "dropout": 0.0},
+        }
+    )
+    state = prepare(config)
+    drawn = state.objective.draw_timesteps(512, torch.Generator().manual_seed(0))
+    assert drawn.min() >= 875 and drawn.max() <= 1000  # the high-noise expert's share of the schedule
+    assert lora_layers(state.pipe.transformer) and not lora_layers(state.pipe.transformer_2)
+    lora = train(config, progress=False)
+    ours = MotionPipeline.from_pretrained(str(tmp_path / "wan22"), lora=str(lora))
+    assert not lora_layers(ours.pipe.transformer_2)  # the low-noise expert (detail) stays the base model's
+    video = ours("a red square moving right", 0, SAMPLING)
+    assert np.array_equal(plain_diffusers_video(str(tmp_path / "wan22"), lora, "a red square moving right"), video)
 
 
 def test_same_frame_attention_is_each_frame_alone():

@@ -68,16 +68,21 @@ class FlowMatchingObjective:
     "mode", "sigma_sqrt", "cosmap" as in diffusers).
     """
 
-    def __init__(self, scheduler, weighting_scheme: str = "none"):
+    def __init__(self, scheduler, weighting_scheme: str = "none", timestep_range: tuple[int, int] | None = None):
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         config = scheduler.config
         self.shift = float(config.get("shift") if "shift" in config else config.get("flow_shift") or 1.0)
         self.num_train_timesteps = int(config.num_train_timesteps)
-        self.table: Any = FlowMatchEulerDiscreteScheduler(
+        table: Any = FlowMatchEulerDiscreteScheduler(
             num_train_timesteps=self.num_train_timesteps, shift=self.shift
         )  # its timesteps and sigmas are set in __init__, which a type checker does not see
+        self.table = table
         self.weighting_scheme = weighting_scheme
+        # the table's indices whose timesteps lie in `timestep_range` (a Wan 2.2 expert's share); all by default
+        lo, hi = timestep_range or (0, self.num_train_timesteps)
+        inside = ((table.timesteps >= lo) & (table.timesteps <= hi)).nonzero().flatten()
+        self.first, self.count = int(inside.min()), len(inside)  # the table descends: a contiguous run
 
     def draw_timesteps(self, n: int, generator: torch.Generator) -> torch.Tensor:
         from diffusers.training_utils import compute_density_for_timestep_sampling
@@ -85,7 +90,7 @@ class FlowMatchingObjective:
         u = compute_density_for_timestep_sampling(
             self.weighting_scheme, n, logit_mean=0.0, logit_std=1.0, mode_scale=1.29, generator=generator
         )
-        index = (u * self.num_train_timesteps).long().clamp(0, self.num_train_timesteps - 1)
+        index = self.first + (u * self.count).long().clamp(0, self.count - 1)
         return self.table.timesteps[index]
 
     def middle_timesteps(self, n: int) -> torch.Tensor:
@@ -126,6 +131,9 @@ def is_flow_matching(scheduler) -> bool:
     )
 
 
-def objective_for(scheduler) -> Objective:
-    """The training objective the model's own scheduler implies."""
-    return FlowMatchingObjective(scheduler) if is_flow_matching(scheduler) else DenoisingObjective(scheduler)
+def objective_for(scheduler, timestep_range: tuple[int, int] | None = None) -> Objective:
+    """The training objective the model's own scheduler implies, over `timestep_range` when the denoiser serves
+    only part of the schedule (a Wan 2.2 expert: `Family.timestep_range`)."""
+    if is_flow_matching(scheduler):
+        return FlowMatchingObjective(scheduler, timestep_range=timestep_range)
+    return DenoisingObjective(scheduler)

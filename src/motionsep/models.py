@@ -160,6 +160,10 @@ class Family:
         """Arguments the pipeline's __call__ needs beyond the common ones."""
         return {}
 
+    def timestep_range(self, pipe) -> tuple[int, int] | None:
+        """The training timesteps the denoiser serves, when it serves only some (None: all)."""
+        return None
+
     def training_scheduler(self) -> Any:
         """A scheduler of the family's training objective, for a denoiser built from a config alone (the probe
         and the cost bench on an architecture): DDPM's."""
@@ -244,6 +248,18 @@ class DiTFamily(Family):
 
     def sampling_arguments(self) -> dict[str, Any]:
         return {"max_sequence_length": self.text_tokens} if self.text_tokens else {}
+
+    def timestep_range(self, pipe) -> tuple[int, int] | None:
+        """Wan 2.2 A14B: `transformer`, the denoiser motionsep trains, is the high-noise expert ("overall
+        layout"), which WanPipeline runs for t >= boundary_ratio x 1000 (0.875 T2V); `transformer_2`, the
+        low-noise expert, refines detail below it. A motion LoRA belongs on the high-noise expert over its own
+        timesteps: that is Phased LoRA Integration built into the model (a high-noise LoRA trained over the full
+        range "fried" results: diffusion-pipe #372)."""
+        ratio = getattr(getattr(pipe, "config", None), "boundary_ratio", None)
+        if getattr(pipe, "transformer_2", None) is None or ratio is None:
+            return None
+        total = int(pipe.scheduler.config.num_train_timesteps)
+        return round(ratio * total), total
 
     def training_scheduler(self) -> Any:
         """Flow matching with Wan's 480p shift."""
@@ -454,13 +470,6 @@ def build_unet_from_config(config: dict[str, Any], device: str = "meta") -> torc
     return cls.from_config(config)
 
 
-def _two_transformers(model: str) -> MotionsepError:
-    return MotionsepError(
-        f"'{model}' has two transformers (Wan 2.2 A14B's high- and low-noise experts); motionsep trains one "
-        "denoiser: use a single-transformer Wan model (Wan 2.1, Wan 2.2 TI2V-5B)"
-    )
-
-
 def dtype_argument(dtype: torch.dtype) -> dict[str, torch.dtype]:
     """The dtype keyword of diffusers' from_pretrained: `dtype` where diffusers has renamed it (it warns on every
     `torch_dtype` since), `torch_dtype` in the releases before the rename (the declared floor among them)."""
@@ -491,8 +500,6 @@ def load_pipeline(
         if not (path / "model_index.json").is_file():
             raise MotionsepError(f"'{model}' is not a diffusers pipeline folder: it has no model_index.json")
         index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
-        if (index.get("transformer_2") or [None])[0] is not None:  # refused before any weight is read
-            raise _two_transformers(model)
         denoiser_class = load_unet_config(model).get("_class_name", "unknown")
         family = family_of_denoiser_class(denoiser_class, has_motion_adapter=motion_adapter is not None)
         pipeline_class = index.get("_class_name")
@@ -511,8 +518,6 @@ def load_pipeline(
         pipe = pipe_cls.from_pretrained(model, **kwargs)
     except (OSError, ValueError, json.JSONDecodeError) as exc:
         raise MotionsepError(f"cannot load pipeline '{model}': {str(exc).splitlines()[0]}") from None
-    if getattr(pipe, "transformer_2", None) is not None:  # a hub id, whose index was not read above
-        raise _two_transformers(model)
     family = family_of(denoiser_of(pipe))
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)

@@ -169,7 +169,16 @@ def prepare(
 
         cast_training_params(unet, dtype=torch.float32)  # peft makes a LoRA in its base layer's dtype
     state = TrainingState(
-        config, method, family, pipe, unet, latents, text, lora_configs, targets, objective_for(pipe.scheduler)
+        config,
+        method,
+        family,
+        pipe,
+        unet,
+        latents,
+        text,
+        lora_configs,
+        targets,
+        objective_for(pipe.scheduler, family.timestep_range(pipe)),
     )
     state.frame_latents, state.params = frame_latents, params
     attach_method_parts(state, clips)
