@@ -598,3 +598,17 @@ def test_an_fp8_base_trains_an_fp32_lora_whose_loss_matches_the_full_precision_o
     assert torch.isfinite(losses[1]) and losses[1].item() == pytest.approx(losses[0].item(), rel=0.05)
     losses[1].backward()
     assert all(p.grad is not None for p in state.params[MOTION])
+
+
+def test_inspect_counts_the_dit_methods_parts_and_says_how_heads_are_chosen(pipeline_dirs):
+    from motionsep.inspection import inspect_model
+
+    det = inspect_model(pipeline_dirs["wan"], "det", rank=4)
+    width, mid = 24, 128  # 2 heads x 12; DeT's 128 channels
+    branch = (width * mid + mid) + (mid * mid * 3 + mid) + (mid * width + width)
+    assert det["parts"] == {"temporal_branch": {"parameters": 2 * branch, "per_latent_frame": False}}
+    assert det["trainable_parameters"] == 2 * branch and "tracking (weight 0.1)" in det["loss"]
+    offsets = inspect_model(pipeline_dirs["wan"], "tap-offsets", rank=4)
+    assert offsets["parts"]["frame_offsets"] == {"parameters": 2 * 2 * width, "per_latent_frame": True}
+    heads = inspect_model(pipeline_dirs["wan"], "tap-heads", rank=4)
+    assert "in each of 2 self-attentions, the 1 of 2 heads" in heads["heads"]

@@ -6,6 +6,7 @@ or allocated, so a 14B-parameter model answers in seconds.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -26,7 +27,7 @@ def inspect_model(
     family = family_of(unet)
     layers = lora_targets(unet, preset)
     temporal = temporal_transformers(unet)
-    paths = {
+    paths: dict[str, dict[str, Any]] = {
         "temporal": {
             "targets": list(preset.temporal_targets),
             "transformers": len(
@@ -47,6 +48,7 @@ def inspect_model(
             "parameters": lora_parameter_count(unet, layers["spatial"], rank),
             "used_at_inference": False,
         }
+    extras = _method_extras(unet, family, preset)
     if family.supports_highway:
         highway = {
             "on_by_default": preset.highway,
@@ -64,12 +66,41 @@ def inspect_model(
         "summary": preset.summary,
         "rank": rank,
         # the objective follows the scheduler, which a config alone does not name: every Wan model is flow-matching
-        "loss": family.loss_name + (" + appearance-debiased" if preset.debiased_loss else ""),
+        "loss": family.loss_name
+        + (" + appearance-debiased" if preset.debiased_loss else "")
+        + (f" + tracking (weight {preset.tracking_weight:g})" if preset.tracking_weight else ""),
         "forwards_per_step": 2 if preset.dual_path else 1,
         "paths": paths,
-        "trainable_parameters": sum(p["parameters"] for p in paths.values()),
+        "trainable_parameters": sum(p["parameters"] for p in paths.values())
+        + sum(p["parameters"] for p in extras.get("parts", {}).values()),
+        **extras,
         "appearance_highway": highway,
     }
+
+
+def _method_extras(unet, family, preset) -> dict[str, Any]:
+    """What a method trains besides LoRAs (its parts, built on the meta model and counted; offsets counted for one
+    latent frame) and the heads it is confined to (chosen at training, from the reference clips)."""
+    from .heads import cross_frame_attentions
+    from .parts import PARTS
+
+    extras: dict[str, Any] = {}
+    if preset.parts:
+        extras["parts"] = {}
+        for name in preset.parts:
+            part = PARTS[name](unet, family, frames=1)
+            count = sum(p.numel() for p in part.parameters())
+            part.remove()
+            extras["parts"][name] = {"parameters": count, "per_latent_frame": name == "frame_offsets"}
+    if preset.head_fraction is not None:
+        attentions = cross_frame_attentions(unet, family)
+        heads = unet.get_submodule(attentions[0]).heads
+        chosen = math.ceil(preset.head_fraction * heads)
+        extras["heads"] = (
+            f"chosen at training: in each of {len(attentions)} self-attentions, the {chosen} of {heads} heads with "
+            "the highest cross-frame share on your clips (recorded in motionsep.json)"
+        )
+    return extras
 
 
 def _blocks(layers: list[str]) -> int:
@@ -93,6 +124,11 @@ def format_report(report: dict[str, Any]) -> str:
             f"parameters ({use})"
         )
         lines += [f"    {layer}" for layer in path["layers"]]
+    for name, part in report.get("parts", {}).items():
+        unit = " a latent frame" if part["per_latent_frame"] else ""
+        lines.append(f"part  {name}: {part['parameters'] / 1e6:.3f} M parameters{unit} (saved beside the LoRA)")
+    if "heads" in report:
+        lines.append(f"heads  {report['heads']}")
     lines.append(f"\ntrainable parameters  {report['trainable_parameters'] / 1e6:.2f} M")
     ah = report["appearance_highway"]
     if "unavailable" in ah:
