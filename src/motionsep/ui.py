@@ -274,7 +274,7 @@ def _layout(gr, model: str) -> SimpleNamespace:
             ui.stop = gr.Button("Stop", elem_id="stop")
             ui.resume = gr.Button("Resume", elem_id="resume")
         ui.status = gr.HTML(elem_id="train-status")  # the status line and a progress bar
-        ui.loss = gr.LinePlot(x="step", y="loss", label="loss", y_title="loss", x_title="step")
+        ui.loss = gr.Plot(label="loss", elem_id="loss")
         ui.samples = gr.Gallery(label="validation samples", columns=4, height=240, object_fit="contain")
     with gr.Tab("3. generate"):
         _generate_tab(gr, ui)
@@ -370,15 +370,30 @@ def _wire(gr, ui: SimpleNamespace, runs: Path) -> None:
 
 def _follow(s: Session, steps):
     """Re-read the run's files every second until its process ends: status, loss curve, samples."""
-    import pandas as pd
-
     while True:
         running = s.process is not None and s.process.poll() is None
         status, rows, shown, _ = training_status(s, steps)
-        yield s, status, pd.DataFrame(rows or [{"step": 0, "loss": float("nan")}]), shown
+        yield s, status, loss_figure(rows, steps), shown
         if not running:
             return
         time.sleep(1.0)
+
+
+def loss_figure(rows: list[dict], steps) -> Any:
+    """The loss curve as a matplotlib figure (its axes keep their labels whole at any width)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 2.6), dpi=100, layout="constrained")
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], color="#e8590c", linewidth=1.5)
+    ax.set_xlim(0, max(int(steps), 1))
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    plt.close(fig)
+    return fig
 
 
 def launch(model: str = DEFAULT_MODEL, port: int = 7860, root: str | None = None, block: bool = True):
