@@ -15,6 +15,7 @@ import contextlib
 import csv
 import json
 import math
+import re
 import shutil
 import time
 import warnings
@@ -581,7 +582,7 @@ def learning_rate_schedule(optimizer, config: TrainConfig, first: int):
         num_training_steps=config.train.steps,
     )
     with warnings.catch_warnings():  # stepping ahead without optimizer steps is the point here
-        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()` before")
+        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
         for _ in range(first - 1):
             scheduler.step()
     return scheduler
