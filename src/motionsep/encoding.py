@@ -28,8 +28,3 @@ def encode_clips(pipe, family: Family, clips: list[Clip], device, one_frame_clip
 def encode_text(pipe, family: Family, captions: list[str], device) -> torch.Tensor:
     """Caption embeddings as the family's pipeline samples with them (`Family.encode_text`)."""
     return family.encode_text(pipe, captions, device).float()
-
-
-def check_clip_shape(pipe, family: Family, frames: int, size: tuple[int, int] | list[int]) -> None:
-    """One-line errors for clips the family's VAE and denoiser cannot take (`Family.check_clip_shape`)."""
-    family.check_clip_shape(pipe, frames, size)

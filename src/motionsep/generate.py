@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .adapters import MOTION, FusedLora, load_appearance_lora, load_motion_lora, set_lora_scale
 from .errors import MotionsepError, refuse_existing
 from .highway import AppearanceHighway, HighwaySettings
-from .models import denoiser_of, load_pipeline
+from .models import denoiser_of, load_pipeline, model_card
 from .parts import load_parts
 from .pli import PhasedLora
 from .record import METADATA_NAME, LoraRecord
@@ -80,6 +80,7 @@ class MotionPipeline:
         self.pli: PhasedLora | None = None
         self.loras: list[dict[str, Any]] = []  # what is loaded, for describe()
         self.parts: list[Any] = []  # the motion LoRAs' parts that are not LoRAs (parts.py)
+        self.card = model_card(str(getattr(pipe, "name_or_path", "") or ""))  # read once, not each video
         self._inverted: tuple[Any, torch.Tensor] | None = None  # the noise prior's inverted clip, by its key
 
     @classmethod
@@ -161,10 +162,8 @@ class MotionPipeline:
         """(frames, [height, width]) the base model samples at when asked for nothing else: what its folder's
         model_card.json declares ("clip_frames", "size": a model trained on small clips, such as the embedded
         ones), else the family's (`Family.native_sampling`)."""
-        card = Path(str(getattr(self.pipe, "name_or_path", "") or "")) / "model_card.json"
-        declared = json.loads(card.read_text(encoding="utf-8")) if card.is_file() else {}
         frames, size = self.family.native_sampling(self.pipe)
-        return int(declared.get("clip_frames", frames)), list(declared.get("size", size))
+        return int(self.card.get("clip_frames", frames)), list(self.card.get("size", size))
 
     def resolved(self, settings: SamplingSettings) -> tuple[int, int, int]:
         """(frames, height, width) a video of `settings` gets: the given ones, else the LoRA's training clips', else

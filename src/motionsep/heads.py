@@ -18,7 +18,7 @@ import torch
 
 from .errors import MotionsepError
 from .losses import Objective
-from .models import Denoiser, Family
+from .models import Denoiser, Family, frame_of_token
 
 # How many query tokens a head's share is averaged over: every token of a small model, an even sample of a large
 # one (Wan 14B at 480p has 32,760 tokens a clip; all of them would need a 32,760-square map per head).
@@ -103,10 +103,8 @@ def cross_frame_shares(
     finally:
         for recorder in recorders.values():
             recorder.remove()
-    patch = denoiser.config.patch_size
-    frames, height, width = (n // p for n, p in zip(latents.shape[2:], patch))
-    frame_of_token = torch.arange(frames, device=latents.device).repeat_interleave(height * width)
-    return {n: [round(float(s), 4) for s in r.shares(frame_of_token)] for n, r in recorders.items()}
+    frames = frame_of_token(denoiser, latents.shape, latents.device)
+    return {n: [round(float(s), 4) for s in r.shares(frames)] for n, r in recorders.items()}
 
 
 def choose_heads(shares: dict[str, list[float]], fraction: float) -> dict[str, list[int]]:

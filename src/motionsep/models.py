@@ -185,6 +185,11 @@ class Family:
         return "mse"
 
 
+def _nearest_1_plus_4k(frames: int) -> int:
+    """The frame count of the form 1 + 4k nearest to `frames`, to suggest in an error."""
+    return 4 * round((frames - 1) / 4) + 1
+
+
 @dataclass(frozen=True)
 class DiTFamily(Family):
     """A DiT with a causal video VAE (Wan): clips encoded whole and normalised per channel, 1 + 4k frames,
@@ -210,10 +215,10 @@ class DiTFamily(Family):
     def check_clip_shape(self, pipe, frames: int, size: tuple[int, int] | list[int]) -> None:
         """1 + 4k frames (AutoencoderKLWan encodes the first frame, then chunks of four, whatever its temporal
         factor), sides a multiple of its spatial factor times the DiT's patch side."""
-        if (frames - 1) % 4:
+        if self.valid_frames(frames) != frames:
             raise MotionsepError(
                 f"data.frames is {frames}, but Wan's causal VAE encodes 1 + 4k frames (17, 33, 49, 81, ...): "
-                f"set data.frames to {4 * round((frames - 1) / 4) + 1}"
+                f"set data.frames to {_nearest_1_plus_4k(frames)}"
             )
         multiple = self.size_multiple(pipe)
         if any(side % multiple for side in size):
@@ -233,10 +238,10 @@ class DiTFamily(Family):
         return 4 * ((frames - 1) // 4) + 1  # 1 + 4k
 
     def check_frames(self, frames: int) -> None:
-        if (frames - 1) % 4:
+        if self.valid_frames(frames) != frames:
             raise MotionsepError(
                 f"{frames} frames: Wan's causal VAE decodes 1 + 4k frames (17, 33, 49, 81, ...); "
-                f"pass --frames {4 * round((frames - 1) / 4) + 1}"
+                f"pass --frames {_nearest_1_plus_4k(frames)}"
             )
 
     def position_reach(self, pipe) -> int | None:
@@ -352,6 +357,29 @@ def is_dit_model(model: str) -> bool:
 
 def family_of(unet: Denoiser) -> Family:
     return family_of_denoiser_class(type(unet).__name__)
+
+
+def token_grid(denoiser: Denoiser, latent_shape) -> tuple[int, int, int]:
+    """(frames, height, width) of a DiT's tokens for latents of `latent_shape` (batch, channels, frames, h, w): the
+    latent grid divided by the patch."""
+    frames, height, width = (n // p for n, p in zip(latent_shape[2:], denoiser.config.patch_size))
+    return frames, height, width
+
+
+def frame_of_token(denoiser: Denoiser, latent_shape, device=None) -> torch.Tensor:
+    """The latent frame of each of a DiT's tokens, which are frame-major (patchified (frames, height, width)
+    flattened)."""
+    frames, height, width = token_grid(denoiser, latent_shape)
+    return torch.arange(frames, device=device).repeat_interleave(height * width)
+
+
+def model_card(model: str) -> dict[str, Any]:
+    """A local model folder's model_card.json (an embedded model's says how it was made and what it samples at:
+    clip_frames, size); {} for a folder without one, a hub id or no name."""
+    if not model:
+        return {}
+    card = Path(resolve_model(model)) / "model_card.json"
+    return json.loads(card.read_text(encoding="utf-8")) if card.is_file() else {}
 
 
 def denoiser_of(pipe) -> Denoiser:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from .checkpoint import atomic_save_file
 from .errors import MotionsepError
 from .heads import cross_frame_attentions
-from .models import Denoiser, Family
+from .models import Denoiser, Family, token_grid
 
 OFFSETS_NAME = "motion_offsets.safetensors"
 BRANCH_NAME = "temporal_branch.safetensors"
@@ -39,13 +39,13 @@ class _TokenGrid:
     """A pre-hook on the denoiser that keeps (latent frames, tokens a frame) of the current forward."""
 
     def __init__(self, denoiser: Denoiser, frames: int):
-        self.patch = denoiser.config.patch_size
+        self.denoiser = denoiser
         self.value: tuple[int, int] = (frames, 1)
         self.handle = denoiser.register_forward_pre_hook(self._read, with_kwargs=True)
 
     def _read(self, module, args, kwargs) -> None:
         sample = args[0] if args else kwargs["hidden_states"]
-        frames, height, width = (n // p for n, p in zip(sample.shape[2:], self.patch))
+        frames, height, width = token_grid(self.denoiser, sample.shape)
         self.value = (frames, height * width)
 
 

@@ -31,7 +31,16 @@ import torch
 from tqdm.auto import tqdm
 
 from .losses import DenoisingObjective, Objective, across_frames, objective_for
-from .models import Denoiser, Family, Pathway, _Bypass, denoiser_of, family_of, temporal_layers_bypassed
+from .models import (
+    Denoiser,
+    Family,
+    Pathway,
+    _Bypass,
+    denoiser_of,
+    family_of,
+    frame_of_token,
+    temporal_layers_bypassed,
+)
 
 ALL_OFF = "every temporal layer"  # the per-frame image model: the floor of every measure
 NOTHING_OFF = "nothing"
@@ -58,13 +67,12 @@ class _SameFrameAttention:
         self.mask: torch.Tensor | None = None
         self._handles = [model.register_forward_pre_hook(self._read_shape, with_kwargs=True)]
         self._handles += [a.register_forward_pre_hook(self._restrict, with_kwargs=True) for a in attentions]
-        self.patch = model.config.patch_size
+        self.model = model
 
     def _read_shape(self, module, args, kwargs):
         sample = args[0] if args else kwargs["hidden_states"]
-        frames, height, width = (n // p for n, p in zip(sample.shape[2:], self.patch))
-        frame_of_token = torch.arange(frames, device=sample.device).repeat_interleave(height * width)
-        self.mask = frame_of_token[:, None] == frame_of_token[None, :]
+        frames = frame_of_token(self.model, sample.shape, sample.device)
+        self.mask = frames[:, None] == frames[None, :]
 
     def _restrict(self, module, args, kwargs):
         if len(args) > 2:  # WanTransformerBlock calls attn1(hidden_states, None, None, rotary_emb)

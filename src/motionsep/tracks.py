@@ -64,12 +64,16 @@ def point_tracks(frames: np.ndarray, max_points: int = 200) -> np.ndarray:
     return (np.concatenate(tracks) / scale).astype(np.float32)
 
 
+def _travel(tracks: np.ndarray) -> np.ndarray:
+    """How far each track moves over the clip, in pixels: (tracks,)."""
+    return np.linalg.norm(np.diff(tracks, axis=1), axis=-1).sum(-1)
+
+
 def moving_tracks(tracks: np.ndarray) -> np.ndarray:
     """The tracks that travel at least MOVING_PX pixels over the clip."""
     if len(tracks) == 0:
         return tracks
-    travel = np.linalg.norm(np.diff(tracks, axis=1), axis=-1).sum(-1)
-    return tracks[travel >= MOVING_PX]
+    return tracks[_travel(tracks) >= MOVING_PX]
 
 
 def reference_tracks(frames: np.ndarray, max_tracks: int = 64) -> np.ndarray:
@@ -80,10 +84,11 @@ def reference_tracks(frames: np.ndarray, max_tracks: int = 64) -> np.ndarray:
     if len(tracks) == 0:
         height, width = frames.shape[1:3]
         return np.array([[[width / 2, height / 2]] * len(frames)], np.float32)  # no texture: the centre stays
-    travel = np.linalg.norm(np.diff(tracks, axis=1), axis=-1).sum(axis=1)
-    keep = moving_tracks(tracks) if (travel >= MOVING_PX).any() else tracks
-    order = np.argsort(-np.linalg.norm(np.diff(keep, axis=1), axis=-1).sum(axis=1))
-    return keep[order[:max_tracks]]
+    travel = _travel(tracks)
+    order = np.argsort(-travel, kind="stable")
+    if (travel >= MOVING_PX).any():
+        order = order[travel[order] >= MOVING_PX]
+    return tracks[order[:max_tracks]]
 
 
 def latent_tracks(tracks: np.ndarray, size: tuple[int, int], latent_frames: int, per_latent: int, count: int):

@@ -53,13 +53,21 @@ from .checkpoint import (
 )
 from .config import LoraSettings, TrainConfig
 from .data import augmented, load_clips
-from .encoding import check_clip_shape, encode_clips, encode_text
+from .encoding import encode_clips, encode_text
 from .errors import MotionsepError, refuse_nonempty
 from .heads import choose_heads, confine_to_heads, cross_frame_shares
 from .highway import AppearanceHighway
 from .losses import Objective, debiased_loss, objective_for
 from .methods import TARGET_LAYERS, Method, lora_targets, resolve_method
-from .models import Denoiser, Family, denoiser_of, load_pipeline, temporal_layers_bypassed, transformer_blocks
+from .models import (
+    Denoiser,
+    Family,
+    denoiser_of,
+    load_pipeline,
+    temporal_layers_bypassed,
+    token_grid,
+    transformer_blocks,
+)
 from .parts import PARTS, Part, save_parts
 from .record import LoraRecord
 from .tracks import latent_tracks, reference_tracks, tracking_loss
@@ -150,7 +158,7 @@ def prepare(
             f"appearance_highway.enabled is true, but the Appearance Highway reroutes U-Net skip connections and "
             f"the {family.name} family (a DiT) has none: remove it or set it to false"
         )
-    check_clip_shape(pipe, family, config.data.frames, config.data.size)
+    family.check_clip_shape(pipe, config.data.frames, config.data.size)
     clips = load_clips(config.data)
     clips += augmented(clips, config.data.augment_copies, config.data.jitter, config.train.seed)
     latents = encode_clips(pipe, family, clips, device)
@@ -271,7 +279,7 @@ def middle_block_features(denoiser: Denoiser, latent_shape):
     h, w) on the token grid: the features DeT's tracking loss reads."""
     blocks = transformer_blocks(denoiser, "")
     block = denoiser.get_submodule(blocks[len(blocks) // 2])
-    grid = [n // p for n, p in zip(latent_shape[2:], denoiser.config.patch_size)]
+    grid = token_grid(denoiser, latent_shape)
     kept: dict[str, torch.Tensor] = {}
 
     def keep(module, args, out):

@@ -338,10 +338,9 @@ def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: boo
 
 def _model_card(model: str) -> dict | None:
     """How the base model was made and how good it is (the shapes-world model card), if it has one."""
-    from ..models import resolve_model
+    from ..models import model_card
 
-    card = Path(resolve_model(model)) / "model_card.json"
-    return json.loads(card.read_text()) if card.is_file() else None
+    return model_card(model) or None
 
 
 def pool(per_motion: dict[str, dict[str, dict]], settings: LeakageSettings) -> dict[str, dict]:

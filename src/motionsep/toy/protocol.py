@@ -4,9 +4,7 @@ quality check and the probe all read it from here."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
-from pathlib import Path
 
 from ..errors import MotionsepError
 from ..generate import SamplingSettings
@@ -21,15 +19,15 @@ WAN_WORLD_FRAMES = 9
 def world_frames(model: str) -> int:
     """Frames of the world's clips for `model`: what its model card says it was trained on ("clip_frames"), else
     8, or 9 for a model whose VAE encodes 1 + 4k frames."""
-    from ..models import family_of_model, resolve_model
+    from ..models import family_of_model, model_card
 
     try:
         family = family_of_model(model)
     except MotionsepError:
         return FRAMES  # not a model motionsep reads here: the loader will say why, where it matters
-    card = Path(resolve_model(model)) / "model_card.json"
-    if card.is_file() and "clip_frames" in (recorded := json.loads(card.read_text())):
-        return int(recorded["clip_frames"])
+    recorded = model_card(model).get("clip_frames")
+    if recorded is not None:
+        return int(recorded)
     return WAN_WORLD_FRAMES if family.video_vae else FRAMES
 
 
