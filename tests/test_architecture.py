@@ -11,7 +11,7 @@ PACKAGE = Path(motionsep.__file__).parent
 FLOORS = {
     0: ("word_tokenizer", "testing"),
     1: ("errors", "checkpoint", "video", "config", "data", "stats", "tracks", "__init__"),
-    2: ("models",),
+    2: ("families", "models"),
     3: ("methods", "adapters", "highway", "pli", "losses", "record", "encoding", "heads", "parts"),
     4: ("train", "generate", "validation", "export", "noise_prior", "inspection", "probe"),
     5: ("evaluation", "motion_fidelity", "toy", "bench", "demo"),

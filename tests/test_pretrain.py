@@ -207,7 +207,7 @@ def test_temporal_conv_residuals_measure_what_each_convolution_adds():
 
 
 def test_wan_pretraining_conditions_on_the_prompt_embeddings_wan_pipeline_samples_with():
-    from motionsep.models import WAN
+    from motionsep.families import WAN
     from motionsep.toy.pretrain_wan import _pipeline, build_wan_models, text_embeddings
 
     models = build_wan_models(0)

@@ -17,10 +17,10 @@ from motionsep.adapters import MOTION, SPATIAL, lora_layers
 from motionsep.cli import main
 from motionsep.config import config_from_dict
 from motionsep.errors import MotionsepError
+from motionsep.families import WAN
 from motionsep.generate import MotionPipeline, SamplingSettings
 from motionsep.losses import FlowMatchingObjective, objective_for
 from motionsep.methods import METHODS, lora_targets
-from motionsep.models import WAN
 from motionsep.probe import pathways_off
 from motionsep.testing import WAN_FRAMES, WAN_SIZE, tiny_wan_pipeline
 from motionsep.train import prepare, sample_batch, step_losses, train

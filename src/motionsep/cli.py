@@ -762,7 +762,7 @@ def _inspect_parser(sub) -> None:
         "--model",
         required=True,
         help=MODEL_HELP + ", a UNet or transformer folder, its config.json, or a shipped config: zeroscope-config, "
-        "wan-1.3b-config, wan-14b-config",
+        "wan-1.3b-config, wan-14b-config, cogvideox-2b-config, cogvideox-5b-config",
     )
     p.add_argument(
         "--method", default="tap", help="tap, tap-official, motiondirector, temporal-lora or full-lora (default tap)"

@@ -249,7 +249,7 @@ class MotionPipeline:
                 generator=generators,
                 latents=latents,
                 output_type="np",
-                **self.family.sampling_arguments(),
+                **self.family.sampling_arguments(self.pipe),
             )
         frames = np.asarray(result.frames)
         return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)

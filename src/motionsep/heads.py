@@ -32,8 +32,9 @@ def cross_frame_attentions(denoiser: Denoiser, family: Family) -> list[str]:
     patterns = [p.pattern for p in family.pathways if p.action == "same_frame"]
     if not patterns:
         raise MotionsepError(
-            f"choosing temporal heads needs attention over every frame's tokens, which the {family.name} family "
-            "has not (its temporal attention already sees only the frames): use the method without heads"
+            f"choosing temporal heads needs a pathway of attention over every frame's tokens, which the "
+            f"{family.name} family does not declare (a U-Net's temporal attention sees only the frames already): "
+            "use the method without heads"
         )
     return [n for n, _ in denoiser.named_modules() if any(re.fullmatch(p, n) for p in patterns)]
 
@@ -99,7 +100,7 @@ def cross_frame_shares(
     noise = torch.randn(latents.shape, generator=g).to(latents)
     t = objective.middle_timesteps(latents.shape[0]).to(latents.device)
     try:
-        denoiser(objective.noisy(latents, noise, t), t, encoder_hidden_states=text)
+        family.predict(denoiser, objective.noisy(latents, noise, t), t, text)
     finally:
         for recorder in recorders.values():
             recorder.remove()

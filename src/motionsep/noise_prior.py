@@ -40,13 +40,12 @@ def invert_latents(pipe, family: Family, latents: torch.Tensor, steps: int, prog
     """Clean latents (1, C, F, h, w) carried to the noise end by `steps` inverse steps, prompt "" (unconditional)."""
     denoiser = denoiser_of(pipe)
     text = encode_text(pipe, family, [""], latents.device).to(denoiser.dtype)
-    text = family.unet_text(text, latents.shape[2])
     scheduler = inverse_scheduler(pipe.scheduler)
     scheduler.set_timesteps(steps)
     x = latents.to(denoiser.dtype)
     for t in tqdm(scheduler.timesteps, desc="noise prior: inversion", disable=not progress):
         timestep = t.reshape(1).to(latents.device)
-        prediction = denoiser(x, timestep, encoder_hidden_states=text).sample
+        prediction = family.predict(denoiser, x, timestep, text)
         x = scheduler.step(prediction, t, x).prev_sample
     return x
 

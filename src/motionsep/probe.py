@@ -30,11 +30,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .errors import MotionsepError
+from .families import Pathway
 from .losses import DenoisingObjective, Objective, across_frames, objective_for
 from .models import (
     Denoiser,
     Family,
-    Pathway,
     _Bypass,
     denoiser_of,
     family_of,
@@ -153,12 +154,11 @@ def cross_frame_errors(
     """Per timestep, the mean squared error of the across-frame part of the prediction (fixed noise)."""
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(batch.latents.shape, generator=g)
-    text = family.unet_text(batch.text, batch.latents.shape[2])
     errors = []
     for step in timesteps:
         t = torch.full((batch.latents.shape[0],), step, dtype=torch.long)
         noisy = objective.noisy(batch.latents, noise, t)
-        pred = unet(noisy, t, encoder_hidden_states=text).sample
+        pred = family.predict(unet, noisy, t, batch.text)
         target = objective.target(batch.latents, noise, t)
         errors.append(torch.mean((across_frames(pred) - across_frames(target)) ** 2).item())
     return errors
@@ -239,7 +239,16 @@ GENERIC_PROMPTS = (
 RANDOM_WEIGHTS_NOTE = "random weights: the architecture runs, the numbers carry no meaning"
 
 
+def check_probe_pathways(family: Family) -> None:
+    if not family.pathways:
+        raise MotionsepError(
+            f"the {family.name} family declares no temporal pathway to switch off yet, so the probe has nothing to "
+            "measure on it: probe a ModelScope, AnimateDiff or Wan model"
+        )
+
+
 def probe_pipeline(pipe, family: Family, batch: ProbeBatch, settings: ProbeSettings, source: str) -> dict[str, Any]:
+    check_probe_pathways(family)
     result = model_measure(pipe, family, batch, settings)
     return {
         "family": family.name,
@@ -300,8 +309,9 @@ def probe_unet_config(
     One clip at one timestep: the architecture must run, and its numbers mean nothing anyway."""
     from types import SimpleNamespace
 
-    from .models import build_unet_from_config
+    from .models import build_unet_from_config, family_of_denoiser_class
 
+    check_probe_pathways(family_of_denoiser_class(config.get("_class_name", "")))  # before building a large model
     settings = ProbeSettings(timesteps=(500,), clips=1, progress=progress)
     torch.manual_seed(settings.seed)
     unet: Any = build_unet_from_config(config, device="cpu").eval()

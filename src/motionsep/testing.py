@@ -16,6 +16,7 @@ __all__ = [
     "build_tokenizer",
     "save_tiny_pipeline",
     "tiny_animatediff_pipeline",
+    "tiny_cogvideox_pipeline",
     "tiny_modelscope_pipeline",
     "tiny_wan_pipeline",
 ]
@@ -180,10 +181,76 @@ def tiny_wan_pipeline(seed: int = 0):
     )
 
 
+# CogVideoX: the same 32x32 frames and 9 frames (3 latent frames); patch 2 gives 2x2 tokens a frame, and the text
+# is 16 tokens long (the published models: 226).
+COGVIDEOX_TEXT_TOKENS = 16
+
+
+def tiny_cogvideox_pipeline(seed: int = 0, rotary: bool = True):
+    """A CogVideoXPipeline of diffusers' own tiny test shapes: 2 blocks of 2 heads of 16, a tiny
+    AutoencoderKLCogVideoX (8x in space, 4x in time), a tiny T5 encoder over the in-memory word tokenizer, and
+    CogVideoX-5B's v-prediction DDIM schedule; `rotary`: 3D RoPE as 5B (else sinusoidal positions as 2B)."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(seed)
+    vae = AutoencoderKLCogVideoX(
+        down_block_types=("CogVideoXDownBlock3D",) * 4,
+        up_block_types=("CogVideoXUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=2,
+        temporal_compression_ratio=4,
+    )
+    text_encoder = T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer),
+            d_model=TEXT_DIM,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    ).eval()
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=4,
+        out_channels=4,
+        time_embed_dim=4,
+        text_embed_dim=TEXT_DIM,
+        num_layers=2,
+        sample_width=WAN_SIZE // 8,
+        sample_height=WAN_SIZE // 8,
+        sample_frames=WAN_FRAMES,
+        patch_size=2,
+        max_text_seq_length=COGVIDEOX_TEXT_TOKENS,
+        use_rotary_positional_embeddings=rotary,
+    )
+    return CogVideoXPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=CogVideoXDDIMScheduler(
+            beta_schedule="scaled_linear",
+            clip_sample=False,
+            prediction_type="v_prediction",
+            rescale_betas_zero_snr=True,
+            timestep_spacing="trailing",
+        ),
+    )
+
+
 TINY_PIPELINES = {
     "modelscope": tiny_modelscope_pipeline,
     "animatediff": tiny_animatediff_pipeline,
     "wan": tiny_wan_pipeline,
+    "cogvideox": tiny_cogvideox_pipeline,
 }
 
 

@@ -163,7 +163,7 @@ def prepare(
     clips += augmented(clips, config.data.augment_copies, config.data.jitter, config.train.seed)
     latents = encode_clips(pipe, family, clips, device)
     frame_latents = latents
-    if method.dual_path and family.video_vae:
+    if method.dual_path and not family.encodes_frames_alone():
         frame_latents = encode_clips(pipe, family, clips, device, one_frame_clips=True)
     text = encode_text(pipe, family, [c.caption for c in clips], device)
     if torch.device(device).type != "cpu":  # cached: the VAE and text encoder are not needed on the device again
@@ -204,8 +204,7 @@ def attach_method_parts(state: TrainingState, clips: list) -> None:
     the reference clips' tracks for its tracking loss."""
     method, unet, frames = state.method, state.denoiser, state.latents.shape[2]
     if method.head_fraction is not None:
-        text = state.family.unet_text(state.text, frames)
-        shares = cross_frame_shares(unet, state.family, state.objective, state.latents, text)
+        shares = cross_frame_shares(unet, state.family, state.objective, state.latents, state.text)
         state.heads = choose_heads(shares, method.head_fraction)
         layers = tuple(layer for t in method.temporal_targets if t in ("q", "k", "v") for layer in TARGET_LAYERS[t])
         confine_to_heads(unet, state.heads, MOTION, layers)
@@ -247,10 +246,7 @@ def step_losses(
         one = slice(frame, frame + 1)
         # the motion LoRA is off too: on a DiT it sits on the same layers as the spatial one
         with temporal_layers_bypassed(unet), lora_disabled(unet, MOTION):
-            one_frame = state.family.unet_text(text, 1)
-            pred = unet(
-                objective.noisy(frames[:, :, one], frame_noise[:, :, one], t), t, encoder_hidden_states=one_frame
-            ).sample
+            pred = state.family.predict(unet, objective.noisy(frames[:, :, one], frame_noise[:, :, one], t), t, text)
             losses["spatial"] = objective.loss(pred, objective.target(frames[:, :, one], frame_noise[:, :, one], t), t)
             if backward is not None:
                 backward(losses["spatial"], inputs=state.params[SPATIAL])
@@ -261,7 +257,7 @@ def step_losses(
         middle_block_features(unet, latents.shape) if state.tracks is not None else contextlib.nullcontext({})
     )
     with spatial_off, tracked as features:
-        pred = unet(noisy, t, encoder_hidden_states=state.family.unet_text(text, num_frames)).sample
+        pred = state.family.predict(unet, noisy, t, text)
         temporal = objective.loss(pred, target, t)
         if state.method.debiased_loss and num_frames > 1:
             temporal = temporal + debiased_loss(pred, target, anchor)

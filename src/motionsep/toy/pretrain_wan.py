@@ -38,8 +38,9 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_write_text
 from ..errors import MotionsepError
+from ..families import WAN
 from ..losses import FlowMatchingObjective
-from ..models import WAN, dtype_argument, resolve_model, weights_fingerprint
+from ..models import dtype_argument, resolve_model, weights_fingerprint
 from ..word_tokenizer import build_tokenizer
 from .pretrain import (
     NARROW_LOOK,

@@ -28,7 +28,7 @@ def world_frames(model: str) -> int:
     recorded = model_card(model).get("clip_frames")
     if recorded is not None:
         return int(recorded)
-    return WAN_WORLD_FRAMES if family.video_vae else FRAMES
+    return FRAMES if family.encodes_frames_alone() else WAN_WORLD_FRAMES
 
 
 def world_sampling(model: str) -> SamplingSettings:

@@ -1,0 +1,226 @@
+"""What motionsep asks of a base-model family, and the answers most families share.
+
+A family is one object: the pipeline and denoiser classes it reads, where temporal LoRA goes, and behaviour
+(encode clips and text, call the denoiser, valid frames and sizes, sampling, the training timesteps, export
+layouts). `Family` answers as the U-Nets do (ModelScope, AnimateDiff); `DiTFamily` as a DiT with a causal video
+VAE does (Wan); a family that differs overrides what differs, in its own file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..errors import MotionsepError
+
+
+@dataclass(frozen=True)
+class Pathway:
+    """One temporal pathway of a family, for `motionsep probe`: the denoiser's modules whose names fully match
+    `pattern`, switched off by `action` ("zero": the module's output becomes zeros, which removes a residual
+    branch such as an attention; "identity": the module returns its input; "same_frame": a DiT's self-attention
+    restricted to each token's own frame)."""
+
+    name: str
+    pattern: str
+    action: str
+    summary: str
+    adapted_by_tap: bool = False  # the pathway TAP's LoRA reshapes: TAP has a lever where motion needs it
+
+
+@dataclass(frozen=True)
+class Family:
+    """Everything motionsep needs to know about a base-model family, in one place."""
+
+    name: str
+    denoiser_class: str  # the class of the pipeline's denoiser (a UNet or a DiT)
+    pipeline_class: str
+    temporal_transformer_class: str  # the class of its temporal transformers (where temporal LoRA goes)
+    pathways: tuple[Pathway, ...]  # its temporal pathways, each of which the probe switches off
+    # the U-Net's down blocks with spatial attention, whose layer skips the Appearance Highway reroutes, and the
+    # attribute of such a block holding its temporal layers; "": no U-Net skips (a DiT), so no highway
+    attention_down_block: str = ""
+    temporal_in_block: str = ""
+    text_per_frame: bool = False  # the denoiser wants encoder_hidden_states repeated per frame (AnimateDiff)
+    # a temporal layer between conv_in and the first skip (ModelScope's transformer_in), which the
+    # highway's first_skip_from_conv_in option bypasses; None: the first skip is conv_in's output already
+    first_temporal_layer: str | None = None
+    denoiser: str = "unet"  # the pipeline attribute holding it, which is also its LoRA keys' prefix
+    spatial_transformer_class: str = "Transformer2DModel"  # where spatial (appearance) LoRA goes
+    blocks_attribute: str = "transformer_blocks"  # a transformer's list of blocks
+    # the attentions of a temporal transformer's block that temporal LoRA targets: both are temporal
+    # self-attentions in the U-Net families; in a DiT only attn1 (attn2 reads the text)
+    temporal_attentions: tuple[str, ...] = ("attn1", "attn2")
+    feed_forward: str = "ff"  # a block's feed-forward attribute
+    # classes of the layers that make up every temporal path, which MotionDirector's spatial path bypasses as
+    # identities (a U-Net's temporal transformers and convolutions); a DiT has none: every attention mixes frames
+    temporal_layer_classes: tuple[str, ...] = ()
+
+    @property
+    def supports_highway(self) -> bool:
+        """The Appearance Highway reroutes U-Net skip connections: a family without them cannot have it."""
+        return bool(self.attention_down_block)
+
+    def denoiser_of(self, pipe) -> Any:
+        return getattr(pipe, self.denoiser)
+
+    # --- behaviour: what the rest asks of a family. The U-Nets' here; a family that differs overrides it. ---
+
+    def predict(self, denoiser, latents: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """The denoiser's prediction for latents (batch, channels, frames, h, w), in the same layout: the one call
+        training, the probe, the heads, the noise prior and the cost bench make."""
+        frames = latents.shape[2]
+        text = text.repeat_interleave(frames, dim=0) if self.text_per_frame else text
+        return denoiser(latents, timesteps, encoder_hidden_states=text).sample
+
+    def encode_video(self, vae, frames: torch.Tensor, one_frame_clips: bool = False) -> torch.Tensor:
+        """Latents of one clip, frames (F, 3, H, W) in [-1, 1] -> (C, latent frames, h, w): SD's VAE encodes each
+        frame alone, scaled by `scaling_factor` (`one_frame_clips` changes nothing: every frame is one already)."""
+        return (vae.encode(frames).latent_dist.mode() * vae.config.scaling_factor).permute(1, 0, 2, 3)
+
+    def encodes_frames_alone(self) -> bool:
+        """Whether a clip's latents are its frames' latents (a frame-by-frame VAE): then MotionDirector's
+        single-frame path reuses them instead of encoding each frame as a clip of its own."""
+        return True
+
+    def encode_text(self, pipe, captions: list[str], device) -> torch.Tensor:
+        """Prompt embeddings as the pipeline samples with them."""
+        embeds, _ = pipe.encode_prompt(captions, device, 1, False)
+        return embeds
+
+    def check_clip_shape(self, pipe, frames: int, size: tuple[int, int] | list[int]) -> None:
+        """One-line errors for training clips the VAE and denoiser cannot take (a frame-by-frame VAE takes any)."""
+
+    def native_sampling(self, pipe) -> tuple[int, list[int]]:
+        """(frames, [height, width]) the model samples at when asked for nothing else."""
+        side = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        return 16, [side, side]
+
+    def size_multiple(self, pipe) -> int:
+        """What height and width must be multiples of: the VAE's spatial factor."""
+        return int(pipe.vae_scale_factor)
+
+    def valid_frames(self, frames: int) -> int:
+        """The largest frame count up to `frames` the VAE decodes (a frame-by-frame VAE: any)."""
+        return frames
+
+    def check_frames(self, frames: int) -> None:
+        """A one-line error for a frame count the VAE cannot decode (a frame-by-frame VAE decodes any)."""
+
+    def position_reach(self, pipe) -> int | None:
+        """The largest side in pixels the denoiser can place (None: no limit)."""
+        return None
+
+    def sampling_arguments(self, pipe) -> dict[str, Any]:
+        """Arguments the pipeline's __call__ needs beyond the common ones."""
+        return {}
+
+    def timestep_range(self, pipe) -> tuple[int, int] | None:
+        """The training timesteps the denoiser serves, when it serves only some (None: all)."""
+        return None
+
+    def training_scheduler(self) -> Any:
+        """A scheduler of the family's training objective, for a denoiser built from a config alone (the probe
+        and the cost bench on an architecture): DDPM's."""
+        from diffusers import DDPMScheduler
+
+        return DDPMScheduler()
+
+    def text_width(self, denoiser) -> int:
+        """The width of the text embeddings the denoiser reads."""
+        return int(denoiser.config.cross_attention_dim)
+
+    def all_temporal_off(self) -> list[str] | None:
+        """The pathways that make up every temporal path (the probe's floor, MotionDirector's spatial path);
+        None: every temporal layer is bypassed as an identity instead (a U-Net has temporal layers of its own)."""
+        return None
+
+    def to_comfyui(self, weights: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+        """A diffusers-format motion LoRA (peft keys, `alpha`) in the key layout ComfyUI's loader of this family
+        reads (`motionsep export --format comfyui`)."""
+        raise MotionsepError(
+            f"ComfyUI has no loader for {self.name} models; --format comfyui exports AnimateDiff and Wan LoRAs"
+        )
+
+    def from_comfyui(self, comfy: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+        """The inverse of `to_comfyui`: ComfyUI's layout back to diffusers' peft keys."""
+        raise MotionsepError(f"ComfyUI has no loader for {self.name} models")
+
+    @property
+    def loss_name(self) -> str:
+        return "mse"
+
+
+def nearest_1_plus_4k(frames: int) -> int:
+    """The frame count of the form 1 + 4k nearest to `frames`, to suggest in an error."""
+    return 4 * round((frames - 1) / 4) + 1
+
+
+@dataclass(frozen=True)
+class DiTFamily(Family):
+    """A DiT with a causal video VAE: clips encoded whole, 1 + 4k frames, sides a multiple of the VAE's factor
+    times the patch, prompts padded to the length the pipeline samples with (`text_tokens`)."""
+
+    denoiser: str = "transformer"
+    blocks_attribute: str = "blocks"
+    temporal_attentions: tuple[str, ...] = ("attn1",)
+    text_per_frame: bool = False
+    native_size: tuple[int, int] = (480, 832)  # (height, width) to sample at
+    # the length the pipeline pads prompts to when it samples; training encodes captions to the same length, so a
+    # LoRA learns with the text conditioning it is sampled with
+    text_tokens: int = 512
+
+    def encodes_frames_alone(self) -> bool:
+        return False  # a causal VAE's first latent frame is one frame, the others four: a frame needs a clip
+
+    def text_length(self, pipe) -> int:
+        return self.text_tokens
+
+    def encode_text(self, pipe, captions: list[str], device) -> torch.Tensor:
+        embeds, _ = pipe.encode_prompt(
+            captions, do_classifier_free_guidance=False, max_sequence_length=self.text_length(pipe), device=device
+        )
+        return embeds
+
+    def patch_side(self, denoiser) -> int:
+        return int(denoiser.config.patch_size[1])
+
+    def check_clip_shape(self, pipe, frames: int, size: tuple[int, int] | list[int]) -> None:
+        """1 + 4k frames (the causal VAE encodes the first frame, then chunks of four), sides a multiple of its
+        spatial factor times the DiT's patch side."""
+        if self.valid_frames(frames) != frames:
+            raise MotionsepError(
+                f"data.frames is {frames}, but {self.name}'s causal VAE encodes 1 + 4k frames (17, 33, 49, 81, ...): "
+                f"set data.frames to {nearest_1_plus_4k(frames)}"
+            )
+        multiple = self.size_multiple(pipe)
+        if any(side % multiple for side in size):
+            raise MotionsepError(
+                f"data.size is {list(size)}: this model needs both sides divisible by {multiple} (its VAE's "
+                f"spatial factor {pipe.vae_scale_factor_spatial} times its patch side), e.g. "
+                f"{[max(multiple, multiple * round(v / multiple)) for v in size]}"
+            )
+
+    def native_sampling(self, pipe) -> tuple[int, list[int]]:
+        return 17, list(self.native_size)  # 1 + 4k frames for the causal VAE
+
+    def size_multiple(self, pipe) -> int:
+        return int(pipe.vae_scale_factor_spatial * self.patch_side(self.denoiser_of(pipe)))
+
+    def valid_frames(self, frames: int) -> int:
+        return 4 * ((frames - 1) // 4) + 1  # 1 + 4k
+
+    def check_frames(self, frames: int) -> None:
+        if self.valid_frames(frames) != frames:
+            raise MotionsepError(
+                f"{frames} frames: {self.name}'s causal VAE decodes 1 + 4k frames (17, 33, 49, 81, ...); "
+                f"pass --frames {nearest_1_plus_4k(frames)}"
+            )
+
+    def sampling_arguments(self, pipe) -> dict[str, Any]:
+        return {"max_sequence_length": self.text_length(pipe)}
+
+    def all_temporal_off(self) -> list[str] | None:
+        return [p.name for p in self.pathways]  # no layer is temporal alone: every cross-frame path at once
