@@ -6,30 +6,14 @@ import json
 
 import pytest
 import torch
-from diffusers import AnimateDiffPipeline, UNet3DConditionModel
-from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+from peft import LoraConfig, inject_adapter_in_model
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from conftest import run_unet
-from motionsep.adapters import MOTION, add_lora, load_motion_lora, lora_layers, make_lora_config, save_lora_folder
+from motionsep.adapters import MOTION, load_motion_lora, lora_layers, save_lora_folder
 from motionsep.errors import MotionsepError
-from motionsep.methods import lora_targets, resolve_method
 from motionsep.models import load_pipeline
 from motionsep.train import lora_record, prepare, train
-
-
-@pytest.mark.parametrize("family", ["modelscope", "animatediff"])
-def test_zero_initialised_lora_changes_nothing(pipeline_dirs, family):
-    pipe, _ = load_pipeline(pipeline_dirs[family])
-    before = run_unet(pipe.unet, family)
-    names = lora_targets(pipe.unet, resolve_method("motiondirector"))
-    add_lora(pipe.unet, make_lora_config(names["temporal"], 4, None, 0.0), MOTION)
-    add_lora(pipe.unet, make_lora_config(names["spatial"], 4, None, 0.0), "spatial")
-    # to float rounding: with diffusers 0.42 / torch 2.13 on the CPU, a module no LoRA touches (the mid block's
-    # proj_in) rounds its last bit differently between two calls on equal inputs; a LoRA that moved anything
-    # would move the output by orders of magnitude more
-    torch.testing.assert_close(run_unet(pipe.unet, family), before, rtol=0, atol=1e-5)
 
 
 def trained_lora(make_config, family, tmp_path):
@@ -61,38 +45,6 @@ def test_lora_file_format(make_config, tmp_path):
     inject_adapter_in_model(LoraConfig(**meta["lora_config"]), fresh.unet)
     adapted = {n for n, m in fresh.unet.named_modules() if hasattr(m, "base_layer")}
     assert adapted == {k.removeprefix("unet.").rsplit(".lora_", 1)[0] for k in keys}
-
-
-def base_and_motionsep_outputs(pipeline_dirs, family, folder):
-    """UNet output without the LoRA and with it loaded by motionsep."""
-    pipe, _ = load_pipeline(pipeline_dirs[family])
-    base = run_unet(pipe.unet, family)
-    load_motion_lora(pipe.unet, folder)
-    return base, run_unet(pipe.unet, family)
-
-
-def test_animatediff_lora_loads_with_plain_diffusers(pipeline_dirs, make_config, tmp_path):
-    folder = trained_lora(make_config, "animatediff", tmp_path)
-    base, ours = base_and_motionsep_outputs(pipeline_dirs, "animatediff", folder)
-    plain = AnimateDiffPipeline.from_pretrained(pipeline_dirs["animatediff"])
-    plain.load_lora_weights(str(folder))
-    theirs = run_unet(plain.unet, "animatediff")
-    assert not torch.allclose(ours, base, atol=1e-4), "the LoRA had no effect: the test would prove nothing"
-    torch.testing.assert_close(theirs, ours, rtol=1e-5, atol=1e-6)
-
-
-def test_modelscope_lora_loads_with_peft_on_plain_unet(pipeline_dirs, make_config, tmp_path):
-    folder = trained_lora(make_config, "modelscope", tmp_path)
-    base, ours = base_and_motionsep_outputs(pipeline_dirs, "modelscope", folder)
-    # the README's recipe, with nothing from motionsep
-    unet = UNet3DConditionModel.from_pretrained(pipeline_dirs["modelscope"], subfolder="unet")
-    config = LoraConfig(**json.loads((folder / "motionsep.json").read_text())["lora_config"])
-    inject_adapter_in_model(config, unet)
-    state = load_file(folder / "pytorch_lora_weights.safetensors")
-    set_peft_model_state_dict(unet, {k.removeprefix("unet."): v for k, v in state.items()})
-    theirs = run_unet(unet, "modelscope")
-    assert not torch.allclose(ours, base, atol=1e-4)
-    torch.testing.assert_close(theirs, ours, rtol=1e-5, atol=1e-6)
 
 
 def test_bad_lora_folders(pipeline_dirs, make_config, tmp_path):
