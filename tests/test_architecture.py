@@ -85,3 +85,18 @@ def test_no_import_circle():
         if not state.get(module):
             visit(module, [module])
     assert not circles, "\n".join(circles)
+
+
+LAB = ("toy", "bench", "demo")  # the shapes world, its pretraining, the benches and the demo
+
+
+def test_the_library_imports_nothing_from_its_lab():
+    """The core (families, methods, trainer, generate, export, evaluation) works without the lab; the lab uses the
+    core. Only the command line and the UI, which offer both, sit above them."""
+    reaching = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        importer = _module_name(path)
+        if importer.split(".")[0] in (*LAB, "cli", "ui", "__main__"):
+            continue
+        reaching += [f"{importer} imports {i}" for i in _imports(path) if i.split(".")[0] in LAB]
+    assert not reaching, "\n".join(reaching)

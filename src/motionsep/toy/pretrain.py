@@ -14,6 +14,7 @@ import json
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -347,49 +348,91 @@ def denoising_step_loss(config, unet, noise_scheduler, vae, text_of, x: torch.Te
     )
 
 
-def checkpoint_stage(
-    out: Path,
-    state: dict,
-    stage: str,
-    step: int,
-    losses: list[float],
-    every: int,
-    started: float,
-    modules: dict,
-    optimizer,
-    ema=None,
-    ema_modules: dict | None = None,
-) -> None:
-    """Log the mean loss since the last checkpoint and save the denoiser stage, the EMA copies as 'ema_<name>'."""
-    state.update(unet_step=step, seconds=time.time() - started)
-    _log(out, {"stage": stage, "step": step, "loss": float(np.mean(losses[-every:])), "seconds": state["seconds"]})
-    modules = dict(modules)
-    if ema is not None and ema_modules:
-        ema.copy_to([p for m in ema_modules.values() for p in m.parameters()])
-        modules.update({f"ema_{name}": m for name, m in ema_modules.items()})
-    _save_stage(out, "unet_stage", modules, optimizer, state)
+def warmup(step: int, warmup_from: int) -> float:
+    """The rate's factor in the 200 steps after `warmup_from`: the start, or a resume without optimizer moments
+    (AdamW restarting from empty moments warms up again)."""
+    return min(1.0, (step - warmup_from) / 200)
 
 
-def _start_ema(config: PretrainConfig, unet, text_encoder, out: Path, state: dict):
-    """EMA weights as (EMAModel, its own copies of unet and text encoder), resumed from the stage if there."""
-    from diffusers import UNet3DConditionModel
+@dataclass
+class DenoiserPart:
+    """One family's part in the one pretraining loop (`train_denoiser`): what trains, its loss and its rates.
+
+    `modules` are trained, saved, resumed and averaged (EMA) by name under the run's `unet_stage` folder; `groups`
+    are AdamW's parameter groups; `loss(step)` draws the step's batch and returns its loss; `rates(step,
+    warmup_from)` gives each group's learning rate; `before_step(step)` may change what trains and returns extra
+    progress-bar fields; `stage(step)` names the log's stage.
+    """
+
+    label: str
+    modules: dict[str, torch.nn.Module]
+    groups: list[dict]
+    loss: Callable[[int], torch.Tensor]
+    rates: Callable[[int, int], list[float]]
+    stage: Callable[[int], str]
+    before_step: Callable[[int], dict] = lambda step: {}
+
+
+def train_denoiser(config, part: DenoiserPart, out: Path, state: dict) -> None:
+    """The one denoiser-pretraining loop of every embedded model, resumable from its last checkpoint: the loss,
+    gradients clipped to norm 1, the family's rates, AdamW, the moving average, a checkpoint every
+    `config.checkpoint_every` steps."""
+    params = [p for m in part.modules.values() for p in m.parameters()]
+    optimizer = torch.optim.AdamW(part.groups, weight_decay=1e-2)
+    warmup_from = _resume_denoiser(part.modules, optimizer, out / "unet_stage", state)
+    ema, copies = _start_ema(config, part.modules, out, state) if config.ema_decay else (None, {})
+    for module in part.modules.values():
+        module.train()
+    started = time.time() - state["seconds"]
+    first = state["unet_step"] + 1
+    bar = tqdm(range(first, config.unet_steps + 1), desc=part.label, initial=first - 1, total=config.unet_steps)
+    losses: list[float] = []
+    for step in bar:
+        extra = part.before_step(step)
+        loss = part.loss(step)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], 1.0)
+        for group, rate in zip(optimizer.param_groups, part.rates(step, warmup_from), strict=True):
+            group["lr"] = rate
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.step(params)
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", **extra)
+        if step % config.checkpoint_every == 0 or step == config.unet_steps:
+            state.update(unet_step=step, seconds=time.time() - started)
+            loss_since = float(np.mean(losses[-config.checkpoint_every :]))
+            _log(out, {"stage": part.stage(step), "step": step, "loss": loss_since, "seconds": state["seconds"]})
+            if ema is not None:
+                ema.copy_to([p for m in copies.values() for p in m.parameters()])
+            saved = {**part.modules, **{f"ema_{name}": m for name, m in copies.items()}}
+            _save_stage(out, "unet_stage", saved, optimizer, state)
+
+
+def _resume_denoiser(modules: dict, optimizer, stage: Path, state: dict) -> int:
+    """Load the stage's weights and optimizer moments of a resumed run; returns the step the warm-up starts
+    from (0, or the resumed step when the moments were not kept)."""
+    if state["unet_step"] == 0:
+        return 0
+    for name, module in modules.items():
+        module.load_state_dict(type(module).from_pretrained(str(stage / name)).state_dict())
+    return 0 if _maybe_load_optimizer(optimizer, stage / "optimizer.safetensors") else state["unet_step"]
+
+
+def _start_ema(config, modules: dict, out: Path, state: dict):
+    """The moving average of the weights as (EMAModel, its copies by name), resumed from the stage if there."""
     from diffusers.training_utils import EMAModel
-    from transformers import CLIPTextModel
 
     stage = out / "unet_stage"
-    if (stage / "ema_unet").is_dir():
-        copies = (
-            UNet3DConditionModel.from_pretrained(str(stage / "ema_unet")),
-            CLIPTextModel.from_pretrained(str(stage / "ema_text_encoder")),
-        )
-    else:
-        copies = (copy.deepcopy(unet), copy.deepcopy(text_encoder))
-        if state["unet_step"] > 0:
-            _log(
-                out,
-                {"event": f"EMA of the weights (decay {config.ema_decay}) starts at UNet step {state['unet_step']}"},
-            )
-    ema = EMAModel([p for m in copies for p in m.parameters()], decay=config.ema_decay)
+    copies = {name: copy.deepcopy(m) for name, m in modules.items()}  # on the modules' device
+    if all((stage / f"ema_{name}").is_dir() for name in modules):
+        for name, m in copies.items():
+            m.load_state_dict(type(m).from_pretrained(str(stage / f"ema_{name}")).state_dict())
+    elif state["unet_step"] > 0:
+        event = f"EMA of the weights (decay {config.ema_decay}) starts at step {state['unet_step']}"
+        _log(out, {"event": event})
+    ema = EMAModel([p for m in copies.values() for p in m.parameters()], decay=config.ema_decay)
     # Count EMAModel's steps from the training step, not from when the average started: its warm-up,
     # decay = (1 + n) / (10 + n), is meant for the start of training, and its step count is not saved here.
     ema.optimization_step = state["unet_step"]
@@ -397,72 +440,35 @@ def _start_ema(config: PretrainConfig, unet, text_encoder, out: Path, state: dic
 
 
 def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
-    from diffusers import DDPMScheduler, UNet3DConditionModel
-    from transformers import CLIPTextModel
+    """ModelScope's part: the UNet and the text encoder train together from the scratch-built (or base) weights."""
+    from diffusers import DDPMScheduler
 
     tokenizer, text_encoder, vae, unet, scheduler = models
     vae.eval().requires_grad_(False)
-    params = list(unet.parameters()) + list(text_encoder.parameters())
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=1e-2)
-    warmup_from = 0  # AdamW restarting from empty moments warms up again from here
-    if state["unet_step"] > 0:
-        stage = out / "unet_stage"
-        unet.load_state_dict(UNet3DConditionModel.from_pretrained(str(stage / "unet")).state_dict())
-        text_encoder.load_state_dict(CLIPTextModel.from_pretrained(str(stage / "text_encoder")).state_dict())
-        if not _maybe_load_optimizer(optimizer, stage / "optimizer.safetensors"):
-            warmup_from = state["unet_step"]
     if not config.temporal_convs:
         hold_temporal_convs_at_identity(unet)  # frozen params get no grad; AdamW and its weight decay skip them
-    ema, ema_copies = _start_ema(config, unet, text_encoder, out, state) if config.ema_decay else (None, ())
     noise_scheduler = DDPMScheduler.from_config(scheduler.config)
-    unet.train()
-    text_encoder.train()
-    started = time.time() - state["seconds"]
-    bar = tqdm(
-        range(state["unet_step"] + 1, config.unet_steps + 1),
-        desc="pretrain unet",
-        initial=state["unet_step"],
-        total=config.unet_steps,
-    )
+    residuals = TemporalConvResiduals(unet) if config.temporal_conv_penalty else None
 
     def text_of(captions: list[str], frames: int) -> torch.Tensor:  # trained with the UNet; one text per clip
         return text_encoder(token_ids(tokenizer, captions))[0]
 
-    residuals = TemporalConvResiduals(unet) if config.temporal_conv_penalty else None
-    losses = []
-    for step in bar:
-        x, captions = clip_batch(
-            config.seed, step, config.unet_batch, NARROW_LOOK if step <= config.narrow_steps else None
-        )
-        loss = denoising_step_loss(config, unet, noise_scheduler, vae, text_of, x, captions, step)
-        if residuals is not None:
-            loss = loss + config.temporal_conv_penalty * residuals.take()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        lr = config.lr * min(1.0, (step - warmup_from) / 200)  # short warm-up
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.step()
-        optimizer.zero_grad()
-        if ema is not None:
-            ema.step(params)
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        if step % config.checkpoint_every == 0 or step == config.unet_steps:
-            ema_modules = {"unet": ema_copies[0], "text_encoder": ema_copies[1]} if ema_copies else None
-            checkpoint_stage(
-                out,
-                state,
-                "unet",
-                step,
-                losses,
-                config.checkpoint_every,
-                started,
-                {"unet": unet, "text_encoder": text_encoder},
-                optimizer,
-                ema,
-                ema_modules,
-            )
+    def loss(step: int) -> torch.Tensor:
+        look = NARROW_LOOK if step <= config.narrow_steps else None
+        x, captions = clip_batch(config.seed, step, config.unet_batch, look)
+        value = denoising_step_loss(config, unet, noise_scheduler, vae, text_of, x, captions, step)
+        return value if residuals is None else value + config.temporal_conv_penalty * residuals.take()
+
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    part = DenoiserPart(
+        label="pretrain unet",
+        modules={"unet": unet, "text_encoder": text_encoder},
+        groups=[{"params": params, "lr": config.lr}],
+        loss=loss,
+        rates=lambda step, warmup_from: [config.lr * warmup(step, warmup_from)],
+        stage=lambda step: "unet",
+    )
+    train_denoiser(config, part, out, state)
 
 
 def export_pipeline(models, folder: Path, dtype=torch.float16) -> Path:

@@ -20,24 +20,22 @@ sees what an uninterrupted one would.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_write_text
 from .pretrain import (
-    _maybe_load_optimizer,
+    DenoiserPart,
     _state,
     base_pipeline,
-    checkpoint_stage,
     clip_batch,
     denoising_step_loss,
     token_ids,
+    train_denoiser,
+    warmup,
 )
 from .world import FRAMES, SIZE
 
@@ -98,25 +96,12 @@ def _split_params(unet) -> tuple[list, list]:
     return motion, spatial
 
 
-def _start_ema(config: AnimateDiffPretrainConfig, unet, stage: Path, step: int):
-    import copy
-
-    from diffusers import UNetMotionModel
-    from diffusers.training_utils import EMAModel
-
-    ema_unet = (
-        UNetMotionModel.from_pretrained(str(stage / "ema_unet"))
-        if (stage / "ema_unet").is_dir()
-        else copy.deepcopy(unet)
-    )
-    ema = EMAModel(list(ema_unet.parameters()), decay=config.ema_decay)
-    ema.optimization_step = step  # warm-up counted from the training step (toy/pretrain.py says why)
-    return ema, ema_unet
-
-
 def pretrain_animatediff(config: AnimateDiffPretrainConfig) -> Path:
-    """Run (or resume) the motion-module pretraining in `config.out`; returns the exported pipeline folder."""
-    from diffusers import DDPMScheduler, UNetMotionModel
+    """Run (or resume) the motion-module pretraining in `config.out`; returns the exported pipeline folder.
+
+    AnimateDiff's part in the one loop: fresh motion modules train on the base's frozen spatial weights for
+    `motion_steps`, then the spatial weights join at `spatial_lr`, warming up again."""
+    from diffusers import DDPMScheduler
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,69 +110,39 @@ def pretrain_animatediff(config: AnimateDiffPretrainConfig) -> Path:
     base = base_pipeline(config.base)
     torch.manual_seed(config.seed)
     unet = build_motion_unet(base.unet, config.motion_heads)
-    stage = out / "unet_stage"
-    if state["unet_step"] > 0:
-        unet.load_state_dict(UNetMotionModel.from_pretrained(str(stage / "unet")).state_dict())
     motion_params, spatial_params = _split_params(unet)
-    optimizer = torch.optim.AdamW(
-        [{"params": motion_params, "lr": config.lr}, {"params": spatial_params, "lr": config.spatial_lr}],
-        weight_decay=1e-2,
-    )
-    warmup_from = 0
-    if state["unet_step"] > 0 and not _maybe_load_optimizer(optimizer, stage / "optimizer.safetensors"):
-        warmup_from = state["unet_step"]
-    ema, ema_unet = _start_ema(config, unet, stage, state["unet_step"]) if config.ema_decay else (None, None)
     noise_scheduler = DDPMScheduler.from_config(base.scheduler.config)
-    tokenizer, text_encoder, vae = (
-        base.tokenizer,
-        base.text_encoder.requires_grad_(False),
-        base.vae.requires_grad_(False),
-    )
+    tokenizer, text_encoder, vae = base.tokenizer, base.text_encoder, base.vae
+    text_encoder.requires_grad_(False)
+    vae.requires_grad_(False)
 
     @torch.no_grad()
     def text_of(captions: list[str], frames: int) -> torch.Tensor:  # UNetMotionModel wants the text per frame
         return text_encoder(token_ids(tokenizer, captions))[0].repeat_interleave(frames, dim=0)
 
-    unet.train()
-    started = time.time() - state["seconds"]
-    bar = tqdm(
-        range(state["unet_step"] + 1, config.unet_steps + 1),
-        desc="pretrain motion modules",
-        initial=state["unet_step"],
-        total=config.unet_steps,
-    )
-    losses: list[float] = []
-    for step in bar:
-        spatial_trains = step > config.motion_steps
-        for p in spatial_params:
-            p.requires_grad_(spatial_trains)  # frozen params get no grad, and AdamW skips them
+    def loss(step: int) -> torch.Tensor:
         x, captions = clip_batch(config.seed, step, config.unet_batch)
-        loss = denoising_step_loss(config, unet, noise_scheduler, vae, text_of, x, captions, step)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in unet.parameters() if p.grad is not None], 1.0)
-        ramp = min(1.0, (step - warmup_from) / 200)  # short warm-up, and again when the spatial weights join
-        optimizer.param_groups[0]["lr"] = config.lr * ramp
-        optimizer.param_groups[1]["lr"] = config.spatial_lr * min(ramp, max(0.0, (step - config.motion_steps) / 200))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.step(unet.parameters())
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", spatial="on" if spatial_trains else "frozen")
-        if step % config.checkpoint_every == 0 or step == config.unet_steps:
-            checkpoint_stage(
-                out,
-                state,
-                "motion+spatial" if spatial_trains else "motion",
-                step,
-                losses,
-                config.checkpoint_every,
-                started,
-                {"unet": unet},
-                optimizer,
-                ema,
-                {"unet": ema_unet} if ema_unet is not None else None,
-            )
+        return denoising_step_loss(config, unet, noise_scheduler, vae, text_of, x, captions, step)
+
+    def before_step(step: int) -> dict:
+        for p in spatial_params:
+            p.requires_grad_(step > config.motion_steps)  # frozen params get no grad, and AdamW skips them
+        return {"spatial": "on" if step > config.motion_steps else "frozen"}
+
+    def rates(step: int, warmup_from: int) -> list[float]:  # the spatial weights warm up when they join
+        ramp = warmup(step, warmup_from)
+        return [config.lr * ramp, config.spatial_lr * min(ramp, max(0.0, warmup(step, config.motion_steps)))]
+
+    part = DenoiserPart(
+        label="pretrain motion modules",
+        modules={"unet": unet},
+        groups=[{"params": motion_params, "lr": config.lr}, {"params": spatial_params, "lr": config.spatial_lr}],
+        loss=loss,
+        rates=rates,
+        stage=lambda step: "motion+spatial" if step > config.motion_steps else "motion",
+        before_step=before_step,
+    )
+    train_denoiser(config, part, out, state)
     return export_animatediff(out, out / "pipeline")
 
 

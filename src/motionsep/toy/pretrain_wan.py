@@ -23,18 +23,15 @@ uninterrupted one would.
 
 from __future__ import annotations
 
-import copy
 import json
 import platform
 import shutil
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_write_text
 from ..errors import MotionsepError
@@ -44,15 +41,16 @@ from ..models import dtype_argument, resolve_model, weights_fingerprint
 from ..word_tokenizer import build_tokenizer
 from .pretrain import (
     NARROW_LOOK,
+    DenoiserPart,
     _log,
     _log_device,
-    _maybe_load_optimizer,
     _state,
-    checkpoint_stage,
     clip_batch,
     motion_weighted_loss,
     read_log,
+    train_denoiser,
     train_vae_stage,
+    warmup,
 )
 from .world import SIZE, vocabulary
 
@@ -183,102 +181,47 @@ def _pipeline(models) -> Any:
 
 
 def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict) -> None:
-    from diffusers import WanTransformer3DModel
-    from diffusers.training_utils import EMAModel
-    from transformers import UMT5EncoderModel
-
+    """Wan's part: the transformer and the text encoder train on `device`, the clips encoded by the frozen VAE."""
     _, text_encoder, vae, transformer, scheduler = models
     device = config.device
     for module in (text_encoder, vae, transformer):
         module.to(device)
     vae.eval().requires_grad_(False)
-    params = list(transformer.parameters()) + list(text_encoder.parameters())
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=1e-2)
-    stage = out / "unet_stage"
-    warmup_from = 0
-    if state["unet_step"] > 0:
-        transformer.load_state_dict(WanTransformer3DModel.from_pretrained(str(stage / "transformer")).state_dict())
-        text_encoder.load_state_dict(UMT5EncoderModel.from_pretrained(str(stage / "text_encoder")).state_dict())
-        if not _maybe_load_optimizer(optimizer, stage / "optimizer.safetensors"):
-            warmup_from = state["unet_step"]
-    ema: Any = None
-    copies: tuple[Any, ...] = ()
-    if config.ema_decay:
-        copies = (copy.deepcopy(transformer), copy.deepcopy(text_encoder))  # on `device`, as they are
-        if (stage / "ema_transformer").is_dir():
-            copies[0].load_state_dict(
-                WanTransformer3DModel.from_pretrained(str(stage / "ema_transformer")).state_dict()
-            )
-            copies[1].load_state_dict(UMT5EncoderModel.from_pretrained(str(stage / "ema_text_encoder")).state_dict())
-        ema = EMAModel([p for m in copies for p in m.parameters()], decay=config.ema_decay)
-        ema.optimization_step = state["unet_step"]  # warm-up counted from the training step (pretrain.py)
     objective = FlowMatchingObjective(scheduler)
     pipe = _pipeline(models)
-    transformer.train()
-    text_encoder.train()
     _log_device(out, "transformer", state["unet_step"], device)
     if cooldown := cooldown_of(config):
-        start = config.unet_steps - cooldown
-        _log(
-            out,
-            {
-                "event": f"learning rate {config.lr:g} cools down linearly to 0 over transformer steps "
-                f"{start}-{config.unet_steps} (constant before)"
-            },
-        )
+        first = config.unet_steps - cooldown
+        span = f"transformer steps {first}-{config.unet_steps}"
+        _log(out, {"event": f"learning rate {config.lr:g} cools down linearly to 0 over {span} (constant before)"})
 
     def text_of(captions: list[str], frames: int) -> torch.Tensor:  # with gradients into the text encoder
         return text_embeddings(pipe, captions, device)
 
-    started = time.time() - state["seconds"]
-    bar = tqdm(
-        range(state["unet_step"] + 1, config.unet_steps + 1),
-        desc="pretrain wan transformer",
-        initial=state["unet_step"],
-        total=config.unet_steps,
-    )
-    losses: list[float] = []
-    for step in bar:
+    def loss(step: int) -> torch.Tensor:
         look = NARROW_LOOK if step <= config.narrow_steps else None
         x, captions = clip_batch(config.seed, step, config.unet_batch, look, frames=config.frames)
-        x = x.to(device)
-        loss = motion_weighted_loss(  # the clips are encoded inside, with the step's generator
-            config, transformer, objective, lambda clips, g: _no_grad_encode(vae, clips, g), text_of, x, captions, step
-        )
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step, warmup_from)
-        optimizer.step()
-        optimizer.zero_grad()
-        if ema is not None:
-            ema.step(params)
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        if step % config.checkpoint_every == 0 or step == config.unet_steps:
-            ema_modules = {"transformer": copies[0], "text_encoder": copies[1]} if copies else None
-            checkpoint_stage(
-                out,
-                state,
-                "transformer",
-                step,
-                losses,
-                config.checkpoint_every,
-                started,
-                {"transformer": transformer, "text_encoder": text_encoder},
-                optimizer,
-                ema,
-                ema_modules,
-            )
+        encode = lambda clips, g: _no_grad_encode(vae, clips, g)  # noqa: E731 (inside, with the step's generator)
+        return motion_weighted_loss(config, transformer, objective, encode, text_of, x.to(device), captions, step)
+
+    params = list(transformer.parameters()) + list(text_encoder.parameters())
+    part = DenoiserPart(
+        label="pretrain wan transformer",
+        modules={"transformer": transformer, "text_encoder": text_encoder},
+        groups=[{"params": params, "lr": config.lr}],
+        loss=loss,
+        rates=lambda step, warmup_from: [learning_rate(config, step, warmup_from)],
+        stage=lambda step: "transformer",
+    )
+    train_denoiser(config, part, out, state)
 
 
 def learning_rate(config: WanPretrainConfig, step: int, warmup_from: int = 0) -> float:
     """Warm-up over 200 steps (from the start, or from a resume without optimizer moments), then constant,
     then the cool-down: linear to zero over the last `cooldown_steps`, which lets the weights settle."""
-    warmup = min(1.0, (step - warmup_from) / 200)
     steps = cooldown_of(config)
     cooldown = min(1.0, (config.unet_steps - step + 1) / steps) if steps else 1.0
-    return config.lr * warmup * cooldown
+    return config.lr * warmup(step, warmup_from) * cooldown
 
 
 def cooldown_of(config: WanPretrainConfig) -> int:
