@@ -81,7 +81,7 @@ class TrainingState:
     config: TrainConfig
     method: Method
     family: Family
-    pipe: Any
+    pipe: Any  # the loaded pipeline; None where only the denoiser was built (the cost bench)
     denoiser: Denoiser  # the pipeline's UNet or, in a DiT family, its transformer (models.denoiser_of)
     latents: torch.Tensor  # (clips, channels, latent frames, h, w), normalised as the VAE's pipeline does
     text: torch.Tensor  # (clips, tokens, dim)

@@ -23,7 +23,6 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -205,51 +204,71 @@ def _peak(device: str) -> int:
 def measure_training(model: str, method_name: str, settings: dict) -> dict:
     """One method's training cost; meant to run in a fresh process (see `training_costs`)."""
     import diffusers.utils.logging
-    from safetensors.torch import save_file
 
-    from ..adapters import MOTION, SPATIAL, lora_state_dict
+    from ..adapters import MOTION
+
+    diffusers.utils.logging.set_verbosity_error()  # a fresh process: the CLI's quieting does not reach it
+    s = CostSettings(**settings)
+    state = _cost_state(model, method_name, s)
+    steps = {"toy": s.toy_steps, TOY_WAN: s.toy_steps, "zeroscope": s.zeroscope_steps}.get(model, s.wan_steps)
+    times, peak = _timed_steps(state, s, steps)
+    sizes = _saved_sizes(state, s.device)
+    return {
+        "model": model,
+        "method": method_name,
+        "lora_layers": {k: len(v) for k, v in state.targets.items()},
+        "trainable_parameters": sum(p.numel() for group in state.params.values() for p in group),
+        "motion_lora_parameters": sum(p.numel() for p in state.params[MOTION]),
+        "motion_lora_bytes": sizes[MOTION],
+        "saved_bytes": sum(sizes.values()),
+        "seconds_per_step": statistics.median(times),
+        "step_times": [round(t, 4) for t in times],
+        "peak_memory_bytes": peak,
+        "unet_parameters": sum(p.numel() for p in state.denoiser.parameters() if not p.requires_grad),
+        "latents": list(state.latents.shape),
+    }
+
+
+def _cost_state(model: str, method_name: str, s: CostSettings):
+    """A training state on a random-weight denoiser alone (no VAE, no text encoder: random latents and text)."""
     from ..config import LoraSettings, TrainConfig
     from ..losses import objective_for
     from ..methods import resolve_method
     from ..models import family_of
-    from ..train import TrainingState, attach_method_lora, enable_gradient_checkpointing, sample_batch, step_losses
+    from ..train import TrainingState, attach_method_lora, enable_gradient_checkpointing
 
-    diffusers.utils.logging.set_verbosity_error()  # a fresh process: the CLI's quieting does not reach it
-    s = CostSettings(**settings)
-    dtype = getattr(torch, s.dtype)
     torch.manual_seed(0)
-    unet = build_unet(model, s.device, dtype)
+    denoiser = build_unet(model, s.device, getattr(torch, s.dtype))
     method = resolve_method(method_name)
-    targets, lora_configs, params = attach_method_lora(unet, method, LoraSettings(rank=s.rank, dropout=0.0))
+    targets, lora_configs, params = attach_method_lora(denoiser, method, LoraSettings(rank=s.rank, dropout=0.0))
     for group in params.values():
         for p in group:
             p.data = p.data.float()  # LoRA weights train in fp32 whatever the base dtype
             torch.nn.init.normal_(p, std=0.01)  # non-zero B, so the LoRA path costs what it will cost
     if s.gradient_checkpointing:
-        enable_gradient_checkpointing(unet)
-    g = torch.Generator().manual_seed(0)
-    latents = torch.randn(_latent_shape(model, unet, s), generator=g)
-    family = family_of(unet)
+        enable_gradient_checkpointing(denoiser)
+    latents = torch.randn(_latent_shape(model, denoiser, s), generator=torch.Generator().manual_seed(0))
+    family = family_of(denoiser)
     scheduler = family.training_scheduler()
-    state = TrainingState(
-        config=TrainConfig(method=method_name),
-        method=method,
-        family=family,
-        pipe=SimpleNamespace(scheduler=scheduler),
-        denoiser=unet,
-        latents=latents,
-        text=_text(unet, s.batch, "cpu"),
-        lora_configs=lora_configs,
-        targets=targets,
-        objective=objective_for(scheduler),
-        params=params,
-    )
-    state.config.train.batch_size = s.batch
-    optimizer = torch.optim.AdamW([{"params": p} for p in params.values()], lr=1e-4)
-    unet.train()
+    config = TrainConfig(method=method_name)
+    config.train.batch_size = s.batch
+    text = _text(denoiser, s.batch, "cpu")
+    objective = objective_for(scheduler)
+    state = TrainingState(config, method, family, None, denoiser, latents, text, lora_configs, targets, objective)
+    state.params = params
+    return state
+
+
+def _timed_steps(state, s: CostSettings, steps: int) -> tuple[list[float], int]:
+    """Seconds of each optimizer step after the warm-up ones, and the peak memory above the model's."""
+    from ..train import sample_batch, step_losses
+
+    dtype = getattr(torch, s.dtype)
+    g = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.AdamW([{"params": p} for p in state.params.values()], lr=1e-4)
+    state.denoiser.train()
     baseline = _reset_peak(s.device)
     times = []
-    steps = {"toy": s.toy_steps, TOY_WAN: s.toy_steps, "zeroscope": s.zeroscope_steps}.get(model, s.wan_steps)
     autocast = torch.autocast(device_type=s.device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32)
     for step in range(s.warmup_steps + steps):
         started = time.perf_counter()
@@ -262,34 +281,25 @@ def measure_training(model: str, method_name: str, settings: dict) -> dict:
             torch.cuda.synchronize()
         if step >= s.warmup_steps:
             times.append(time.perf_counter() - started)
-    peak = _peak(s.device) - baseline
+    return times, _peak(s.device) - baseline
+
+
+def _saved_sizes(state, device: str) -> dict[str, int]:
+    """Bytes of each saved LoRA file (fp16 from a GPU run, fp32 from the CPU)."""
+    from safetensors.torch import save_file
+
+    from ..adapters import MOTION, SPATIAL, lora_state_dict
+
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
     sizes = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in (MOTION, SPATIAL):
-            if name in lora_configs:
+            if name in state.lora_configs:
                 path = Path(tmp) / f"{name}.safetensors"
-                save_file(
-                    {
-                        k: v.detach().to(torch.float16 if s.device.startswith("cuda") else torch.float32).contiguous()
-                        for k, v in lora_state_dict(unet, name).items()
-                    },
-                    str(path),
-                )
+                weights = lora_state_dict(state.denoiser, name)
+                save_file({k: v.detach().to(dtype).contiguous() for k, v in weights.items()}, str(path))
                 sizes[name] = path.stat().st_size
-    return {
-        "model": model,
-        "method": method_name,
-        "lora_layers": {k: len(v) for k, v in targets.items()},
-        "trainable_parameters": sum(p.numel() for group in params.values() for p in group),
-        "motion_lora_parameters": sum(p.numel() for p in params[MOTION]),
-        "motion_lora_bytes": sizes[MOTION],
-        "saved_bytes": sum(sizes.values()),
-        "seconds_per_step": statistics.median(times),
-        "step_times": [round(t, 4) for t in times],
-        "peak_memory_bytes": peak,
-        "unet_parameters": sum(p.numel() for p in unet.parameters() if not p.requires_grad),
-        "latents": list(latents.shape),
-    }
+    return sizes
 
 
 def training_costs(settings: CostSettings, progress: bool = True) -> list[dict]:
