@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -95,32 +96,19 @@ def run_demo(
     reference = {**REFERENCE_LOOK, "motion": motion}
     results, videos = {}, {}
     for method in methods:
-        config = toy_training_config(
+        train_one = toy_training_config(
             out / "reference" / "clips", out / f"lora-{method}", model=model, method=method, steps=steps
         )
-        lora = train(config, overwrite=overwrite, progress=progress)
+        lora = train(train_one, overwrite=overwrite, progress=progress)
         method_started = time.time()
-        videos[method] = _generate(
-            MotionPipeline.from_pretrained(model, lora=str(lora)),
-            prompts,
-            list(seeds),
-            f"generate ({method})",
-            progress,
-            sampling,
-        )
-        results[method] = _write_method_videos(
-            out / "videos" / method, method, jobs, videos[method], reference, base_predictions
-        )
-        results[method]["lora"] = str(lora)
-        results[method]["generation_seconds"] = round(time.time() - method_started, 1)
+        pipeline = MotionPipeline.from_pretrained(model, lora=str(lora))
+        videos[method] = _generate(pipeline, prompts, list(seeds), f"generate ({method})", progress, sampling)
+        folder = out / "videos" / method
+        written = _write_method_videos(folder, method, jobs, videos[method], reference, base_predictions)
+        results[method] = {**written, "lora": str(lora), "generation_seconds": round(time.time() - method_started, 1)}
     sheet = _sheet(out, motion, model, render(_reference_scene(config_path), world_frames(model)), jobs, videos)
-    metrics = {
-        "motion": motion,
-        "model": model,
-        "methods": results,
-        "reference": reference,
-        "seconds": round(time.time() - started, 1),
-    }
+    metrics: dict[str, Any] = {"motion": motion, "model": model, "methods": results, "reference": reference}
+    metrics["seconds"] = round(time.time() - started, 1)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     return {
         **metrics,

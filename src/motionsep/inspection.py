@@ -15,6 +15,17 @@ from .methods import lora_parameter_count, lora_targets, resolve_method
 from .models import build_unet_from_config, family_of, load_unet_config, spatial_transformers, temporal_transformers
 
 
+def _highway_summary(unet, family, preset, highway_blocks: str | list[int]) -> dict[str, Any]:
+    """Where the Appearance Highway would hook in, or why the family has none."""
+    if not family.supports_highway:
+        return {"on_by_default": False, "unavailable": f"the {family.name} family is a DiT: it has no U-Net skips"}
+    return {
+        "on_by_default": preset.highway,
+        "blocks": highway_blocks,
+        "hook_points": hook_points(unet, HighwaySettings(blocks=highway_blocks)),
+    }
+
+
 def inspect_model(
     model: str,
     method: str = "tap",
@@ -49,14 +60,7 @@ def inspect_model(
             "used_at_inference": False,
         }
     extras = _method_extras(unet, family, preset)
-    if family.supports_highway:
-        highway = {
-            "on_by_default": preset.highway,
-            "blocks": highway_blocks,
-            "hook_points": hook_points(unet, HighwaySettings(blocks=highway_blocks)),
-        }
-    else:
-        highway = {"on_by_default": False, "unavailable": f"the {family.name} family is a DiT: it has no U-Net skips"}
+    highway = _highway_summary(unet, family, preset, highway_blocks)
     return {
         "model": model,
         "family": family.name,

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -471,19 +470,47 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
     train_denoiser(config, part, out, state)
 
 
-def export_pipeline(models, folder: Path, dtype=torch.float16) -> Path:
-    """Write the trained model as a plain TextToVideoSDPipeline folder (fp16 weights to stay small)."""
-    from diffusers import TextToVideoSDPipeline
-
-    tokenizer, text_encoder, vae, unet, scheduler = models
-    pipe: Any = TextToVideoSDPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
-    )
-    pipe.to(dtype=dtype)
+def save_half(pipe, folder: Path) -> Path:
+    """Write `pipe` as a plain pipeline folder with fp16 weights (small to ship), then back to fp32 in memory."""
+    pipe.to(dtype=torch.float16)
     shutil.rmtree(folder, ignore_errors=True)
     pipe.save_pretrained(str(folder))
     pipe.to(dtype=torch.float32)
     return folder
+
+
+def ema_prefix(run: Path, name: str, ema: bool) -> str:
+    """'ema_' where the run saved the moving average of module `name` (and it is wanted), '' for the raw weights."""
+    return "ema_" if ema and (run / "unet_stage" / f"ema_{name}").is_dir() else ""
+
+
+def write_model_card(dest: Path, run: Path, card: dict, prefix: str, modules: dict, quality, probe) -> Path:
+    """The exported model's card: the family's `card` plus what every embedded model records (which weights,
+    what changed during training, parameter counts, the quality and probe reports)."""
+    config = json.loads((run / "config.json").read_text())
+    decay = config.get("ema_decay")
+    card = {
+        **card,
+        "weights": f"exponential moving average, decay {decay}" if prefix else "raw (last optimizer step)",
+        # where each stage ran (a run may move between a GPU and the CPU), and what changed on the way
+        "changes_during_training": [r for r in read_log(run) if "event" in r],
+        "parameters_millions": {k: round(sum(p.numel() for p in m.parameters()) / 1e6, 2) for k, m in modules.items()},
+        "quality": quality,
+        "probe": probe,
+    }
+    (dest / "model_card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return dest
+
+
+def export_pipeline(models, folder: Path) -> Path:
+    """Write the trained model as a plain TextToVideoSDPipeline folder (fp16 weights to stay small)."""
+    from diffusers import TextToVideoSDPipeline
+
+    tokenizer, text_encoder, vae, unet, scheduler = models
+    return save_half(
+        TextToVideoSDPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler),
+        folder,
+    )
 
 
 def pretrain(config: PretrainConfig) -> Path:
@@ -542,44 +569,30 @@ def export_from_run(
         vae = base_pipeline(config["base"]).vae
     else:
         vae = AutoencoderKL.from_pretrained(str(run / "vae_stage" / "vae"))
-    prefix = "ema_" if ema and (run / "unet_stage" / "ema_unet").is_dir() else ""
+    prefix = ema_prefix(run, "unet", ema)
     unet = UNet3DConditionModel.from_pretrained(str(run / "unet_stage" / f"{prefix}unet"))
     text_encoder = CLIPTextModel.from_pretrained(str(run / "unet_stage" / f"{prefix}text_encoder"))
     export_pipeline((tokenizer, text_encoder, vae, unet, scheduler), dest)
-    log = read_log(run)
-    vae_seconds = state["vae_seconds"]
-    held = "" if config.get("temporal_convs", True) else ", every TemporalConvLayer held at identity"
-    if config.get("temporal_conv_penalty"):
-        held += f", temporal convolutions' residuals penalised (weight {config['temporal_conv_penalty']})"
+    base = f" --base {config['base']}" if config.get("base") else ""
+    held, flags = "", ""
+    if not config.get("temporal_convs", True):
+        held, flags = ", every TemporalConvLayer held at identity", " --no-temporal-convs"
+    if penalty := config.get("temporal_conv_penalty"):
+        held += f", temporal convolutions' residuals penalised (weight {penalty})"
+        flags += f" --temporal-conv-penalty {penalty}"
     card = {
         "what": "shapes-world text-to-video model (TextToVideoSDPipeline of ZeroScope's classes), "
-        + (f"fine-tuned from {config['base']}" if config.get("base") else "trained from scratch")
+        + (f"fine-tuned from {config['base']}" if base else "trained from scratch")
         + held,
         "command": f"motionsep toy pretrain --out {run} --steps {config['unet_steps']} --vae-steps "
-        f"{config['vae_steps']}"
-        + (f" --base {config['base']}" if config.get("base") else "")
-        + ("" if config.get("temporal_convs", True) else " --no-temporal-convs")
-        + (
-            f" --temporal-conv-penalty {config['temporal_conv_penalty']}" if config.get("temporal_conv_penalty") else ""
-        ),
+        f"{config['vae_steps']}{base}{flags}",
         "clip_frames": FRAMES,  # what the model samples at by default (generate, toy.protocol)
         "size": [SIZE, SIZE],
         "vae_steps": state["vae_step"],
         "unet_steps": state["unet_step"],
         "unet_batch": config["unet_batch"],
-        "weights": f"exponential moving average, decay {config.get('ema_decay')}"
-        if prefix
-        else "raw (last optimizer step)",
-        "wall_time_hours": {"vae": round(vae_seconds / 3600, 2), "unet": round(state["seconds"] / 3600, 2)},
+        "wall_time_hours": {"vae": round(state["vae_seconds"] / 3600, 2), "unet": round(state["seconds"] / 3600, 2)},
         "machine": f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}",
-        "parameters_millions": {
-            "unet": round(sum(p.numel() for p in unet.parameters()) / 1e6, 2),
-            "vae": round(sum(p.numel() for p in vae.parameters()) / 1e6, 2),
-            "text_encoder": round(sum(p.numel() for p in text_encoder.parameters()) / 1e6, 2),
-        },
-        "changes_during_training": [r for r in log if "event" in r],
-        "quality": quality,
-        "probe": probe,
     }
-    (dest / "model_card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    return dest
+    modules = {"unet": unet, "vae": vae, "text_encoder": text_encoder}
+    return write_model_card(dest, run, card, prefix, modules, quality, probe)

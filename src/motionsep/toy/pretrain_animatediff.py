@@ -33,9 +33,12 @@ from .pretrain import (
     base_pipeline,
     clip_batch,
     denoising_step_loss,
+    ema_prefix,
+    save_half,
     token_ids,
     train_denoiser,
     warmup,
+    write_model_card,
 )
 from .world import FRAMES, SIZE
 
@@ -156,7 +159,6 @@ def export_animatediff(
 ) -> Path:
     """Ship the newest checkpoint of a run as an AnimateDiffPipeline folder (fp16) with a model card."""
     import platform
-    import shutil
 
     from diffusers import AnimateDiffPipeline, UNetMotionModel
 
@@ -164,20 +166,12 @@ def export_animatediff(
     state = _state(run)
     config = json.loads((run / "config.json").read_text())
     base = base_pipeline(config["base"])
-    prefix = "ema_" if ema and (run / "unet_stage" / "ema_unet").is_dir() else ""
+    prefix = ema_prefix(run, "unet", ema)
     unet = UNetMotionModel.from_pretrained(str(run / "unet_stage" / f"{prefix}unet"))
-    pipe: Any = AnimateDiffPipeline(
-        vae=base.vae,
-        text_encoder=base.text_encoder,
-        tokenizer=base.tokenizer,
-        unet=unet,
-        motion_adapter=None,
-        scheduler=base.scheduler,
-    )
-    pipe.to(dtype=torch.float16)
-    shutil.rmtree(dest, ignore_errors=True)
-    pipe.save_pretrained(str(dest))
+    parts = {"vae": base.vae, "text_encoder": base.text_encoder, "tokenizer": base.tokenizer}
+    save_half(AnimateDiffPipeline(**parts, unet=unet, motion_adapter=None, scheduler=base.scheduler), dest)
     motion, spatial = _split_params(unet)
+    recipe = ("motion_steps", "unet_steps", "unet_batch", "lr", "spatial_lr", "motion_heads", "motion_loss_weight")
     card = {
         "what": "shapes-world text-to-video model of the AnimateDiff family (AnimateDiffPipeline, UNetMotionModel): "
         "the embedded ModelScope-family model's spatial weights, VAE and text encoder, with motion modules trained "
@@ -185,31 +179,11 @@ def export_animatediff(
         "command": f"motionsep toy pretrain --family animatediff --out {run} --steps {config['unet_steps']}",
         "clip_frames": FRAMES,  # what the model samples at by default (generate, toy.protocol)
         "size": [SIZE, SIZE],
-        "recipe": {
-            k: config[k]
-            for k in (
-                "motion_steps",
-                "unet_steps",
-                "unet_batch",
-                "lr",
-                "spatial_lr",
-                "motion_heads",
-                "motion_loss_weight",
-                "caption_dropout",
-            )
-        },
+        "recipe": {k: config[k] for k in (*recipe, "caption_dropout")},
         "unet_steps": state["unet_step"],
-        "weights": f"exponential moving average, decay {config.get('ema_decay')}"
-        if prefix
-        else "raw (last optimizer step)",
         "wall_time_hours": {"unet": round(state["seconds"] / 3600, 2)},
         "machine": f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}",
-        "parameters_millions": {
-            "motion_modules": round(sum(p.numel() for p in motion) / 1e6, 2),
-            "spatial": round(sum(p.numel() for p in spatial) / 1e6, 2),
-        },
-        "quality": quality,
-        "probe": probe,
     }
-    (dest / "model_card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    return dest
+    # parameter counts of the two halves: motion modules and the spatial weights they sit in
+    halves = {"motion_modules": torch.nn.ParameterList(motion), "spatial": torch.nn.ParameterList(spatial)}
+    return write_model_card(dest, run, card, prefix, halves, quality, probe)

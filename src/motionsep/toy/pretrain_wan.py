@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,11 +45,13 @@ from .pretrain import (
     _log_device,
     _state,
     clip_batch,
+    ema_prefix,
     motion_weighted_loss,
-    read_log,
+    save_half,
     train_denoiser,
     train_vae_stage,
     warmup,
+    write_model_card,
 )
 from .world import SIZE, vocabulary
 
@@ -312,12 +313,7 @@ def warm_start(models, init: str) -> None:
 
 def save_wan_pipeline(models, dest: Path) -> Path:
     """The models as a WanPipeline folder with fp16 weights (small to ship), then back to fp32 in memory."""
-    pipe = _pipeline(models)
-    pipe.to(dtype=torch.float16)
-    shutil.rmtree(dest, ignore_errors=True)
-    pipe.save_pretrained(str(dest))
-    pipe.to(dtype=torch.float32)
-    return dest
+    return save_half(_pipeline(models), dest)
 
 
 def is_wan_run(run: str | Path) -> bool:
@@ -337,7 +333,7 @@ def export_wan(
     config = json.loads((run / "config.json").read_text())
     tokenizer, _, _, _, scheduler = build_wan_models(config["seed"])
     stage = run / "unet_stage"
-    prefix = "ema_" if ema and (stage / "ema_transformer").is_dir() else ""
+    prefix = ema_prefix(run, "transformer", ema)
     models = (
         tokenizer,
         UMT5EncoderModel.from_pretrained(str(stage / f"{prefix}text_encoder")),
@@ -371,20 +367,11 @@ def export_wan(
         },
         "vae_steps": state["vae_step"],
         "transformer_steps": state["unet_step"],
-        "weights": f"exponential moving average, decay {config.get('ema_decay')}" if prefix else "raw",
         "wall_time_hours": {  # summed over the machines it ran on
             "vae": round(state["vae_seconds"] / 3600, 2),
             "transformer": round(state["seconds"] / 3600, 2),
         },
-        # where each stage ran (a run may move between a GPU and the CPU), and what changed on the way
-        "changes_during_training": [r for r in read_log(run) if "event" in r],  # records, as toy/pretrain.py's
         "exported_on": f"{platform.machine()}, torch {torch.__version__}",
-        "parameters_millions": {
-            name: round(sum(p.numel() for p in m.parameters()) / 1e6, 2)
-            for name, m in (("transformer", models[3]), ("vae", models[2]), ("text_encoder", models[1]))
-        },
-        "quality": quality,
-        "probe": probe,
     }
-    (dest / "model_card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    return dest
+    modules = {"transformer": models[3], "vae": models[2], "text_encoder": models[1]}
+    return write_model_card(dest, run, card, prefix, modules, quality, probe)
