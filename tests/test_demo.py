@@ -89,11 +89,11 @@ def test_shipped_model_loads_through_the_normal_loader_and_denoises():
     import numpy as np
 
     from motionsep.generate import MotionPipeline, SamplingSettings
-    from motionsep.models import load_unet_config
+    from motionsep.models import load_denoiser_config
     from motionsep.toy import embedded_model_path
 
     assert (embedded_model_path() / "model_index.json").is_file()
-    assert load_unet_config("toy")["_class_name"] == "UNet3DConditionModel"
+    assert load_denoiser_config("toy")["_class_name"] == "UNet3DConditionModel"
     pipeline = MotionPipeline.from_pretrained("toy")
     assert pipeline.family.name == "modelscope"
     frames = pipeline(
@@ -146,7 +146,8 @@ def test_shipped_wan_model_loads_through_the_normal_loader_and_denoises():
     assert frames.shape == (9, 32, 32, 3) and frames.dtype == np.uint8 and frames.std() > 0
     with pytest.raises(MotionsepError, match="beyond this model's reach"):  # Wan's 480 x 832: a one-line error
         pipeline(prompt, 0, SamplingSettings(num_frames=9, height=480, width=832, steps=2))
-    assert pipeline(prompt, 0, SamplingSettings(steps=2)).shape == (9, 32, 32, 3)  # by default its own clips
+    own = json.loads((folder / "model_card.json").read_text())["clip_frames"]  # 17: the world's clip length
+    assert pipeline(prompt, 0, SamplingSettings(steps=2)).shape == (own, 32, 32, 3)  # by default its own clips
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     assert size <= 15 * 2**20
     card = json.loads((folder / "model_card.json").read_text())

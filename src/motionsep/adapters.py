@@ -2,7 +2,7 @@
 
 A motion LoRA folder is what diffusers expects plus one JSON file:
 
-    pytorch_lora_weights.safetensors   unet.-prefixed peft keys (lora_A / lora_B), LoraConfig in the header
+    pytorch_lora_weights.safetensors   denoiser.-prefixed peft keys (lora_A / lora_B), LoraConfig in the header
     motionsep.json                     method, targets, Appearance Highway / PLI defaults, training config
     spatial/pytorch_lora_weights.safetensors   dual-path methods only; not used at inference
 
@@ -50,7 +50,7 @@ def make_lora_config(module_names: list[str], rank: int, alpha: float | None, dr
     )
 
 
-def add_lora(unet: Denoiser, config: LoraConfig, adapter_name: str) -> None:
+def add_lora(denoiser: Denoiser, config: LoraConfig, adapter_name: str) -> None:
     """Inject one adapter with peft, keeping every adapter already there active.
 
     peft makes the newest adapter the only active one on *every* LoRA layer, which would silently
@@ -59,34 +59,34 @@ def add_lora(unet: Denoiser, config: LoraConfig, adapter_name: str) -> None:
     try:
         with warnings.catch_warnings():  # several adapters in one model is what we want here
             warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
-            inject_adapter_in_model(config, unet, adapter_name=adapter_name)
+            inject_adapter_in_model(config, denoiser, adapter_name=adapter_name)
     except ValueError as exc:
         raise MotionsepError(f"cannot add LoRA '{adapter_name}': {str(exc).splitlines()[0]}") from None
-    names = sorted({name for layer in lora_layers(unet) for name in layer.lora_A})
-    for layer in lora_layers(unet):
+    names = sorted({name for layer in lora_layers(denoiser) for name in layer.lora_A})
+    for layer in lora_layers(denoiser):
         layer.set_adapter(names)
 
 
-def lora_layers(unet: Denoiser, adapter_name: str | None = None) -> list[Any]:
+def lora_layers(denoiser: Denoiser, adapter_name: str | None = None) -> list[Any]:
     """peft's LoRA layers (typed Any: BaseTunerLayer declares none of the LoRA attributes they carry)."""
     return [
         m
-        for m in unet.modules()
+        for m in denoiser.modules()
         if isinstance(m, BaseTunerLayer) and (adapter_name is None or adapter_name in getattr(m, "lora_A", {}))
     ]
 
 
-def lora_parameters(unet: Denoiser, adapter_name: str) -> list[torch.nn.Parameter]:
+def lora_parameters(denoiser: Denoiser, adapter_name: str) -> list[torch.nn.Parameter]:
     params = []
-    for layer in lora_layers(unet, adapter_name):
+    for layer in lora_layers(denoiser, adapter_name):
         params += list(layer.lora_A[adapter_name].parameters()) + list(layer.lora_B[adapter_name].parameters())
     return params
 
 
-def set_lora_enabled(unet: Denoiser, enabled: bool, adapter_name: str | None = None) -> None:
+def set_lora_enabled(denoiser: Denoiser, enabled: bool, adapter_name: str | None = None) -> None:
     """Switch one adapter (every adapter when `adapter_name` is None) on or off, leaving the others on the same
     layers as they are (a DiT's motion and spatial LoRAs share layers) and which parameters are trainable."""
-    for layer in lora_layers(unet, adapter_name):
+    for layer in lora_layers(denoiser, adapter_name):
         flags = [p.requires_grad for p in layer.parameters()]
         if adapter_name is None:
             layer.enable_adapters(enabled)
@@ -110,11 +110,11 @@ class FusedLora:
     The peft layers stay in the model with the adapter switched off, so they add no LoRA matmuls.
     """
 
-    def __init__(self, unet: Denoiser, adapter_names: str | list[str] = MOTION):
+    def __init__(self, denoiser: Denoiser, adapter_names: str | list[str] = MOTION):
         names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
         self.layers = []
         with torch.no_grad():
-            for layer in lora_layers(unet):
+            for layer in lora_layers(denoiser):
                 mine = [n for n in names if n in layer.lora_A]
                 if not mine:
                     continue
@@ -122,7 +122,7 @@ class FusedLora:
                 merged = plain + sum(layer.get_delta_weight(n) for n in mine).to(plain.dtype)
                 self.layers.append((layer.get_base_layer(), plain, merged))
         for name in names:
-            set_lora_enabled(unet, False, name)
+            set_lora_enabled(denoiser, False, name)
         self.set(True)
 
     def set(self, on: bool) -> None:
@@ -131,23 +131,23 @@ class FusedLora:
 
 
 @contextlib.contextmanager
-def lora_disabled(unet: Denoiser, adapter_name: str | None = None) -> Iterator[None]:
-    set_lora_enabled(unet, False, adapter_name)
+def lora_disabled(denoiser: Denoiser, adapter_name: str | None = None) -> Iterator[None]:
+    set_lora_enabled(denoiser, False, adapter_name)
     try:
         yield
     finally:
-        set_lora_enabled(unet, True, adapter_name)
+        set_lora_enabled(denoiser, True, adapter_name)
 
 
-def set_lora_scale(unet: Denoiser, scale: float, adapter_name: str = MOTION) -> None:
+def set_lora_scale(denoiser: Denoiser, scale: float, adapter_name: str = MOTION) -> None:
     """Multiply the adapter's alpha/r scaling by `scale` (the --lora-scale of generation)."""
-    for layer in lora_layers(unet, adapter_name):
+    for layer in lora_layers(denoiser, adapter_name):
         layer.set_scale(adapter_name, scale)
 
 
-def lora_state_dict(unet: Denoiser, adapter_name: str) -> dict[str, torch.Tensor]:
+def lora_state_dict(denoiser: Denoiser, adapter_name: str) -> dict[str, torch.Tensor]:
     """peft keys without the adapter name: '<module>.lora_A.weight', contiguous and on the CPU."""
-    state = get_peft_model_state_dict(unet, adapter_name=adapter_name)
+    state = get_peft_model_state_dict(denoiser, adapter_name=adapter_name)
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
 
@@ -166,7 +166,7 @@ def _write_weights(folder: Path, state: dict[str, torch.Tensor], config: LoraCon
 
 
 def save_lora_folder(
-    unet: Denoiser,
+    denoiser: Denoiser,
     folder: str | os.PathLike,
     record: LoraRecord,
     configs: dict[str, LoraConfig],
@@ -177,18 +177,18 @@ def save_lora_folder(
     motionsep.json last: a kill mid-write never leaves a truncated file under a final name.
     """
     folder = Path(folder)
-    family = family_of(unet)
+    family = family_of(denoiser)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=folder))
     try:
         lora_config: dict = {}  # none: a method whose motion lives in parts alone (parts.py)
         if MOTION in configs:
-            _write_weights(tmp, lora_state_dict(unet, MOTION), configs[MOTION], family)
+            _write_weights(tmp, lora_state_dict(denoiser, MOTION), configs[MOTION], family)
             lora_config = {k: v for k, v in configs[MOTION].to_dict().items() if k in _LORA_CONFIG_KEYS}
             lora_config["target_modules"] = sorted(configs[MOTION].target_modules or ())
         if SPATIAL in configs:
             (tmp / "spatial").mkdir()
-            _write_weights(tmp / "spatial", lora_state_dict(unet, SPATIAL), configs[SPATIAL], family)
+            _write_weights(tmp / "spatial", lora_state_dict(denoiser, SPATIAL), configs[SPATIAL], family)
         record = dataclasses.replace(record, family=family.name, lora_config=lora_config)
         (tmp / METADATA_NAME).write_text(record.to_json(), encoding="utf-8")
         for name in (f"spatial/{WEIGHTS_NAME}", WEIGHTS_NAME, METADATA_NAME):
@@ -240,21 +240,21 @@ def read_lora_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def set_lora_weights(unet: Denoiser, weights: dict[str, torch.Tensor], adapter_name: str, source: Path) -> None:
+def set_lora_weights(denoiser: Denoiser, weights: dict[str, torch.Tensor], adapter_name: str, source: Path) -> None:
     """Put saved diffusers-format weights ('unet.' or 'transformer.'-prefixed peft keys) into an injected adapter."""
-    prefix = family_of(unet).denoiser + "."
+    prefix = family_of(denoiser).denoiser + "."
     state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
     if not state:
         raise MotionsepError(
             f"LoRA weights in '{source}' hold no '{prefix}' keys: not a LoRA for this model's {prefix[:-1]}"
         )
-    result = set_peft_model_state_dict(unet, state, adapter_name=adapter_name)
+    result = set_peft_model_state_dict(denoiser, state, adapter_name=adapter_name)
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise MotionsepError(f"LoRA '{source}' does not fit this UNet: unexpected key '{unexpected[0]}'")
 
 
-def load_appearance_lora(pipe, unet: Denoiser, path: str | os.PathLike, adapter_name: str) -> None:
+def load_appearance_lora(pipe, denoiser: Denoiser, path: str | os.PathLike, adapter_name: str) -> None:
     """Add a LoRA made by another trainer (an image or appearance LoRA in diffusers format) as `adapter_name`,
     keeping every adapter already there active.
 
@@ -265,26 +265,26 @@ def load_appearance_lora(pipe, unet: Denoiser, path: str | os.PathLike, adapter_
     path = Path(path)
     file = path / WEIGHTS_NAME if path.is_dir() else path
     weights = read_lora_weights(file)  # before touching the model: a bad file changes nothing
-    if hasattr(unet, "load_lora_adapter") and hasattr(pipe, "load_lora_weights"):
+    if hasattr(denoiser, "load_lora_adapter") and hasattr(pipe, "load_lora_weights"):
         try:
             with warnings.catch_warnings():  # several adapters in one model is what we want here
                 warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
                 pipe.load_lora_weights(str(file), adapter_name=adapter_name)
         except (ValueError, KeyError, RuntimeError) as exc:
             raise MotionsepError(f"LoRA '{path}' does not fit this model: {str(exc).splitlines()[0]}") from None
-        if not lora_layers(unet, adapter_name) and not _loaded_into_text_encoder(pipe, adapter_name):
+        if not lora_layers(denoiser, adapter_name) and not _loaded_into_text_encoder(pipe, adapter_name):
             # diffusers skips keys it does not recognise: a LoRA of another family would change nothing
             first = next(iter(weights), "no keys")
             raise MotionsepError(
-                f"LoRA '{path}' changes nothing in this {family_of(unet).name} model: none of its keys (e.g. "
+                f"LoRA '{path}' changes nothing in this {family_of(denoiser).name} model: none of its keys (e.g. "
                 f"'{first}') names a layer of it; was it made for another model family?"
             )
-        names = sorted({name for layer in lora_layers(unet) for name in layer.lora_A})
-        for layer in lora_layers(unet):  # diffusers activates the new adapter alone; keep the motion LoRAs on
+        names = sorted({name for layer in lora_layers(denoiser) for name in layer.lora_A})
+        for layer in lora_layers(denoiser):  # diffusers activates the new adapter alone; keep the motion LoRAs on
             layer.set_adapter(names)
-        unet.requires_grad_(False)
+        denoiser.requires_grad_(False)
     else:
-        prefix = family_of(unet).denoiser + "."
+        prefix = family_of(denoiser).denoiser + "."
         keys = [k[len(prefix) :] for k in weights if k.startswith(prefix) and ".lora_A." in k]
         if not keys:
             raise MotionsepError(
@@ -293,9 +293,9 @@ def load_appearance_lora(pipe, unet: Denoiser, path: str | os.PathLike, adapter_
             )
         modules = sorted({k.split(".lora_A.")[0] for k in keys})
         rank = int(weights[prefix + keys[0]].shape[0])
-        add_lora(unet, make_lora_config(modules, rank, None, 0.0), adapter_name)
-        set_lora_weights(unet, weights, adapter_name, path)
-    unet.train(unet.training)
+        add_lora(denoiser, make_lora_config(modules, rank, None, 0.0), adapter_name)
+        set_lora_weights(denoiser, weights, adapter_name, path)
+    denoiser.train(denoiser.training)
 
 
 def _loaded_into_text_encoder(pipe, adapter_name: str) -> bool:
@@ -303,11 +303,11 @@ def _loaded_into_text_encoder(pipe, adapter_name: str) -> bool:
     return encoder is not None and adapter_name in (getattr(encoder, "peft_config", None) or {})
 
 
-def load_motion_lora(unet: Denoiser, folder: str | os.PathLike, adapter_name: str = MOTION) -> LoraRecord:
-    """Load a motionsep LoRA folder onto `unet` with peft; returns its record."""
+def load_motion_lora(denoiser: Denoiser, folder: str | os.PathLike, adapter_name: str = MOTION) -> LoraRecord:
+    """Load a motionsep LoRA folder onto `denoiser` with peft; returns its record."""
     folder = Path(folder)
     meta = read_lora_record(folder)
-    family = family_of(unet)
+    family = family_of(denoiser)
     if meta.family != family.name:
         raise MotionsepError(
             f"LoRA '{folder}' was trained for the {meta.family} family but the model is {family.name} "
@@ -316,9 +316,9 @@ def load_motion_lora(unet: Denoiser, folder: str | os.PathLike, adapter_name: st
     if not meta.lora_config:  # a method whose motion lives in parts alone: nothing to inject
         return meta
     weights = read_lora_weights(folder / WEIGHTS_NAME)  # before injecting: a bad file changes nothing
-    add_lora(unet, LoraConfig(**meta.lora_config), adapter_name)
-    set_lora_weights(unet, weights, adapter_name, folder)
+    add_lora(denoiser, LoraConfig(**meta.lora_config), adapter_name)
+    set_lora_weights(denoiser, weights, adapter_name, folder)
     # peft creates the new layers (their dropout included) in training mode: follow the UNet's mode,
     # or an eval-mode pipeline would sample with LoRA dropout on
-    unet.train(unet.training)
+    denoiser.train(denoiser.training)
     return meta

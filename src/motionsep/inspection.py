@@ -12,17 +12,23 @@ from typing import Any
 
 from .highway import HighwaySettings, hook_points
 from .methods import lora_parameter_count, lora_targets, resolve_method
-from .models import build_unet_from_config, family_of, load_unet_config, spatial_transformers, temporal_transformers
+from .models import (
+    build_denoiser_from_config,
+    family_of,
+    load_denoiser_config,
+    spatial_transformers,
+    temporal_transformers,
+)
 
 
-def _highway_summary(unet, family, preset, highway_blocks: str | list[int]) -> dict[str, Any]:
+def _highway_summary(denoiser, family, preset, highway_blocks: str | list[int]) -> dict[str, Any]:
     """Where the Appearance Highway would hook in, or why the family has none."""
     if not family.supports_highway:
         return {"on_by_default": False, "unavailable": f"the {family.name} family is a DiT: it has no U-Net skips"}
     return {
         "on_by_default": preset.highway,
         "blocks": highway_blocks,
-        "hook_points": hook_points(unet, HighwaySettings(blocks=highway_blocks)),
+        "hook_points": hook_points(denoiser, HighwaySettings(blocks=highway_blocks)),
     }
 
 
@@ -34,38 +40,38 @@ def inspect_model(
     highway_blocks: str | list[int] = "deepest",
 ) -> dict[str, Any]:
     preset = resolve_method(method, targets)
-    unet = build_unet_from_config(load_unet_config(model))
-    family = family_of(unet)
-    layers = lora_targets(unet, preset)
-    temporal = temporal_transformers(unet)
+    denoiser = build_denoiser_from_config(load_denoiser_config(model))
+    family = family_of(denoiser)
+    layers = lora_targets(denoiser, preset)
+    temporal = temporal_transformers(denoiser)
     paths: dict[str, dict[str, Any]] = {
         "temporal": {
             "targets": list(preset.temporal_targets),
             "transformers": len(
-                set(temporal) | (set(spatial_transformers(unet)) if preset.joint_spatial_targets else set())
+                set(temporal) | (set(spatial_transformers(denoiser)) if preset.joint_spatial_targets else set())
             ),
             "blocks": _blocks(layers["temporal"]),
             "layers": layers["temporal"],
-            "parameters": lora_parameter_count(unet, layers["temporal"], rank),
+            "parameters": lora_parameter_count(denoiser, layers["temporal"], rank),
             "used_at_inference": True,
         }
     }
     if preset.dual_path:
         paths["spatial"] = {
             "targets": list(preset.spatial_targets),
-            "transformers": len(spatial_transformers(unet)),
+            "transformers": len(spatial_transformers(denoiser)),
             "blocks": _blocks(layers["spatial"]),
             "layers": layers["spatial"],
-            "parameters": lora_parameter_count(unet, layers["spatial"], rank),
+            "parameters": lora_parameter_count(denoiser, layers["spatial"], rank),
             "used_at_inference": False,
         }
-    extras = _method_extras(unet, family, preset)
-    highway = _highway_summary(unet, family, preset, highway_blocks)
+    extras = _method_extras(denoiser, family, preset)
+    highway = _highway_summary(denoiser, family, preset, highway_blocks)
     return {
         "model": model,
         "family": family.name,
         "denoiser_class": family.denoiser_class,
-        "denoiser_parameters": sum(p.numel() for p in unet.parameters()),
+        "denoiser_parameters": sum(p.numel() for p in denoiser.parameters()),
         "method": preset.name,
         "summary": preset.summary,
         "rank": rank,
@@ -82,7 +88,7 @@ def inspect_model(
     }
 
 
-def _method_extras(unet, family, preset) -> dict[str, Any]:
+def _method_extras(denoiser, family, preset) -> dict[str, Any]:
     """What a method trains besides LoRAs (its parts, built on the meta model and counted; offsets counted for one
     latent frame) and the heads it is confined to (chosen at training, from the reference clips)."""
     from .heads import cross_frame_attentions
@@ -92,13 +98,13 @@ def _method_extras(unet, family, preset) -> dict[str, Any]:
     if preset.parts:
         extras["parts"] = {}
         for name in preset.parts:
-            part = PARTS[name](unet, family, frames=1)
+            part = PARTS[name](denoiser, family, frames=1)
             count = sum(p.numel() for p in part.parameters())
             part.remove()
             extras["parts"][name] = {"parameters": count, "per_latent_frame": name == "frame_offsets"}
     if preset.head_fraction is not None:
-        attentions = cross_frame_attentions(unet, family)
-        heads = unet.get_submodule(attentions[0]).heads
+        attentions = cross_frame_attentions(denoiser, family)
+        heads = denoiser.get_submodule(attentions[0]).heads
         chosen = math.ceil(preset.head_fraction * heads)
         extras["heads"] = (
             f"chosen at training: in each of {len(attentions)} self-attentions, the {chosen} of {heads} heads with "

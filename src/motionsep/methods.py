@@ -125,13 +125,15 @@ def resolve_method(name: str, targets: list[str] | None = None) -> Method:
     return method
 
 
-def _block_layers(unet: Denoiser, transformer: str, targets: tuple[str, ...], attentions: tuple[str, ...]) -> list[str]:
+def _block_layers(
+    denoiser: Denoiser, transformer: str, targets: tuple[str, ...], attentions: tuple[str, ...]
+) -> list[str]:
     """The linear layers `targets` name in the given attentions (and, for "ff", the feed-forward) of every block
     of the transformer named `transformer` ("" for a DiT itself)."""
-    family = family_of(unet)
-    modules = dict(unet.named_modules())
+    family = family_of(denoiser)
+    modules = dict(denoiser.named_modules())
     names = []
-    for prefix in transformer_blocks(unet, transformer):
+    for prefix in transformer_blocks(denoiser, transformer):
         for attn in attentions:
             if getattr(modules[prefix], attn, None) is None:
                 continue
@@ -146,7 +148,7 @@ def _block_layers(unet: Denoiser, transformer: str, targets: tuple[str, ...], at
     return names
 
 
-def lora_targets(unet: Denoiser, method: Method) -> dict[str, list[str]]:
+def lora_targets(denoiser: Denoiser, method: Method) -> dict[str, list[str]]:
     """Exact module names per path: {'temporal': [...], 'spatial': [...]} (spatial empty for one-path methods).
 
     Temporal: the family's temporal attentions of every temporal transformer block (U-Nets: attn1 and attn2,
@@ -155,21 +157,21 @@ def lora_targets(unet: Denoiser, method: Method) -> dict[str, list[str]]:
     the self-attention (attn1) of every spatial transformer, as MotionDirector (a DiT: of every block, trained
     on single frames). A layer named twice is listed once.
     """
-    family = family_of(unet)
+    family = family_of(denoiser)
     temporal: list[str] = []
-    for name in temporal_transformers(unet):
-        temporal += _block_layers(unet, name, method.temporal_targets, family.temporal_attentions)
+    for name in temporal_transformers(denoiser):
+        temporal += _block_layers(denoiser, name, method.temporal_targets, family.temporal_attentions)
     if method.joint_spatial_targets:
-        for name in spatial_transformers(unet):
-            temporal += _block_layers(unet, name, method.joint_spatial_targets, ("attn1", "attn2"))
+        for name in spatial_transformers(denoiser):
+            temporal += _block_layers(denoiser, name, method.joint_spatial_targets, ("attn1", "attn2"))
     spatial: list[str] = []
     if method.spatial_targets:
-        for name in spatial_transformers(unet):
-            spatial += _block_layers(unet, name, method.spatial_targets, ("attn1",))
+        for name in spatial_transformers(denoiser):
+            spatial += _block_layers(denoiser, name, method.spatial_targets, ("attn1",))
     return {"temporal": list(dict.fromkeys(temporal)), "spatial": list(dict.fromkeys(spatial))}
 
 
-def lora_parameter_count(unet: Denoiser, names: list[str], rank: int) -> int:
+def lora_parameter_count(denoiser: Denoiser, names: list[str], rank: int) -> int:
     """Parameters a rank-`rank` LoRA adds on these linear layers: rank * (in + out) each."""
-    modules = dict(unet.named_modules())
+    modules = dict(denoiser.named_modules())
     return sum(rank * (modules[n].in_features + modules[n].out_features) for n in names)

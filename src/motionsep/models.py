@@ -47,7 +47,7 @@ def family_of_denoiser_class(class_name: str, has_motion_adapter: bool = False) 
 
 def family_of_model(model: str) -> Family:
     """The family of a pipeline folder, hub id or name motionsep knows, read from its denoiser's config alone."""
-    return family_of_denoiser_class(load_unet_config(model).get("_class_name", ""))
+    return family_of_denoiser_class(load_denoiser_config(model).get("_class_name", ""))
 
 
 def is_dit_model(model: str) -> bool:
@@ -56,8 +56,8 @@ def is_dit_model(model: str) -> bool:
     return not family_of_model(model).supports_highway
 
 
-def family_of(unet: Denoiser) -> Family:
-    return family_of_denoiser_class(type(unet).__name__)
+def family_of(denoiser: Denoiser) -> Family:
+    return family_of_denoiser_class(type(denoiser).__name__)
 
 
 def token_grid(denoiser: Denoiser, latent_shape) -> tuple[int, int, int]:
@@ -156,7 +156,7 @@ def _is_local(model: str) -> bool:
     return Path(model).exists() or not _HUB_ID.match(model)
 
 
-def load_unet_config(model: str) -> dict[str, Any]:
+def load_denoiser_config(model: str) -> dict[str, Any]:
     """The denoiser's config.json as a dict (the UNet's, or a DiT's transformer's), without loading any weights.
 
     `model` may be a pipeline folder, a UNet or transformer folder, a config.json file, or a hub id.
@@ -189,7 +189,7 @@ def load_unet_config(model: str) -> dict[str, Any]:
     return json.loads(Path(hf_hub_download(model, f"{sub}/config.json")).read_text())
 
 
-def build_unet_from_config(config: dict[str, Any], device: str = "meta") -> torch.nn.Module:
+def build_denoiser_from_config(config: dict[str, Any], device: str = "meta") -> torch.nn.Module:
     """Instantiate the denoiser class a config names; on the meta device it allocates no memory."""
     import diffusers
     from accelerate import init_empty_weights
@@ -233,7 +233,7 @@ def load_pipeline(
         if not (path / "model_index.json").is_file():
             raise MotionsepError(f"'{model}' is not a diffusers pipeline folder: it has no model_index.json")
         index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
-        denoiser_class = load_unet_config(model).get("_class_name", "unknown")
+        denoiser_class = load_denoiser_config(model).get("_class_name", "unknown")
         family = family_of_denoiser_class(denoiser_class, has_motion_adapter=motion_adapter is not None)
         pipeline_class = index.get("_class_name")
         if motion_adapter is None and pipeline_class not in (None, family.pipeline_class):
@@ -264,33 +264,33 @@ def _class_name(module: torch.nn.Module) -> str:
     return type(module).__name__
 
 
-def temporal_transformers(unet: Denoiser) -> list[str]:
+def temporal_transformers(denoiser: Denoiser) -> list[str]:
     """Names of every temporal transformer.
 
     ModelScope: transformer_in and temp_attentions; AnimateDiff: the motion modules; a DiT: the whole model
     (its name is the empty string)."""
-    cls = family_of(unet).temporal_transformer_class
-    return [n for n, m in unet.named_modules() if _class_name(m) == cls]
+    cls = family_of(denoiser).temporal_transformer_class
+    return [n for n, m in denoiser.named_modules() if _class_name(m) == cls]
 
 
-def spatial_transformers(unet: Denoiser) -> list[str]:
+def spatial_transformers(denoiser: Denoiser) -> list[str]:
     """Names of every spatial transformer (a DiT: the whole model)."""
-    cls = family_of(unet).spatial_transformer_class
-    return [n for n, m in unet.named_modules() if _class_name(m) == cls]
+    cls = family_of(denoiser).spatial_transformer_class
+    return [n for n, m in denoiser.named_modules() if _class_name(m) == cls]
 
 
-def transformer_blocks(unet: Denoiser, transformer: str) -> list[str]:
+def transformer_blocks(denoiser: Denoiser, transformer: str) -> list[str]:
     """Module names of the blocks of the transformer named `transformer` ("" for the model itself)."""
-    attribute = family_of(unet).blocks_attribute
-    module = unet.get_submodule(transformer)
+    attribute = family_of(denoiser).blocks_attribute
+    module = denoiser.get_submodule(transformer)
     prefix = f"{transformer}.{attribute}" if transformer else attribute
     return [f"{prefix}.{i}" for i in range(len(getattr(module, attribute)))]
 
 
-def attention_down_blocks(unet: Denoiser) -> list[int]:
+def attention_down_blocks(denoiser: Denoiser) -> list[int]:
     """Indices of the down blocks that have spatial attention (the Appearance Highway's candidates)."""
-    family = family_of(unet)
-    return [i for i, b in enumerate(unet.down_blocks) if _class_name(b) == family.attention_down_block]
+    family = family_of(denoiser)
+    return [i for i, b in enumerate(denoiser.down_blocks) if _class_name(b) == family.attention_down_block]
 
 
 class _Bypass:
@@ -320,9 +320,9 @@ class temporal_layers_bypassed:
     through unchanged, so a single frame sees only spatial layers.
     """
 
-    def __init__(self, unet: Denoiser):
-        names = family_of(unet).temporal_layer_classes
-        self.modules = [m for m in unet.modules() if _class_name(m) in names]
+    def __init__(self, denoiser: Denoiser):
+        names = family_of(denoiser).temporal_layer_classes
+        self.modules = [m for m in denoiser.modules() if _class_name(m) in names]
 
     def __enter__(self):
         self._bypass = _Bypass(self.modules)

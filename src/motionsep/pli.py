@@ -17,11 +17,11 @@ class PhasedLora:
     """Switches the motion LoRA(s) `adapter_names` by timestep; other adapters (an appearance LoRA) stay on.
     `fused`: the LoRAs were folded into the weights (adapters.FusedLora); switch by swapping weights."""
 
-    def __init__(self, unet: Denoiser, tau: int, adapter_names: str | list[str] = MOTION, fused=None):
-        self.unet, self.tau, self.fused = unet, tau, fused
+    def __init__(self, denoiser: Denoiser, tau: int, adapter_names: str | list[str] = MOTION, fused=None):
+        self.denoiser, self.tau, self.fused = denoiser, tau, fused
         self.adapter_names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
         self._on: bool | None = None
-        self._handle = unet.register_forward_pre_hook(self._switch, with_kwargs=True)
+        self._handle = denoiser.register_forward_pre_hook(self._switch, with_kwargs=True)
 
     def _switch(self, module, args, kwargs):
         timestep = kwargs["timestep"] if "timestep" in kwargs else args[1]
@@ -32,7 +32,7 @@ class PhasedLora:
                 self.fused.set(on)
             else:
                 for name in self.adapter_names:
-                    set_lora_enabled(self.unet, on, name)
+                    set_lora_enabled(self.denoiser, on, name)
             self._on = on
 
     @property
@@ -46,5 +46,5 @@ class PhasedLora:
             self.fused.set(True)
         else:
             for name in self.adapter_names:
-                set_lora_enabled(self.unet, True, name)
+                set_lora_enabled(self.denoiser, True, name)
         self._on = None

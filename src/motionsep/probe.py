@@ -47,10 +47,10 @@ ALL_OFF = "every temporal layer"  # the per-frame image model: the floor of ever
 NOTHING_OFF = "nothing"
 
 
-def pathway_modules(unet: Denoiser, pathway: Pathway) -> list[str]:
+def pathway_modules(denoiser: Denoiser, pathway: Pathway) -> list[str]:
     """Names of the UNet modules `pathway` switches off (full matches of its pattern)."""
     pattern = re.compile(pathway.pattern)
-    return [name for name, _ in unet.named_modules() if name and pattern.fullmatch(name)]
+    return [name for name, _ in denoiser.named_modules() if name and pattern.fullmatch(name)]
 
 
 def _zero_output(module, args, kwargs, output):
@@ -86,39 +86,42 @@ class _SameFrameAttention:
 
 
 class pathways_off:
-    """Context manager: the named pathways of `family` switched off on `unet` by hooks.
+    """Context manager: the named pathways of `family` switched off on `denoiser` by hooks.
 
     ALL_OFF makes every temporal layer an identity (MotionDirector's spatial path): attention and
     feed-forward alone would leave the temporal transformers' GroupNorm, whose statistics span frames.
     On a DiT it is every pathway at once (its only one: cross-frame attention).
     """
 
-    def __init__(self, unet: Denoiser, family: Family, names: list[str]):
-        self.unet, self.same_frame = unet, []
+    def __init__(self, denoiser: Denoiser, family: Family, names: list[str]):
+        self.denoiser, self.same_frame = denoiser, []
         if names == [ALL_OFF] and family.all_temporal_off() is not None:
             names = list(family.all_temporal_off() or ())
         if names == [ALL_OFF]:
-            self.zero, self.identity = [], temporal_layers_bypassed(unet).modules
+            self.zero, self.identity = [], temporal_layers_bypassed(denoiser).modules
             return
         by_name = {p.name: p for p in family.pathways}
         unknown = [n for n in names if n not in by_name]
         if unknown:
             raise ValueError(f"{family.name} has no pathway {unknown}; it has {list(by_name)}")
-        modules = dict(unet.named_modules())
+        modules = dict(denoiser.named_modules())
         self.zero = [
-            modules[m] for n in names if by_name[n].action == "zero" for m in pathway_modules(unet, by_name[n])
+            modules[m] for n in names if by_name[n].action == "zero" for m in pathway_modules(denoiser, by_name[n])
         ]
         self.identity = [
-            modules[m] for n in names if by_name[n].action == "identity" for m in pathway_modules(unet, by_name[n])
+            modules[m] for n in names if by_name[n].action == "identity" for m in pathway_modules(denoiser, by_name[n])
         ]
         self.same_frame = [
-            modules[m] for n in names if by_name[n].action == "same_frame" for m in pathway_modules(unet, by_name[n])
+            modules[m]
+            for n in names
+            if by_name[n].action == "same_frame"
+            for m in pathway_modules(denoiser, by_name[n])
         ]
 
     def __enter__(self):
         self._handles = [m.register_forward_hook(_zero_output, with_kwargs=True) for m in self.zero]
         self._bypass = _Bypass(self.identity)
-        self._same_frame = _SameFrameAttention(self.unet, self.same_frame) if self.same_frame else None
+        self._same_frame = _SameFrameAttention(self.denoiser, self.same_frame) if self.same_frame else None
         return self
 
     def __exit__(self, *exc):
@@ -149,7 +152,7 @@ class ProbeBatch:
 
 @torch.no_grad()
 def cross_frame_errors(
-    unet, objective: Objective, family: Family, batch: ProbeBatch, timesteps: tuple[int, ...], seed: int = 0
+    denoiser, objective: Objective, family: Family, batch: ProbeBatch, timesteps: tuple[int, ...], seed: int = 0
 ) -> list[float]:
     """Per timestep, the mean squared error of the across-frame part of the prediction (fixed noise)."""
     g = torch.Generator().manual_seed(seed)
@@ -158,7 +161,7 @@ def cross_frame_errors(
     for step in timesteps:
         t = torch.full((batch.latents.shape[0],), step, dtype=torch.long)
         noisy = objective.noisy(batch.latents, noise, t)
-        pred = family.predict(unet, noisy, t, batch.text)
+        pred = family.predict(denoiser, noisy, t, batch.text)
         target = objective.target(batch.latents, noise, t)
         errors.append(torch.mean((across_frames(pred) - across_frames(target)) ** 2).item())
     return errors
@@ -309,17 +312,17 @@ def probe_unet_config(
     One clip at one timestep: the architecture must run, and its numbers mean nothing anyway."""
     from types import SimpleNamespace
 
-    from .models import build_unet_from_config, family_of_denoiser_class
+    from .models import build_denoiser_from_config, family_of_denoiser_class
 
     check_probe_pathways(family_of_denoiser_class(config.get("_class_name", "")))  # before building a large model
     settings = ProbeSettings(timesteps=(500,), clips=1, progress=progress)
     torch.manual_seed(settings.seed)
-    unet: Any = build_unet_from_config(config, device="cpu").eval()
-    family = family_of(unet)
+    denoiser: Any = build_denoiser_from_config(config, device="cpu").eval()
+    family = family_of(denoiser)
     g = torch.Generator().manual_seed(settings.seed)
-    latents = torch.randn((settings.clips, unet.config.in_channels, frames, latent_size, latent_size), generator=g)
-    text = torch.randn((settings.clips, 16, family.text_width(unet)), generator=g)
-    pipe = SimpleNamespace(**{family.denoiser: unet}, scheduler=family.training_scheduler())
+    latents = torch.randn((settings.clips, denoiser.config.in_channels, frames, latent_size, latent_size), generator=g)
+    text = torch.randn((settings.clips, 16, family.text_width(denoiser)), generator=g)
+    pipe = SimpleNamespace(**{family.denoiser: denoiser}, scheduler=family.training_scheduler())
     report = probe_pipeline(pipe, family, ProbeBatch(latents, text), settings, "random latents")
     report["note"] = RANDOM_WEIGHTS_NOTE
     return report

@@ -106,15 +106,15 @@ class TrainingState:
 # --- setup -------------------------------------------------------------------------------------
 
 
-def enable_gradient_checkpointing(unet: Denoiser) -> None:
+def enable_gradient_checkpointing(denoiser: Denoiser) -> None:
     """diffusers checkpoints UNetMotionModel itself; UNet3DConditionModel declares no support, so
     each of its blocks' forward is wrapped in non-reentrant torch checkpointing (hooks keep working)."""
-    if getattr(unet, "_supports_gradient_checkpointing", False):
-        unet.enable_gradient_checkpointing()
+    if getattr(denoiser, "_supports_gradient_checkpointing", False):
+        denoiser.enable_gradient_checkpointing()
         return
     import torch.utils.checkpoint as ckpt
 
-    blocks = [unet.transformer_in, *unet.down_blocks, unet.mid_block, *unet.up_blocks]
+    blocks = [denoiser.transformer_in, *denoiser.down_blocks, denoiser.mid_block, *denoiser.up_blocks]
     for block in blocks:
         forward = block.forward
 
@@ -126,18 +126,18 @@ def enable_gradient_checkpointing(unet: Denoiser) -> None:
         block.forward = checkpointed
 
 
-def attach_method_lora(unet: Denoiser, method: Method, lora: LoraSettings):
+def attach_method_lora(denoiser: Denoiser, method: Method, lora: LoraSettings):
     """Freeze the UNet and inject the method's LoRA adapters; returns (targets, peft configs, trainable params)."""
-    unet.requires_grad_(False)
-    targets = lora_targets(unet, method)
+    denoiser.requires_grad_(False)
+    targets = lora_targets(denoiser, method)
     lora_configs = {}
     if targets["temporal"]:  # none: the motion lives in parts alone (Method.parts)
         lora_configs[MOTION] = make_lora_config(targets["temporal"], lora.rank, lora.alpha, lora.dropout)
-        add_lora(unet, lora_configs[MOTION], MOTION)
+        add_lora(denoiser, lora_configs[MOTION], MOTION)
     if method.dual_path:
         lora_configs[SPATIAL] = make_lora_config(targets["spatial"], lora.rank, lora.alpha, lora.dropout)
-        add_lora(unet, lora_configs[SPATIAL], SPATIAL)
-    params = {MOTION: [], **{name: lora_parameters(unet, name) for name in lora_configs}}
+        add_lora(denoiser, lora_configs[SPATIAL], SPATIAL)
+    params = {MOTION: [], **{name: lora_parameters(denoiser, name) for name in lora_configs}}
     for group in params.values():
         for p in group:
             p.requires_grad_(True)
@@ -169,20 +169,20 @@ def prepare(
     if torch.device(device).type != "cpu":  # cached: the VAE and text encoder are not needed on the device again
         for name in ("vae", "text_encoder"):
             getattr(pipe, name).to("cpu")
-    unet = denoiser_of(pipe)
+    denoiser = denoiser_of(pipe)
     if config.train.memory.fp8_base:  # before the LoRA exists: only the frozen base is stored in float8
-        unet.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
-    targets, lora_configs, params = attach_method_lora(unet, method, config.lora)
+        denoiser.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+    targets, lora_configs, params = attach_method_lora(denoiser, method, config.lora)
     if config.train.memory.fp8_base or dtype != torch.float32:
         from diffusers.training_utils import cast_training_params
 
-        cast_training_params(unet, dtype=torch.float32)  # peft makes a LoRA in its base layer's dtype
+        cast_training_params(denoiser, dtype=torch.float32)  # peft makes a LoRA in its base layer's dtype
     state = TrainingState(
         config,
         method,
         family,
         pipe,
-        unet,
+        denoiser,
         latents,
         text,
         lora_configs,
@@ -192,9 +192,9 @@ def prepare(
     state.frame_latents, state.params = frame_latents, params
     attach_method_parts(state, clips)
     if config.appearance_highway.during_training:
-        state.highway = AppearanceHighway(unet, config.appearance_highway)
+        state.highway = AppearanceHighway(denoiser, config.appearance_highway)
     if config.train.gradient_checkpointing:
-        enable_gradient_checkpointing(unet)
+        enable_gradient_checkpointing(denoiser)
     return state
 
 
@@ -202,13 +202,13 @@ def attach_method_parts(state: TrainingState, clips: list) -> None:
     """What a method trains besides LoRAs, on a state whose LoRA is still at zero: the heads its LoRA is confined
     to (chosen on the frozen model), its parts (in the motion LoRA's parameter group: one path, one backward), and
     the reference clips' tracks for its tracking loss."""
-    method, unet, frames = state.method, state.denoiser, state.latents.shape[2]
+    method, denoiser, frames = state.method, state.denoiser, state.latents.shape[2]
     if method.head_fraction is not None:
-        shares = cross_frame_shares(unet, state.family, state.objective, state.latents, state.text)
+        shares = cross_frame_shares(denoiser, state.family, state.objective, state.latents, state.text)
         state.heads = choose_heads(shares, method.head_fraction)
         layers = tuple(layer for t in method.temporal_targets if t in ("q", "k", "v") for layer in TARGET_LAYERS[t])
-        confine_to_heads(unet, state.heads, MOTION, layers)
-    state.parts = {name: PARTS[name](unet, state.family, frames) for name in method.parts}
+        confine_to_heads(denoiser, state.heads, MOTION, layers)
+    state.parts = {name: PARTS[name](denoiser, state.family, frames) for name in method.parts}
     for part in state.parts.values():
         state.params[MOTION] += part.parameters()
     if method.tracking_weight:  # a causal video VAE's latent frame stands for several frames
@@ -233,7 +233,7 @@ def step_losses(
     own LoRA only, inside the context it was computed in, so gradient checkpointing recomputes
     exactly the forward that was run (the spatial LoRA's switch and the bypass hooks included).
     """
-    unet, objective = state.denoiser, state.objective
+    denoiser, objective = state.denoiser, state.objective
     latents, text, noise, t = batch["latents"], batch["text"], batch["noise"], batch["timesteps"]
     noisy = objective.noisy(latents, noise, t)
     target = objective.target(latents, noise, t)
@@ -245,19 +245,21 @@ def step_losses(
         frame = int(torch.randint(frames.shape[2], (1,), generator=generator))
         one = slice(frame, frame + 1)
         # the motion LoRA is off too: on a DiT it sits on the same layers as the spatial one
-        with temporal_layers_bypassed(unet), lora_disabled(unet, MOTION):
-            pred = state.family.predict(unet, objective.noisy(frames[:, :, one], frame_noise[:, :, one], t), t, text)
+        with temporal_layers_bypassed(denoiser), lora_disabled(denoiser, MOTION):
+            pred = state.family.predict(
+                denoiser, objective.noisy(frames[:, :, one], frame_noise[:, :, one], t), t, text
+            )
             losses["spatial"] = objective.loss(pred, objective.target(frames[:, :, one], frame_noise[:, :, one], t), t)
             if backward is not None:
                 backward(losses["spatial"], inputs=state.params[SPATIAL])
         if float(torch.rand((1,), generator=generator)) < state.config.train.spatial_skip_probability:
-            spatial_off = lora_disabled(unet, SPATIAL)
+            spatial_off = lora_disabled(denoiser, SPATIAL)
     anchor = int(torch.randint(num_frames, (1,), generator=generator))
     tracked: contextlib.AbstractContextManager[dict[str, torch.Tensor]] = (
-        middle_block_features(unet, latents.shape) if state.tracks is not None else contextlib.nullcontext({})
+        middle_block_features(denoiser, latents.shape) if state.tracks is not None else contextlib.nullcontext({})
     )
     with spatial_off, tracked as features:
-        pred = state.family.predict(unet, noisy, t, text)
+        pred = state.family.predict(denoiser, noisy, t, text)
         temporal = objective.loss(pred, target, t)
         if state.method.debiased_loss and num_frames > 1:
             temporal = temporal + debiased_loss(pred, target, anchor)

@@ -113,11 +113,11 @@ class CostSettings:
 # --- building the UNet ------------------------------------------------------------------------
 
 
-def _random_init(unet: Denoiser, seed: int = 0) -> None:
+def _random_init(denoiser: Denoiser, seed: int = 0) -> None:
     """Fan-in scaled random weights, unit norms, zero biases: cheap, and activations stay finite."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, p in unet.named_parameters():
+        for name, p in denoiser.named_parameters():
             if p.ndim >= 2:
                 fan_in = p[0].numel()
                 p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
@@ -127,30 +127,36 @@ def _random_init(unet: Denoiser, seed: int = 0) -> None:
                 p.zero_()
 
 
-def build_unet(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
+def build_denoiser(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
     from diffusers import UNet3DConditionModel
 
-    from ..models import build_unet_from_config, dtype_argument, family_of_model, load_unet_config, resolve_model
+    from ..models import (
+        build_denoiser_from_config,
+        dtype_argument,
+        family_of_model,
+        load_denoiser_config,
+        resolve_model,
+    )
 
     if model == "toy":
-        unet = UNet3DConditionModel.from_pretrained(resolve_model("toy"), subfolder="unet")
+        denoiser = UNet3DConditionModel.from_pretrained(resolve_model("toy"), subfolder="unet")
     elif model == TOY_WAN:
         import diffusers
 
         family = family_of_model(model)
         denoiser_class = getattr(diffusers, family.denoiser_class)
-        unet = denoiser_class.from_pretrained(
+        denoiser = denoiser_class.from_pretrained(
             resolve_model(model), subfolder=family.denoiser, **dtype_argument(torch.float32)
         )
     else:
-        unet = build_unet_from_config(load_unet_config(COST_MODEL_SOURCES[model]), device="meta")
-        unet = unet.to_empty(device="cpu")
-        _random_init(unet)
-    unet = unet.to(device=device)
-    return unet if dtype == torch.float32 else unet.to(dtype=dtype)
+        denoiser = build_denoiser_from_config(load_denoiser_config(COST_MODEL_SOURCES[model]), device="meta")
+        denoiser = denoiser.to_empty(device="cpu")
+        _random_init(denoiser)
+    denoiser = denoiser.to(device=device)
+    return denoiser if dtype == torch.float32 else denoiser.to(dtype=dtype)
 
 
-def _latent_shape(model: str, unet, settings: CostSettings) -> tuple[int, ...]:
+def _latent_shape(model: str, denoiser, settings: CostSettings) -> tuple[int, ...]:
     if model == TOY_WAN:  # the world's 9-frame clips through its causal VAE: 2x in time, 4x in space
         from ..models import resolve_model
         from ..toy.protocol import world_frames
@@ -158,20 +164,26 @@ def _latent_shape(model: str, unet, settings: CostSettings) -> tuple[int, ...]:
         vae = json.loads((Path(resolve_model(model)) / "vae" / "config.json").read_text())
         frames = 1 + (world_frames(model) - 1) // vae["scale_factor_temporal"]
         side = settings.toy_size // vae["scale_factor_spatial"]
-        return (settings.batch, unet.config.in_channels, frames, side, side)
+        return (settings.batch, denoiser.config.in_channels, frames, side, side)
     if model == WAN_COST_MODEL:  # Wan's VAE: 4x in time (causal, 1 + 4k frames), 8x in space
         height, width = settings.wan_size
-        return (settings.batch, unet.config.in_channels, 1 + (settings.wan_frames - 1) // 4, height // 8, width // 8)
+        return (
+            settings.batch,
+            denoiser.config.in_channels,
+            1 + (settings.wan_frames - 1) // 4,
+            height // 8,
+            width // 8,
+        )
     side = settings.toy_size // 4 if model == "toy" else settings.zeroscope_latent
-    return (settings.batch, unet.config.in_channels, settings.frames, side, side)
+    return (settings.batch, denoiser.config.in_channels, settings.frames, side, side)
 
 
-def _text(unet, batch: int, device) -> torch.Tensor:
+def _text(denoiser, batch: int, device) -> torch.Tensor:
     g = torch.Generator().manual_seed(1)
-    if "text_dim" in unet.config:  # Wan: UMT5 embeddings, 512 tokens
-        return torch.randn(batch, 512, unet.config.text_dim, generator=g).to(device)
-    tokens = 77 if unet.config.cross_attention_dim >= 768 else 32  # CLIP's 77 on real models, the toy encoder's 32
-    return torch.randn(batch, tokens, unet.config.cross_attention_dim, generator=g).to(device)
+    if "text_dim" in denoiser.config:  # Wan: UMT5 embeddings, 512 tokens
+        return torch.randn(batch, 512, denoiser.config.text_dim, generator=g).to(device)
+    tokens = 77 if denoiser.config.cross_attention_dim >= 768 else 32  # CLIP's 77 on real models, the toy encoder's 32
+    return torch.randn(batch, tokens, denoiser.config.cross_attention_dim, generator=g).to(device)
 
 
 def _rss_kb(field: str) -> int:
@@ -238,7 +250,7 @@ def _cost_state(model: str, method_name: str, s: CostSettings):
     from ..train import TrainingState, attach_method_lora, enable_gradient_checkpointing
 
     torch.manual_seed(0)
-    denoiser = build_unet(model, s.device, getattr(torch, s.dtype))
+    denoiser = build_denoiser(model, s.device, getattr(torch, s.dtype))
     method = resolve_method(method_name)
     targets, lora_configs, params = attach_method_lora(denoiser, method, LoraSettings(rank=s.rank, dropout=0.0))
     for group in params.values():
@@ -395,36 +407,38 @@ def zeroscope_generation_cost(settings: CostSettings) -> dict:
     from ..train import attach_method_lora
 
     dtype = getattr(torch, settings.dtype)
-    unet = build_unet("zeroscope", settings.device, dtype).eval()
+    denoiser = build_denoiser("zeroscope", settings.device, dtype).eval()
     g = torch.Generator().manual_seed(0)
-    x = torch.randn((2, *_latent_shape("zeroscope", unet, settings)[1:]), generator=g).to(
+    x = torch.randn((2, *_latent_shape("zeroscope", denoiser, settings)[1:]), generator=g).to(
         settings.device, dtype
     )  # CFG batch
-    text = _text(unet, 2, settings.device).to(dtype)
+    text = _text(denoiser, 2, settings.device).to(dtype)
     n = settings.zeroscope_generation_calls
     timesteps = [999 - i * (1000 // n) for i in range(n)]  # half above tau = 500, half below
 
     @torch.no_grad()
     def loop():
         for t in timesteps:
-            unet(x, torch.tensor([t], device=settings.device), encoder_hidden_states=text)
+            denoiser(x, torch.tensor([t], device=settings.device), encoder_hidden_states=text)
         if settings.device.startswith("cuda"):
             torch.cuda.synchronize()
 
     seconds = {"base": _median_seconds(loop, settings.generation_repeats)}
-    attach_method_lora(unet, resolve_method("tap"), LoraSettings(rank=settings.rank, dropout=0.0))
-    unet.requires_grad_(False)  # B starts at zero: the fused delta is zero, the unfused path still pays its matmuls
-    highway = AppearanceHighway(unet, HighwaySettings(), enabled=True)
-    pli = PhasedLora(unet, 500)
+    attach_method_lora(denoiser, resolve_method("tap"), LoraSettings(rank=settings.rank, dropout=0.0))
+    denoiser.requires_grad_(False)  # B starts at zero: the fused delta is zero, the unfused path still pays its matmuls
+    highway = AppearanceHighway(denoiser, HighwaySettings(), enabled=True)
+    pli = PhasedLora(denoiser, 500)
     seconds["tap + AH + PLI, LoRA unfused"] = _median_seconds(loop, settings.generation_repeats)
     pli.remove()
-    fused = FusedLora(unet)
-    pli = PhasedLora(unet, 500, fused=fused)
+    fused = FusedLora(denoiser)
+    pli = PhasedLora(denoiser, 500, fused=fused)
     seconds[FUSED_GENERATION] = _median_seconds(loop, settings.generation_repeats)
     pli.remove()
     highway.remove()
-    del unet, fused, highway, pli
-    unet = build_unet("zeroscope", settings.device, dtype).eval()  # a fresh base: the run-to-run noise of the ratios
+    del denoiser, fused, highway, pli
+    denoiser = build_denoiser(
+        "zeroscope", settings.device, dtype
+    ).eval()  # a fresh base: the run-to-run noise of the ratios
     seconds[BASE_AGAIN] = _median_seconds(loop, settings.generation_repeats)
     return {
         "what": f"{n} UNet calls (CFG batch 2, {settings.frames} frames, "

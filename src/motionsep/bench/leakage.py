@@ -46,9 +46,11 @@ class Training:
     rank: int | None = None  # None: the bench's rank
     learning_rate: float | None = None  # None: the bench's learning rate
     many_looks: bool = False  # clips of a look each (toy.reference.many_look_scenes), not the reference look
+    augment_copies: int = 0  # recoloured copies of every clip (data.augment_copies): many colours from one look
 
 
 MANY_LOOK_CLIPS = 16
+RECOLOURED_COPIES = 3  # 4 clips + 12 recoloured copies: as many clips as the multi-look control, one shape and texture
 
 
 TRAININGS = {
@@ -63,6 +65,8 @@ TRAININGS = {
     "tap-k": Training("tap", targets=("k",)),
     "tap-k-out": Training("tap", targets=("k", "out")),
     "full-lora-1clip": Training("full-lora", clips=1),
+    "full-lora-recolour": Training("full-lora", augment_copies=RECOLOURED_COPIES),
+    "tap-recolour": Training("tap", augment_copies=RECOLOURED_COPIES),
     "full-lora-many-looks": Training("full-lora", clips=MANY_LOOK_CLIPS, many_looks=True),
     "motiondirector-1clip": Training("motiondirector", clips=1),
     "tap-r4": Training("tap", rank=4),
@@ -108,6 +112,9 @@ VARIANTS = (
     Variant("motiondirector + AH", "motiondirector", highway=True),
     Variant("positive control: full-lora, 1 clip", "full-lora-1clip"),  # POSITIVE_CONTROL
     Variant(MULTI_LOOK_CONTROL, "full-lora-many-looks"),
+    # appearance augmentation: the one look recoloured (shape, texture and size stay the reference's)
+    Variant("full-lora + recolour", "full-lora-recolour", group="augmentation"),
+    Variant("tap + recolour", "tap-recolour", group="augmentation"),
     Variant("tap + AH, all blocks", "tap", highway=True, highway_blocks="all", group="AH blocks"),
     Variant("tap + AH, scale 1.0", "tap", highway=True, highway_scale=1.0, group="AH scale"),
     Variant("tap + AH, scale 1.2", "tap", highway=True, highway_scale=1.2, group="AH scale"),
@@ -250,6 +257,7 @@ def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, pr
         rank=spec.rank or settings.rank,
         batch_size=settings.batch_size,
         targets=list(spec.targets) if spec.targets else None,
+        augment_copies=spec.augment_copies,
     )
     return train(config, resume=True, progress=progress)  # an interrupted training continues from its checkpoint
 

@@ -51,8 +51,9 @@ def toy_config_dict(
     batch_size: int = 4,
     targets: list[str] | None = None,
     checkpoint_every: int = 100,
+    augment_copies: int = 0,
 ) -> dict:
-    """The training config for shapes-world clips (8 frames, 9 for a Wan-family model; 32x32; no LoRA dropout) as
+    """The training config for shapes-world clips (the world's clip length for the model; 32x32; no LoRA dropout) as
     plain data: the demo, the benchmarks and `toy render`'s config.yaml all train with it."""
     from .protocol import world_frames
 
@@ -61,7 +62,8 @@ def toy_config_dict(
         "model": model,
         "method": method,
         "output_dir": str(output_dir),
-        "data": {"path": str(data), "frames": world_frames(model), "size": [32, 32]},
+        "data": {"path": str(data), "frames": world_frames(model), "size": [32, 32]}
+        | ({"augment_copies": augment_copies} if augment_copies else {}),
         "lora": lora,
         "train": {
             "steps": steps,

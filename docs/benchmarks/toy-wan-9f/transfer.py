@@ -2,7 +2,7 @@
 that differ in one named attribute? Reads the LoRAs of the budget runs (steps-1000*/), writes transfer.json.
 
 Run from the repository root after `motionsep bench leakage --model toy-wan --motion zigzag ...` has written
-them: python docs/benchmarks/toy-wan/transfer.py
+them: python docs/benchmarks/toy-wan-9f/transfer.py
 """
 
 import json
@@ -37,7 +37,7 @@ for run in sorted(HERE.glob("steps-1000*")):
         }
 report = {
     "what": "zigzag generations out of 6 seeds per prompt, toy-wan with each zigzag LoRA",
-    "command": "python docs/benchmarks/toy-wan/transfer.py",
+    "command": "python docs/benchmarks/toy-wan-9f/transfer.py",
     "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
     "date": time.strftime("%Y-%m-%d"),
     "seconds": round(time.time() - started, 1),
