@@ -159,6 +159,7 @@ SWEEP_CENTRE = {
     "TAP targets": "tap + AH",
     "TAP rank": "tap",
     "noise prior": "motiondirector, 1 clip",
+    "augmentation": "full-lora",
 }
 
 
