@@ -179,6 +179,7 @@ def test_cost_bench_on_the_embedded_dit_takes_its_ratios_to_full_lora(tmp_path):
     from diffusers import WanTransformer3DModel
 
     from motionsep.models import resolve_model
+    from motionsep.toy.protocol import world_frames
 
     settings = CostSettings(models=("toy-wan",), warmup_steps=0, toy_steps=1)
     result = run_cost_bench(tmp_path, settings, progress=False)
@@ -190,7 +191,8 @@ def test_cost_bench_on_the_embedded_dit_takes_its_ratios_to_full_lora(tmp_path):
         assert row["trainable_parameters"] == sum(
             lora_parameter_count(transformer, names, settings.rank) for names in targets.values()
         )
-        assert row["latents"] == [1, 8, 5, 8, 8]  # 9 frames through the causal VAE: 2x in time, 4x in space
+        latent_frames = 1 + (world_frames("toy-wan") - 1) // 2  # the causal VAE: 2x in time, 4x in space
+        assert row["latents"] == [1, 8, latent_frames, 8, 8]
     assert rows["full-lora"]["ratio_to_full_lora"]["trainable_parameters"] == 1.0
     assert rows["tap"]["ratio_to_full_lora"]["trainable_parameters"] < 0.2
     assert result["generation"] == {}
