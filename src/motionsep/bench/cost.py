@@ -110,7 +110,7 @@ class CostSettings:
             )
 
 
-# --- building the UNet ------------------------------------------------------------------------
+# --- building the denoiser ------------------------------------------------------------------------
 
 
 def _random_init(denoiser: Denoiser, seed: int = 0) -> None:
@@ -157,7 +157,7 @@ def build_denoiser(model: str, device: str, dtype: torch.dtype) -> torch.nn.Modu
 
 
 def _latent_shape(model: str, denoiser, settings: CostSettings) -> tuple[int, ...]:
-    if model == TOY_WAN:  # the world's 9-frame clips through its causal VAE: 2x in time, 4x in space
+    if model == TOY_WAN:  # the world's clips (its card's length) through its causal VAE: 2x in time, 4x in space
         from ..models import resolve_model
         from ..toy.protocol import world_frames
 
@@ -436,9 +436,8 @@ def zeroscope_generation_cost(settings: CostSettings) -> dict:
     pli.remove()
     highway.remove()
     del denoiser, fused, highway, pli
-    denoiser = build_denoiser(
-        "zeroscope", settings.device, dtype
-    ).eval()  # a fresh base: the run-to-run noise of the ratios
+    # a fresh base: the run-to-run noise of the ratios
+    denoiser = build_denoiser("zeroscope", settings.device, dtype).eval()
     seconds[BASE_AGAIN] = _median_seconds(loop, settings.generation_repeats)
     return {
         "what": f"{n} UNet calls (CFG batch 2, {settings.frames} frames, "
