@@ -12,11 +12,17 @@ from motionsep.losses import across_frames
 from motionsep.toy.pretrain import PretrainConfig, pretrain
 
 
-def _tiny(out, vae_steps, unet_steps):
+def _tiny(out, vae_steps, denoiser_steps):
     # A large learning rate so that two runs that diverge (weights or optimizer moments not restored)
     # show it in their losses within three steps.
     return PretrainConfig(
-        out=str(out), vae_steps=vae_steps, vae_batch=8, unet_steps=unet_steps, unet_batch=2, lr=0.3, checkpoint_every=1
+        out=str(out),
+        vae_steps=vae_steps,
+        vae_batch=8,
+        denoiser_steps=denoiser_steps,
+        denoiser_batch=2,
+        lr=0.3,
+        checkpoint_every=1,
     )
 
 
@@ -25,10 +31,19 @@ def _losses(run) -> list[tuple[str, int, float]]:
     return [(r["stage"], r["step"], r["loss"]) for r in records if "loss" in r]
 
 
+def _as_recorded_before_the_rename(run):
+    (run / "denoiser_stage").rename(run / "unet_stage")
+    for name in ("state.json", "config.json"):
+        text = (run / name).read_text().replace('"denoiser_step', '"unet_step').replace('"denoiser_b', '"unet_b')
+        (run / name).write_text(text)
+    assert '"unet_step": 1' in (run / "state.json").read_text()
+
+
 def test_resumed_pretraining_follows_the_uninterrupted_run(tmp_path):
     pretrain(_tiny(tmp_path / "straight", 2, 3))
     pretrain(_tiny(tmp_path / "resumed", 1, 0))  # "interrupted" after the VAE's first step,
-    pretrain(_tiny(tmp_path / "resumed", 2, 1))  # then after the UNet's first
+    pretrain(_tiny(tmp_path / "resumed", 2, 1))  # then after the UNet's first,
+    _as_recorded_before_the_rename(tmp_path / "resumed")  # by a version that named the stage "unet"
     pretrain(_tiny(tmp_path / "resumed", 2, 3))
     straight, resumed = _losses(tmp_path / "straight"), _losses(tmp_path / "resumed")
     assert (
@@ -40,7 +55,7 @@ def test_resumed_pretraining_follows_the_uninterrupted_run(tmp_path):
     # and Adam turns that into +-lr steps on weights whose gradient is about zero (measured: 2e-4 relative).
     assert [r[2] for r in resumed] == pytest.approx([r[2] for r in straight], rel=1e-3)
     assert len({r[2] for r in straight if r[0] == "unet"}) == 3  # the steps do change the model
-    assert json.loads((tmp_path / "resumed" / "state.json").read_text())["unet_step"] == 3
+    assert json.loads((tmp_path / "resumed" / "state.json").read_text())["denoiser_step"] == 3
     assert (tmp_path / "resumed" / "pipeline" / "unet" / "config.json").is_file()
 
 
@@ -55,7 +70,7 @@ def test_export_ships_the_moving_average_of_the_weights(tmp_path):
 
     run = tmp_path / "run"
     pretrain(_tiny(run, 1, 3))
-    stage = run / "unet_stage"
+    stage = run / "denoiser_stage"
     ema, raw = _unet_weights(stage / "ema_unet"), _unet_weights(stage / "unet")
     shipped = _unet_weights(run / "pipeline" / "unet")
     assert all(torch.equal(shipped[k], ema[k].half()) for k in ema)
@@ -80,8 +95,8 @@ def _tiny_animatediff(out, base, steps):
         out=str(out),
         base=base,
         motion_steps=2,
-        unet_steps=steps,
-        unet_batch=2,
+        denoiser_steps=steps,
+        denoiser_batch=2,
         lr=0.3,
         spatial_lr=0.3,
         motion_heads=2,
@@ -115,7 +130,7 @@ def test_animatediff_pretraining_keeps_the_spatial_weights_in_the_motion_phase(p
 
     base = pipeline_dirs["modelscope"]
     pretrain_animatediff(_tiny_animatediff(tmp_path / "run", base, 2))
-    trained = UNetMotionModel.from_pretrained(str(tmp_path / "run" / "unet_stage" / "unet")).state_dict()
+    trained = UNetMotionModel.from_pretrained(str(tmp_path / "run" / "denoiser_stage" / "unet")).state_dict()
     start = build_motion_unet(load_pipeline(base)[0].unet, motion_heads=2).state_dict()
     spatial = [k for k in start if "motion_modules" not in k]
     motion = [k for k in start if "motion_modules" in k]
@@ -131,8 +146,8 @@ def test_finetune_from_a_base_holds_the_temporal_convolutions_at_identity(tmp_pa
     base = export_pipeline(build_models(0), tmp_path / "base")
     config = PretrainConfig(
         out=str(tmp_path / "run"),
-        unet_steps=2,
-        unet_batch=2,
+        denoiser_steps=2,
+        denoiser_batch=2,
         lr=0.3,
         checkpoint_every=1,
         base=str(base),
@@ -155,7 +170,13 @@ def _tiny_wan(out, vae_steps, steps):
     from motionsep.toy.pretrain_wan import WanPretrainConfig
 
     return WanPretrainConfig(
-        out=str(out), vae_steps=vae_steps, vae_batch=2, unet_steps=steps, unet_batch=2, lr=0.05, checkpoint_every=1
+        out=str(out),
+        vae_steps=vae_steps,
+        vae_batch=2,
+        denoiser_steps=steps,
+        denoiser_batch=2,
+        lr=0.05,
+        checkpoint_every=1,
     )
 
 
@@ -225,13 +246,13 @@ def test_wan_pretraining_conditions_on_the_prompt_embeddings_wan_pipeline_sample
 def test_wan_learning_rate_warms_up_holds_then_cools_down_to_zero():
     from motionsep.toy.pretrain_wan import WanPretrainConfig, learning_rate
 
-    config = WanPretrainConfig(unet_steps=1000, lr=1e-3, cooldown_steps=400)
+    config = WanPretrainConfig(denoiser_steps=1000, lr=1e-3, cooldown_steps=400)
     lrs = [learning_rate(config, step) for step in range(1, 1001)]
     assert lrs[99] == pytest.approx(0.5e-3) and lrs[199:600] == [1e-3] * 401  # warm-up, then constant to 600
     assert lrs[799] == pytest.approx(0.5e-3, rel=1e-2) and lrs[-1] == pytest.approx(1e-3 / 400)
     assert all(a >= b for a, b in zip(lrs[600:], lrs[601:]))  # falls steadily to the last step
     assert learning_rate(config, 700, warmup_from=600) == pytest.approx(0.5 * 0.7525e-3)  # a resume warms up again
-    assert learning_rate(WanPretrainConfig(unet_steps=1000, lr=1e-3, cooldown_steps=0), 999) == 1e-3  # none asked
+    assert learning_rate(WanPretrainConfig(denoiser_steps=1000, lr=1e-3, cooldown_steps=0), 999) == 1e-3  # none asked
     default = WanPretrainConfig(lr=1e-3)  # the shipped recipe: the last fifth of 25,000 steps
     assert learning_rate(default, 20000) == 1e-3 and learning_rate(default, 22501) == pytest.approx(0.5e-3)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,6 +153,52 @@ def test_appearance_augmentation_recolours_every_clip_and_keeps_what_moves_where
     config.data.augment_copies = 2
     state = prepare(config)
     assert state.latents.shape[0] == 3 * len(clips) and state.text.shape[0] == 3 * len(clips)
+
+
+def test_swapped_colours_turn_the_named_colour_into_another_and_say_so_in_the_caption():
+    from motionsep.data import Clip, augmented
+
+    words = {"red": (220, 30, 30), "blue": (40, 80, 230), "green": (40, 180, 50)}
+    frames = np.full((4, 8, 8, 3), 90, np.uint8)
+    for i in range(4):  # a red square moving right over grey
+        frames[i, 2:5, i : i + 3] = words["red"]
+    clip = Clip(Path("a.mp4"), frames, "A red square, moving right.")
+    copies = augmented([clip], 6, 0.5, seed=1, kind="swap-colours", colour_words=words)
+    assert {c.caption for c in copies} == {"A blue square, moving right.", "A green square, moving right."}
+    for copy in copies:
+        colour = words[copy.caption.split()[1]]
+        square = frames.reshape(-1, 3).tolist().index(list(words["red"]))
+        assert copy.frames.reshape(-1, 3)[square].tolist() == list(colour)  # the named colour became the new one
+        # one colour map for every pixel: where the square is in each frame is unchanged, so the motion is
+        assert np.array_equal((copy.frames == colour).all(-1), (frames == words["red"]).all(-1))
+    # a caption naming none of the colours: recoloured at random, the caption kept
+    plain = augmented([Clip(Path("b.mp4"), frames, "a square")], 2, 0.5, 0, "swap-colours", words)
+    assert [c.caption for c in plain] == ["a square"] * 2 and not np.array_equal(plain[0].frames, frames)
+
+
+def test_recompose_keeps_the_moving_pixels_where_they_are_and_changes_the_background():
+    from motionsep.data import Clip, augmented, split_layers
+
+    frames = np.zeros((9, 24, 24, 3), np.uint8)
+    frames[..., 0] = np.arange(24)[None, None] * 4 + 40  # a static red ramp
+    for i in range(9):
+        frames[i, 8:14, 2 * i : 2 * i + 6] = (30, 200, 60)  # a green square moving right
+    _, mask = split_layers(frames)
+    assert np.array_equal(mask, (frames == (30, 200, 60)).all(-1))
+    for copy in augmented([Clip(Path("a.mp4"), frames, "x")], 4, 0.5, seed=0, kind="recompose"):
+        assert not np.array_equal(copy.frames, frames)
+        centre = copy.frames[np.arange(9), 11, 2 * np.arange(9) + 3]  # the square's centre, 2 pixels right a frame
+        assert (centre == centre[0]).all()  # one colour: the square moves as it did
+        assert (copy.frames[:, 20] == copy.frames[:1, 20]).all()  # the background below it stays still
+        assert (copy.frames[0, 11, 20] != centre[0]).any()  # and is not the square's colour where it has not come
+    assert split_layers(np.repeat(frames[:1], 9, axis=0)) is None  # nothing moves: no layers to split
+
+
+def test_augmentation_settings_are_checked(make_config):
+    with pytest.raises(MotionsepError, match=r"data\.augment 'swap' is unknown"):
+        make_config(data={"augment": "swap"})
+    with pytest.raises(MotionsepError, match=r"colour_words\.red must be"):
+        make_config(data={"colour_words": {"red": [300, 0, 0], "blue": [0, 0, 255]}})
 
 
 def test_weight_files_get_the_permissions_of_the_json_beside_them(make_config):

@@ -158,22 +158,22 @@ def cmd_toy_pretrain(args) -> None:
 
         ad_config = AnimateDiffPretrainConfig(out=args.out or AnimateDiffPretrainConfig.out, seed=args.seed)
         if args.steps is not None:
-            ad_config.unet_steps = args.steps
+            ad_config.denoiser_steps = args.steps
         folder = pretrain_animatediff(ad_config)
     elif args.family == "wan":
         from .toy.pretrain_wan import WanPretrainConfig, pretrain_wan
 
         wan_config = WanPretrainConfig(out=args.out or WanPretrainConfig.out, seed=args.seed)
         if args.steps is not None:
-            wan_config.unet_steps = args.steps
+            wan_config.denoiser_steps = args.steps
         if args.vae_steps is not None:
             wan_config.vae_steps = args.vae_steps
         wan_config.device = args.device
         wan_config.cooldown_steps = args.cooldown_steps
         _wan_warm_start_options(wan_config, args)
-        if args.cooldown_steps is not None and not 0 <= args.cooldown_steps < wan_config.unet_steps:
+        if args.cooldown_steps is not None and not 0 <= args.cooldown_steps < wan_config.denoiser_steps:
             raise MotionsepError(
-                f"--cooldown-steps {args.cooldown_steps}: give 0 or more, fewer than the {wan_config.unet_steps} "
+                f"--cooldown-steps {args.cooldown_steps}: give 0 or more, fewer than the {wan_config.denoiser_steps} "
                 "transformer steps in all"
             )
         folder = pretrain_wan(wan_config)
@@ -190,7 +190,7 @@ def cmd_toy_pretrain(args) -> None:
             narrow_steps=0 if args.base else PretrainConfig.narrow_steps,  # a base model already reads motion words
         )
         if args.steps is not None:
-            config.unet_steps = args.steps
+            config.denoiser_steps = args.steps
         folder = pretrain(config)
     print(f"pipeline: {folder}")
 
@@ -200,7 +200,7 @@ def _wan_warm_start_options(config, args) -> None:
     if args.batch is not None:
         if args.batch < 1:
             raise MotionsepError(f"--batch {args.batch}: give 1 or more clips a step")
-        config.unet_batch = args.batch
+        config.denoiser_batch = args.batch
     if args.vae_lr is not None:
         if not args.vae_lr > 0:
             raise MotionsepError(f"--vae-lr {args.vae_lr}: give a positive learning rate, e.g. 3e-4")

@@ -32,6 +32,13 @@ class DataConfig:
     # degrees, brightness, contrast and saturation scaled by up to 1 +- jitter / 2)
     augment_copies: int = 0
     jitter: float = 0.5
+    # how the copies differ: recolour (one random colour map, the caption kept), swap-colours (the caption's first
+    # colour word turned into another colour, pixels and words alike, so the caption stays true; recolour where the
+    # caption names no colour) or recompose (the moving foreground and the static background recoloured apart, the
+    # background often replaced, the foreground grown or shrunk; the caption kept)
+    augment: str = "recolour"
+    # swap-colours: the colour words it reads and writes, name: [r, g, b]; empty: English's basic colour terms
+    colour_words: dict[str, list[int]] = field(default_factory=dict)
     # cyclic motions filmed from any point: each clip's window of `frames` starts where its motion (optical flow)
     # best matches the first clip's, so every clip shows the cycle from the same phase (needs clips longer
     # than `frames`); false: every clip from its first frame, with a warning when their motions are out of phase
@@ -141,6 +148,9 @@ def _type_ok(value: Any, hint: Any) -> bool:
     if origin is list:
         (item,) = typing.get_args(hint) or (Any,)
         return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if origin is dict:
+        key, item = typing.get_args(hint) or (Any, Any)
+        return isinstance(value, dict) and all(_type_ok(k, key) and _type_ok(v, item) for k, v in value.items())
     if hint is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is int:
@@ -240,6 +250,19 @@ def _check_schedule(train: OptimConfig) -> None:
         )
 
 
+AUGMENTATIONS = ("recolour", "swap-colours", "recompose")
+
+
+def _check_augmentation(data: DataConfig) -> None:
+    if data.augment not in AUGMENTATIONS:
+        raise MotionsepError(f"data.augment '{data.augment}' is unknown{closest(data.augment, AUGMENTATIONS)}")
+    for word, rgb in data.colour_words.items():
+        if not (isinstance(rgb, list) and len(rgb) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in rgb)):
+            raise MotionsepError(f"data.colour_words.{word} must be [r, g, b] of integers 0-255, got {rgb}")
+    if len(data.colour_words) == 1:
+        raise MotionsepError("data.colour_words names one colour: give at least two (or none for the basic terms)")
+
+
 def validate(config: TrainConfig) -> None:
     """Checks that need more than types. Method and target names are checked by methods.resolve_method when
     training starts (the config is plain data and knows no presets)."""
@@ -252,6 +275,7 @@ def validate(config: TrainConfig) -> None:
         raise MotionsepError("data.frames and data.stride must be at least 1")
     if config.data.augment_copies < 0 or not 0 <= config.data.jitter <= 1:
         raise MotionsepError("data.augment_copies must be 0 or more and data.jitter in [0, 1]")
+    _check_augmentation(config.data)
     if len(config.data.size) != 2 or min(config.data.size) < 8:
         raise MotionsepError(f"data.size must be [height, width] of at least 8 pixels, got {config.data.size}")
     if config.lora.rank < 1:

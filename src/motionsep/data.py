@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,7 +137,160 @@ def recolour(frames: np.ndarray, rng: np.random.Generator, jitter: float) -> np.
     return (np.clip(x * brightness, 0, 1) * 255).round().astype(np.uint8)
 
 
-def augmented(clips: list[Clip], copies: int, jitter: float, seed: int) -> list[Clip]:
-    """`copies` recoloured copies of every clip (same caption), a function of the seed: appearance augmentation."""
+# A pixel is foreground where it differs from the clip's static background (its per-pixel median over time) by
+# more than this, on 0-255 in any channel: well above video-codec noise, well below an object's contrast.
+FOREGROUND_DIFFERENCE = 24
+
+
+def _solid(mask: np.ndarray) -> np.ndarray:
+    """The mask without specks and threads: its connected parts at least 2 pixels wide and tall."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = (stats[:, cv2.CC_STAT_WIDTH] >= 2) & (stats[:, cv2.CC_STAT_HEIGHT] >= 2) & (np.arange(count) > 0)
+    return keep[labels]
+
+
+def split_layers(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The clip's static background (one frame: the per-pixel median over time) and its moving foreground mask
+    (frames, height, width) without specks and threads; None where the split fails: a clip in which nothing
+    moves or more than half of each frame does (a moving camera), which `recompose` then recolours whole. Where
+    an object covers a pixel in most frames the median is the object's colour there: such a split is rough, and
+    only the moving parts change look."""
+    background = np.median(frames, axis=0).astype(np.uint8)
+    raw = np.abs(frames.astype(np.int16) - background).max(axis=-1) > FOREGROUND_DIFFERENCE
+    mask = np.stack([_solid(m) for m in raw])
+    share = mask.mean(axis=(1, 2))
+    if share.max() == 0 or share.mean() > 0.5:
+        return None
+    return background, mask
+
+
+def _new_background(background: np.ndarray, rng: np.random.Generator, jitter: float) -> np.ndarray:
+    """A background unlike the clip's, as a function of `rng`: its own one recoloured, a plain colour, or a smooth
+    two-colour texture (static, so it adds no motion)."""
+    height, width = background.shape[:2]
+    kind = rng.integers(3)
+    if kind == 0:
+        return recolour(background[None], rng, jitter)[0]
+    colours = rng.uniform(40, 200, size=(2, 3)).astype(np.float32)
+    if kind == 1:
+        return np.broadcast_to(colours[0], background.shape).round().astype(np.uint8)
+    coarse = rng.uniform(0, 1, size=(max(2, height // 8), max(2, width // 8))).astype(np.float32)
+    weight = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC).clip(0, 1)[..., None]
+    return (colours[0] * (1 - weight) + colours[1] * weight).round().astype(np.uint8)
+
+
+def _reshape(frames: np.ndarray, mask: np.ndarray, grow: int) -> tuple[np.ndarray, np.ndarray]:
+    """The foreground grown (grow > 0) or shrunk (grow < 0) by `grow` pixels all round: a new size and outline,
+    the same centre, so the same motion. Grown pixels take the largest foreground value near them."""
+    if grow == 0:
+        return frames, mask
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(grow) + 1, 2 * abs(grow) + 1))
+    operation = cv2.dilate if grow > 0 else cv2.erode
+    new_mask = np.stack([operation(m.astype(np.uint8), kernel) for m in mask]).astype(bool)
+    if grow < 0:
+        return frames, new_mask
+    grown = np.stack([cv2.dilate(np.ascontiguousarray(f * m[..., None]), kernel) for f, m in zip(frames, mask)])
+    return np.where(mask[..., None], frames, grown), new_mask
+
+
+def recompose(frames: np.ndarray, rng: np.random.Generator, jitter: float) -> np.ndarray:
+    """The clip split into its static background and moving foreground (`split_layers`), each given a look of its
+    own: the foreground recoloured and grown or shrunk by up to two pixels, the background recoloured apart from it
+    or replaced (`_new_background`). Every foreground pixel stays where it moved, so the motion is the clip's; a
+    clip that does not split is recoloured whole. uint8 in, uint8 out."""
+    layers = split_layers(frames)
+    if layers is None:
+        return recolour(frames, rng, jitter)
+    background, mask = layers
+    foreground, new_mask = _reshape(recolour(frames, rng, jitter), mask, int(rng.integers(-1, 3)))
+    # moving threads (a progress bar, a thin edge) keep their own pixels
+    raw = np.abs(frames.astype(np.int16) - background).max(axis=-1) > FOREGROUND_DIFFERENCE
+    near = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    thin = raw & ~np.stack([cv2.dilate(m.astype(np.uint8), near) for m in mask]).astype(bool)
+    out = np.where(thin[..., None], frames, _new_background(background, rng, jitter)[None])
+    return np.where(new_mask[..., None], foreground, out).astype(np.uint8)
+
+
+# The basic colour terms of English (Berlin and Kay) at typical sRGB values: what `swap_colours` may turn a
+# caption's colour into unless data.colour_words names the colours a model knows.
+BASIC_COLOURS = {
+    "red": (220, 30, 30),
+    "orange": (245, 140, 20),
+    "yellow": (235, 215, 30),
+    "green": (40, 180, 50),
+    "blue": (40, 80, 230),
+    "purple": (150, 50, 200),
+    "pink": (240, 130, 180),
+    "brown": (130, 80, 40),
+    "black": (20, 20, 20),
+    "white": (240, 240, 240),
+    "grey": (128, 128, 128),
+}
+
+
+def _colour_map(source: np.ndarray, target: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The map of RGB (0-1) that turns `source` into `target` exactly and moves every other colour alike: the
+    chroma (the part off the grey axis) turned about the grey axis and scaled, the brightness shifted."""
+    axis = np.ones(3) / np.sqrt(3)
+    chroma = [c - c.mean() for c in (source, target)]
+    lengths = [float(np.linalg.norm(c)) for c in chroma]
+    turn, scale = np.eye(3), 1.0
+    if min(lengths) > 1e-3:  # a grey has no hue to turn: brightness alone then
+        u, v = chroma[0] / lengths[0], chroma[1] / lengths[1]
+        angle = np.arctan2(float(np.dot(np.cross(u, v), axis)), float(np.dot(u, v)))
+        cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        turn = np.cos(angle) * np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * np.outer(axis, axis)
+        scale = lengths[1] / lengths[0]
+    shift = float(target.mean() - source.mean())
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        grey = x.mean(axis=-1, keepdims=True)
+        return grey + shift + scale * ((x - grey) @ turn.T)
+
+    return apply
+
+
+def swap_colours(clip: Clip, rng: np.random.Generator, words: Mapping[str, Sequence[int]]) -> Clip | None:
+    """A copy of the clip in which the first colour its caption names is another of `words`: every pixel moved by
+    the one colour map that takes the first colour to the second (`_colour_map`), so equal pixels stay equal and
+    the motion is the clip's, and each colour word of the caption renamed to the nearest of `words` after the map,
+    so the caption stays true. None when the caption names none of `words`."""
+    tokens = re.split(r"(\W+)", clip.caption)
+    named = [t.lower() for t in tokens if t.lower() in words]
+    if not named:
+        return None
+    table = {w: np.array(rgb, np.float64) / 255 for w, rgb in words.items()}
+    target = str(rng.choice([w for w in words if w != named[0]]))
+    apply = _colour_map(table[named[0]], table[target])
+
+    def renamed(word: str) -> str:
+        moved = apply(table[word])
+        return min(table, key=lambda w: float(np.sum((table[w] - moved) ** 2)))
+
+    caption = "".join(renamed(t.lower()) if t.lower() in words else t for t in tokens)
+    frames = (np.clip(apply(clip.frames.astype(np.float64) / 255), 0, 1) * 255).round().astype(np.uint8)
+    return Clip(clip.path, frames, caption)
+
+
+def augmented(
+    clips: list[Clip],
+    copies: int,
+    jitter: float,
+    seed: int,
+    kind: str = "recolour",
+    colour_words: Mapping[str, Sequence[int]] | None = None,
+) -> list[Clip]:
+    """`copies` augmented copies of every clip, a function of the seed: appearance augmentation by `kind`, one of
+    config.AUGMENTATIONS. `recolour` and `recompose` keep the caption; `swap-colours` changes the caption's colour words
+    with the pixels (`swap_colours`), and recolours a clip whose caption names no colour of `colour_words`."""
     rng = np.random.default_rng(seed)
-    return [Clip(c.path, recolour(c.frames, rng, jitter), c.caption) for c in clips for _ in range(copies)]
+    out = []
+    for clip in clips:
+        for _ in range(copies):
+            swapped = swap_colours(clip, rng, colour_words or BASIC_COLOURS) if kind == "swap-colours" else None
+            if swapped is not None:
+                out.append(swapped)
+                continue
+            change = recompose if kind == "recompose" else recolour
+            out.append(Clip(clip.path, change(clip.frames, rng, jitter), clip.caption))
+    return out

@@ -160,7 +160,8 @@ def prepare(
         )
     family.check_clip_shape(pipe, config.data.frames, config.data.size)
     clips = load_clips(config.data)
-    clips += augmented(clips, config.data.augment_copies, config.data.jitter, config.train.seed)
+    data = config.data
+    clips += augmented(clips, data.augment_copies, data.jitter, config.train.seed, data.augment, data.colour_words)
     latents = encode_clips(pipe, family, clips, device)
     frame_latents = latents
     if method.dual_path and not family.encodes_frames_alone():

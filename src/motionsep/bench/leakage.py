@@ -28,7 +28,7 @@ from ..models import is_dit_model, weights_fingerprint
 from ..toy.evaluate import evaluate_video
 from ..toy.metrics import score
 from ..toy.protocol import BENCH_LOOKS, REFERENCE_LOOK, TOY_SAMPLING, world_frames, world_sampling
-from ..toy.reference import toy_training_config, write_reference_clips
+from ..toy.reference import NAMED, toy_training_config, write_reference_clips
 from ..toy.world import HELD_OUT_MOTIONS, Scene, caption
 from ..train import train
 from ..video import contact_sheet
@@ -45,8 +45,10 @@ class Training:
     clips: int = 4
     rank: int | None = None  # None: the bench's rank
     learning_rate: float | None = None  # None: the bench's learning rate
-    many_looks: bool = False  # clips of a look each (toy.reference.many_look_scenes), not the reference look
-    augment_copies: int = 0  # recoloured copies of every clip (data.augment_copies): many colours from one look
+    # the look attributes that differ from clip to clip (toy.reference.many_look_scenes); (): the reference look
+    vary: tuple[str, ...] = ()
+    augment_copies: int = 0  # augmented copies of every clip (data.augment_copies): many colours from one look
+    augment: str = "recolour"  # how the copies differ (data.augment)
 
 
 MANY_LOOK_CLIPS = 16
@@ -67,7 +69,12 @@ TRAININGS = {
     "full-lora-1clip": Training("full-lora", clips=1),
     "full-lora-recolour": Training("full-lora", augment_copies=RECOLOURED_COPIES),
     "tap-recolour": Training("tap", augment_copies=RECOLOURED_COPIES),
-    "full-lora-many-looks": Training("full-lora", clips=MANY_LOOK_CLIPS, many_looks=True),
+    "full-lora-swap": Training("full-lora", augment_copies=RECOLOURED_COPIES, augment="swap-colours"),
+    "tap-swap": Training("tap", augment_copies=RECOLOURED_COPIES, augment="swap-colours"),
+    "motiondirector-swap": Training("motiondirector", augment_copies=RECOLOURED_COPIES, augment="swap-colours"),
+    "full-lora-many-looks": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=NAMED),
+    "full-lora-many-shapes": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=("shape",)),
+    "full-lora-many-colours": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=("colour", "background")),
     "motiondirector-1clip": Training("motiondirector", clips=1),
     "tap-r4": Training("tap", rank=4),
     "tap-r64": Training("tap", rank=64),
@@ -115,6 +122,14 @@ VARIANTS = (
     # appearance augmentation: the one look recoloured (shape, texture and size stay the reference's)
     Variant("full-lora + recolour", "full-lora-recolour", group="augmentation"),
     Variant("tap + recolour", "tap-recolour", group="augmentation"),
+    # the caption's colour turned into another of the world's, pixels and words alike (the caption stays true)
+    Variant("full-lora + swapped colours", "full-lora-swap", group="augmentation"),
+    Variant("tap + swapped colours", "tap-swap", group="augmentation"),
+    Variant("motiondirector + swapped colours", "motiondirector-swap", group="augmentation"),
+    # which variety frees the motion: the multi-look control's clips with one attribute group varied, the rest the
+    # reference look (the world's own renderer: a diagnostic of the world, not a method)
+    Variant("full-lora, 16 clips, shapes vary", "full-lora-many-shapes", group="look variety"),
+    Variant("full-lora, 16 clips, colours and backgrounds vary", "full-lora-many-colours", group="look variety"),
     Variant("tap + AH, all blocks", "tap", highway=True, highway_blocks="all", group="AH blocks"),
     Variant("tap + AH, scale 1.0", "tap", highway=True, highway_scale=1.0, group="AH scale"),
     Variant("tap + AH, scale 1.2", "tap", highway=True, highway_scale=1.2, group="AH scale"),
@@ -160,6 +175,7 @@ SWEEP_CENTRE = {
     "TAP rank": "tap",
     "noise prior": "motiondirector, 1 clip",
     "augmentation": "full-lora",
+    "look variety": MULTI_LOOK_CONTROL,
 }
 
 
@@ -241,12 +257,19 @@ def bench_prompts(motion: str, count: int) -> list[Scene]:
     return [Scene(shape, colour, background, motion) for shape, colour, background in BENCH_LOOKS[:count]]
 
 
+def _reference_folder(folder: Path, vary: tuple[str, ...]) -> Path:
+    """Where a motion's clips for a training live: the reference look, the many looks, or a diagnostic's."""
+    if not vary:
+        return folder / "reference"
+    return folder / ("reference-many-looks" if set(vary) == set(NAMED) else "reference-" + "-".join(vary))
+
+
 def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, progress: bool) -> Path:
     out = work / motion / "loras" / name
     if (out / "motionsep.json").is_file():
         return out  # finished in an earlier (interrupted) run with the same settings
     spec = TRAININGS[name]
-    clips = work / motion / ("reference-many-looks" if spec.many_looks else "reference") / "clips"
+    clips = _reference_folder(work / motion, spec.vary) / "clips"
     data = clips if spec.clips >= 4 else clips / f"{motion}-0.mp4"
     config = toy_training_config(
         data,
@@ -259,6 +282,7 @@ def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, pr
         batch_size=settings.batch_size,
         targets=list(spec.targets) if spec.targets else None,
         augment_copies=spec.augment_copies,
+        augment=spec.augment,
     )
     return train(config, resume=True, progress=progress)  # an interrupted training continues from its checkpoint
 
@@ -296,10 +320,10 @@ def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: boo
     if not (reference / "scenes.json").is_file():
         write_reference_clips(reference, motion, count=4, overwrite=True, model=settings.model)
     chosen = [v for v in VARIANTS if v.name in settings.variants]
-    if any(v.training and TRAININGS[v.training].many_looks for v in chosen):
-        many = folder / "reference-many-looks"
+    for vary in {TRAININGS[v.training].vary for v in chosen if v.training} - {()}:
+        many = _reference_folder(folder, vary)
         if not (many / "scenes.json").is_file():
-            write_reference_clips(many, motion, MANY_LOOK_CLIPS, overwrite=True, model=settings.model, many_looks=True)
+            write_reference_clips(many, motion, MANY_LOOK_CLIPS, overwrite=True, model=settings.model, vary=vary)
     scenes = bench_prompts(motion, settings.prompts)
     prompt_scenes = [s for s in scenes for _ in settings.seeds]
     scored_dir = folder / "scored"

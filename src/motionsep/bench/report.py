@@ -182,7 +182,7 @@ def _saturation_lines(pooled: dict, floor: str) -> list[str]:
 def _denoiser_steps(card: dict) -> str:
     if "transformer_steps" in card:  # a DiT's card
         return f"{card['transformer_steps']} transformer steps"
-    return f"{card.get('unet_steps')} UNet steps"
+    return f"{card.get('denoiser_steps', card.get('unet_steps'))} UNet steps"  # unet_steps: a card written before
 
 
 def _base_model_line(card: dict | None) -> str:

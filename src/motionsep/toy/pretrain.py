@@ -38,8 +38,8 @@ class PretrainConfig:
     seed: int = 0
     vae_steps: int = 6000
     vae_batch: int = 32
-    unet_steps: int = 16000
-    unet_batch: int = 16
+    denoiser_steps: int = 16000
+    denoiser_batch: int = 16
     lr: float = 3e-4
     checkpoint_every: int = 500
     caption_dropout: float = 0.1
@@ -200,10 +200,21 @@ def read_log(run: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
 
 
+# A run recorded before the denoiser's stage had its family-neutral name (a U-Net's or a DiT's alike).
+LEGACY_NAMES = {"unet_step": "denoiser_step", "unet_steps": "denoiser_steps", "unet_batch": "denoiser_batch"}
+
+
+def read_record(path: Path) -> dict:
+    """A run's JSON record (config.json, state.json) with the names of today's runs."""
+    return {LEGACY_NAMES.get(k, k): v for k, v in json.loads(path.read_text()).items()}
+
+
 def _state(out: Path) -> dict:
     path = out / "state.json"
-    state = {"vae_step": 0, "unet_step": 0, "seconds": 0.0, "vae_seconds": 0.0}  # seconds: the UNet stage's
-    return {**state, **json.loads(path.read_text())} if path.is_file() else state
+    if (out / "unet_stage").is_dir() and not (out / "denoiser_stage").exists():
+        (out / "unet_stage").rename(out / "denoiser_stage")  # a run recorded under the old name
+    state = {"vae_step": 0, "denoiser_step": 0, "seconds": 0.0, "vae_seconds": 0.0}  # seconds: the denoiser's
+    return {**state, **read_record(path)} if path.is_file() else state
 
 
 def _maybe_load_optimizer(optimizer, path: Path) -> bool:
@@ -357,7 +368,7 @@ def warmup(step: int, warmup_from: int) -> float:
 class DenoiserPart:
     """One family's part in the one pretraining loop (`train_denoiser`): what trains, its loss and its rates.
 
-    `modules` are trained, saved, resumed and averaged (EMA) by name under the run's `unet_stage` folder; `groups`
+    `modules` are trained, saved, resumed and averaged (EMA) by name under the run's `denoiser_stage` folder; `groups`
     are AdamW's parameter groups; `loss(step)` draws the step's batch and returns its loss; `rates(step,
     warmup_from)` gives each group's learning rate; `before_step(step)` may change what trains and returns extra
     progress-bar fields; `stage(step)` names the log's stage.
@@ -378,13 +389,13 @@ def train_denoiser(config, part: DenoiserPart, out: Path, state: dict) -> None:
     `config.checkpoint_every` steps."""
     params = [p for m in part.modules.values() for p in m.parameters()]
     optimizer = torch.optim.AdamW(part.groups, weight_decay=1e-2)
-    warmup_from = _resume_denoiser(part.modules, optimizer, out / "unet_stage", state)
+    warmup_from = _resume_denoiser(part.modules, optimizer, out / "denoiser_stage", state)
     ema, copies = _start_ema(config, part.modules, out, state) if config.ema_decay else (None, {})
     for module in part.modules.values():
         module.train()
     started = time.time() - state["seconds"]
-    first = state["unet_step"] + 1
-    bar = tqdm(range(first, config.unet_steps + 1), desc=part.label, initial=first - 1, total=config.unet_steps)
+    first = state["denoiser_step"] + 1
+    bar = tqdm(range(first, config.denoiser_steps + 1), desc=part.label, initial=first - 1, total=config.denoiser_steps)
     losses: list[float] = []
     for step in bar:
         extra = part.before_step(step)
@@ -399,42 +410,42 @@ def train_denoiser(config, part: DenoiserPart, out: Path, state: dict) -> None:
             ema.step(params)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", **extra)
-        if step % config.checkpoint_every == 0 or step == config.unet_steps:
-            state.update(unet_step=step, seconds=time.time() - started)
+        if step % config.checkpoint_every == 0 or step == config.denoiser_steps:
+            state.update(denoiser_step=step, seconds=time.time() - started)
             loss_since = float(np.mean(losses[-config.checkpoint_every :]))
             _log(out, {"stage": part.stage(step), "step": step, "loss": loss_since, "seconds": state["seconds"]})
             if ema is not None:
                 ema.copy_to([p for m in copies.values() for p in m.parameters()])
             saved = {**part.modules, **{f"ema_{name}": m for name, m in copies.items()}}
-            _save_stage(out, "unet_stage", saved, optimizer, state)
+            _save_stage(out, "denoiser_stage", saved, optimizer, state)
 
 
 def _resume_denoiser(modules: dict, optimizer, stage: Path, state: dict) -> int:
     """Load the stage's weights and optimizer moments of a resumed run; returns the step the warm-up starts
     from (0, or the resumed step when the moments were not kept)."""
-    if state["unet_step"] == 0:
+    if state["denoiser_step"] == 0:
         return 0
     for name, module in modules.items():
         module.load_state_dict(type(module).from_pretrained(str(stage / name)).state_dict())
-    return 0 if _maybe_load_optimizer(optimizer, stage / "optimizer.safetensors") else state["unet_step"]
+    return 0 if _maybe_load_optimizer(optimizer, stage / "optimizer.safetensors") else state["denoiser_step"]
 
 
 def _start_ema(config, modules: dict, out: Path, state: dict):
     """The moving average of the weights as (EMAModel, its copies by name), resumed from the stage if there."""
     from diffusers.training_utils import EMAModel
 
-    stage = out / "unet_stage"
+    stage = out / "denoiser_stage"
     copies = {name: copy.deepcopy(m) for name, m in modules.items()}  # on the modules' device
     if all((stage / f"ema_{name}").is_dir() for name in modules):
         for name, m in copies.items():
             m.load_state_dict(type(m).from_pretrained(str(stage / f"ema_{name}")).state_dict())
-    elif state["unet_step"] > 0:
-        event = f"EMA of the weights (decay {config.ema_decay}) starts at step {state['unet_step']}"
+    elif state["denoiser_step"] > 0:
+        event = f"EMA of the weights (decay {config.ema_decay}) starts at step {state['denoiser_step']}"
         _log(out, {"event": event})
     ema = EMAModel([p for m in copies.values() for p in m.parameters()], decay=config.ema_decay)
     # Count EMAModel's steps from the training step, not from when the average started: its warm-up,
     # decay = (1 + n) / (10 + n), is meant for the start of training, and its step count is not saved here.
-    ema.optimization_step = state["unet_step"]
+    ema.optimization_step = state["denoiser_step"]
     return ema, copies
 
 
@@ -454,7 +465,7 @@ def train_unet(config: PretrainConfig, models, out: Path, state: dict) -> None:
 
     def loss(step: int) -> torch.Tensor:
         look = NARROW_LOOK if step <= config.narrow_steps else None
-        x, captions = clip_batch(config.seed, step, config.unet_batch, look)
+        x, captions = clip_batch(config.seed, step, config.denoiser_batch, look)
         value = denoising_step_loss(config, unet, noise_scheduler, vae, text_of, x, captions, step)
         return value if residuals is None else value + config.temporal_conv_penalty * residuals.take()
 
@@ -481,13 +492,13 @@ def save_half(pipe, folder: Path) -> Path:
 
 def ema_prefix(run: Path, name: str, ema: bool) -> str:
     """'ema_' where the run saved the moving average of module `name` (and it is wanted), '' for the raw weights."""
-    return "ema_" if ema and (run / "unet_stage" / f"ema_{name}").is_dir() else ""
+    return "ema_" if ema and (run / "denoiser_stage" / f"ema_{name}").is_dir() else ""
 
 
 def write_model_card(dest: Path, run: Path, card: dict, prefix: str, modules: dict, quality, probe) -> Path:
     """The exported model's card: the family's `card` plus what every embedded model records (which weights,
     what changed during training, parameter counts, the quality and probe reports)."""
-    config = json.loads((run / "config.json").read_text())
+    config = read_record(run / "config.json")
     decay = config.get("ema_decay")
     card = {
         **card,
@@ -525,7 +536,7 @@ def pretrain(config: PretrainConfig) -> Path:
     models = build_models(config.seed)
     if config.base:
         base = base_pipeline(config.base)
-        if state["unet_step"] == 0:
+        if state["denoiser_step"] == 0:
             models[3].load_state_dict(base.unet.state_dict())
             models[1].load_state_dict(base.text_encoder.state_dict())
         vae = base.vae
@@ -534,7 +545,7 @@ def pretrain(config: PretrainConfig) -> Path:
         vae = AutoencoderKL.from_pretrained(str(out / "vae_stage" / "vae"))
     models = (*models[:2], vae, *models[3:])
     train_unet(config, models, out, state)
-    if state["unet_step"] == 0:  # unet_steps=0: no UNet checkpoint yet, ship the initial weights
+    if state["denoiser_step"] == 0:  # denoiser_steps=0: no UNet checkpoint yet, ship the initial weights
         return export_pipeline(models, out / "pipeline")
     return export_from_run(out, out / "pipeline")
 
@@ -563,15 +574,15 @@ def export_from_run(
 
     run, dest = Path(run), Path(dest)
     state = _state(run)
-    config = json.loads((run / "config.json").read_text())
+    config = read_record(run / "config.json")
     tokenizer, _, _, _, scheduler = build_models(config["seed"])
     if config.get("base"):
         vae = base_pipeline(config["base"]).vae
     else:
         vae = AutoencoderKL.from_pretrained(str(run / "vae_stage" / "vae"))
     prefix = ema_prefix(run, "unet", ema)
-    unet = UNet3DConditionModel.from_pretrained(str(run / "unet_stage" / f"{prefix}unet"))
-    text_encoder = CLIPTextModel.from_pretrained(str(run / "unet_stage" / f"{prefix}text_encoder"))
+    unet = UNet3DConditionModel.from_pretrained(str(run / "denoiser_stage" / f"{prefix}unet"))
+    text_encoder = CLIPTextModel.from_pretrained(str(run / "denoiser_stage" / f"{prefix}text_encoder"))
     export_pipeline((tokenizer, text_encoder, vae, unet, scheduler), dest)
     base = f" --base {config['base']}" if config.get("base") else ""
     held, flags = "", ""
@@ -584,13 +595,13 @@ def export_from_run(
         "what": "shapes-world text-to-video model (TextToVideoSDPipeline of ZeroScope's classes), "
         + (f"fine-tuned from {config['base']}" if base else "trained from scratch")
         + held,
-        "command": f"motionsep toy pretrain --out {run} --steps {config['unet_steps']} --vae-steps "
+        "command": f"motionsep toy pretrain --out {run} --steps {config['denoiser_steps']} --vae-steps "
         f"{config['vae_steps']}{base}{flags}",
         "clip_frames": FRAMES,  # what the model samples at by default (generate, toy.protocol)
         "size": [SIZE, SIZE],
         "vae_steps": state["vae_step"],
-        "unet_steps": state["unet_step"],
-        "unet_batch": config["unet_batch"],
+        "denoiser_steps": state["denoiser_step"],
+        "denoiser_batch": config["denoiser_batch"],
         "wall_time_hours": {"vae": round(state["vae_seconds"] / 3600, 2), "unet": round(state["seconds"] / 3600, 2)},
         "machine": f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}",
     }

@@ -34,6 +34,7 @@ from .pretrain import (
     clip_batch,
     denoising_step_loss,
     ema_prefix,
+    read_record,
     save_half,
     token_ids,
     train_denoiser,
@@ -51,8 +52,8 @@ class AnimateDiffPretrainConfig:
     base: str = "toy"  # the model whose spatial weights, VAE, text encoder and scheduler are reused
     seed: int = 0
     motion_steps: int = 1250  # motion modules only, spatial weights frozen
-    unet_steps: int = 2500  # in all; after motion_steps the spatial weights train too
-    unet_batch: int = 16
+    denoiser_steps: int = 2500  # in all; after motion_steps the spatial weights train too
+    denoiser_batch: int = 16
     lr: float = 3e-4  # motion modules
     spatial_lr: float = 5e-5  # spatial weights, once they train: a nudge, not a relearning
     motion_heads: int = 4
@@ -124,7 +125,7 @@ def pretrain_animatediff(config: AnimateDiffPretrainConfig) -> Path:
         return text_encoder(token_ids(tokenizer, captions))[0].repeat_interleave(frames, dim=0)
 
     def loss(step: int) -> torch.Tensor:
-        x, captions = clip_batch(config.seed, step, config.unet_batch)
+        x, captions = clip_batch(config.seed, step, config.denoiser_batch)
         return denoising_step_loss(config, unet, noise_scheduler, vae, text_of, x, captions, step)
 
     def before_step(step: int) -> dict:
@@ -164,23 +165,31 @@ def export_animatediff(
 
     run, dest = Path(run), Path(dest)
     state = _state(run)
-    config = json.loads((run / "config.json").read_text())
+    config = read_record(run / "config.json")
     base = base_pipeline(config["base"])
     prefix = ema_prefix(run, "unet", ema)
-    unet = UNetMotionModel.from_pretrained(str(run / "unet_stage" / f"{prefix}unet"))
+    unet = UNetMotionModel.from_pretrained(str(run / "denoiser_stage" / f"{prefix}unet"))
     parts = {"vae": base.vae, "text_encoder": base.text_encoder, "tokenizer": base.tokenizer}
     save_half(AnimateDiffPipeline(**parts, unet=unet, motion_adapter=None, scheduler=base.scheduler), dest)
     motion, spatial = _split_params(unet)
-    recipe = ("motion_steps", "unet_steps", "unet_batch", "lr", "spatial_lr", "motion_heads", "motion_loss_weight")
+    recipe = (
+        "motion_steps",
+        "denoiser_steps",
+        "denoiser_batch",
+        "lr",
+        "spatial_lr",
+        "motion_heads",
+        "motion_loss_weight",
+    )
     card = {
         "what": "shapes-world text-to-video model of the AnimateDiff family (AnimateDiffPipeline, UNetMotionModel): "
         "the embedded ModelScope-family model's spatial weights, VAE and text encoder, with motion modules trained "
         "for this world",
-        "command": f"motionsep toy pretrain --family animatediff --out {run} --steps {config['unet_steps']}",
+        "command": f"motionsep toy pretrain --family animatediff --out {run} --steps {config['denoiser_steps']}",
         "clip_frames": FRAMES,  # what the model samples at by default (generate, toy.protocol)
         "size": [SIZE, SIZE],
         "recipe": {k: config[k] for k in (*recipe, "caption_dropout")},
-        "unet_steps": state["unet_step"],
+        "denoiser_steps": state["denoiser_step"],
         "wall_time_hours": {"unet": round(state["seconds"] / 3600, 2)},
         "machine": f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}",
     }

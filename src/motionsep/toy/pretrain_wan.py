@@ -47,6 +47,7 @@ from .pretrain import (
     clip_batch,
     ema_prefix,
     motion_weighted_loss,
+    read_record,
     save_half,
     train_denoiser,
     train_vae_stage,
@@ -79,10 +80,10 @@ class WanPretrainConfig:
     vae_lr: float = 1e-3
     vae_steps: int = 6000  # at 3,000 the evaluator read the shape from only 16 of 24 VAE round trips
     vae_batch: int = 4  # clips of `frames`
-    # the DiT's steps ("unet" in the shared state file and flags): the shipped model's recipe; at 12,000 shape
+    # the DiT's steps: the shipped model's recipe; at 12,000 shape
     # accuracy was 56%, at 20,000 87% (README)
-    unet_steps: int = 25000
-    unet_batch: int = 16
+    denoiser_steps: int = 25000
+    denoiser_batch: int = 16
     lr: float = 3e-4
     # the learning rate falls linearly to zero over the last `cooldown_steps` transformer steps (0: constant;
     # None: the last fifth, 5,000 of the recipe's 25,000); it depends on the step alone, so a resume follows it
@@ -190,10 +191,10 @@ def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict)
     vae.eval().requires_grad_(False)
     objective = FlowMatchingObjective(scheduler)
     pipe = _pipeline(models)
-    _log_device(out, "transformer", state["unet_step"], device)
+    _log_device(out, "transformer", state["denoiser_step"], device)
     if cooldown := cooldown_of(config):
-        first = config.unet_steps - cooldown
-        span = f"transformer steps {first}-{config.unet_steps}"
+        first = config.denoiser_steps - cooldown
+        span = f"transformer steps {first}-{config.denoiser_steps}"
         _log(out, {"event": f"learning rate {config.lr:g} cools down linearly to 0 over {span} (constant before)"})
 
     def text_of(captions: list[str], frames: int) -> torch.Tensor:  # with gradients into the text encoder
@@ -201,7 +202,7 @@ def train_transformer(config: WanPretrainConfig, models, out: Path, state: dict)
 
     def loss(step: int) -> torch.Tensor:
         look = NARROW_LOOK if step <= config.narrow_steps else None
-        x, captions = clip_batch(config.seed, step, config.unet_batch, look, frames=config.frames)
+        x, captions = clip_batch(config.seed, step, config.denoiser_batch, look, frames=config.frames)
         encode = lambda clips, g: _no_grad_encode(vae, clips, g)  # noqa: E731 (inside, with the step's generator)
         return motion_weighted_loss(config, transformer, objective, encode, text_of, x.to(device), captions, step)
 
@@ -221,13 +222,13 @@ def learning_rate(config: WanPretrainConfig, step: int, warmup_from: int = 0) ->
     """Warm-up over 200 steps (from the start, or from a resume without optimizer moments), then constant,
     then the cool-down: linear to zero over the last `cooldown_steps`, which lets the weights settle."""
     steps = cooldown_of(config)
-    cooldown = min(1.0, (config.unet_steps - step + 1) / steps) if steps else 1.0
+    cooldown = min(1.0, (config.denoiser_steps - step + 1) / steps) if steps else 1.0
     return config.lr * warmup(step, warmup_from) * cooldown
 
 
 def cooldown_of(config: WanPretrainConfig) -> int:
     """The cool-down's length in steps: as given, or the last fifth of the transformer's steps."""
-    return config.unet_steps // 5 if config.cooldown_steps is None else config.cooldown_steps
+    return config.denoiser_steps // 5 if config.cooldown_steps is None else config.cooldown_steps
 
 
 def text_embeddings(pipe, captions: list[str], device) -> torch.Tensor:
@@ -268,7 +269,7 @@ def pretrain_wan(config: WanPretrainConfig) -> Path:
     vae = AutoencoderKLWan.from_pretrained(str(out / "vae_stage" / "vae"))
     models = (*models[:2], vae, *models[3:])
     train_transformer(config, models, out, state)
-    if state["unet_step"] == 0:  # no transformer step yet: ship the initial weights, card-less
+    if state["denoiser_step"] == 0:  # no transformer step yet: ship the initial weights, card-less
         return save_wan_pipeline(models, out / "pipeline")
     return export_wan(out, out / "pipeline")
 
@@ -278,7 +279,7 @@ def _check_init(config: WanPretrainConfig, out: Path, state: dict) -> None:
     refuses weights that changed since, which would give another run than the one begun."""
     config.init_fingerprint = weights_fingerprint(str(config.init_from))
     recorded = json.loads((out / "config.json").read_text()).get("init_fingerprint") if state["vae_step"] else None
-    if recorded and recorded != config.init_fingerprint and state["unet_step"] == 0:
+    if recorded and recorded != config.init_fingerprint and state["denoiser_step"] == 0:
         raise MotionsepError(
             f"--init-from {config.init_from}: its weights changed since {out} began; resume with the model it "
             "began from, or start a new --out"
@@ -330,9 +331,9 @@ def export_wan(
 
     run, dest = Path(run), Path(dest)
     state = _state(run)
-    config = json.loads((run / "config.json").read_text())
+    config = read_record(run / "config.json")
     tokenizer, _, _, _, scheduler = build_wan_models(config["seed"])
-    stage = run / "unet_stage"
+    stage = run / "denoiser_stage"
     prefix = ema_prefix(run, "transformer", ema)
     models = (
         tokenizer,
@@ -348,10 +349,10 @@ def export_wan(
         "what": "shapes-world text-to-video model of the Wan family (WanPipeline: WanTransformer3DModel, "
         "AutoencoderKLWan, UMT5EncoderModel, flow matching), "
         + (f"started from {config['init_from']}" if config.get("init_from") else "trained from scratch"),
-        "command": f"motionsep toy pretrain --family wan --out {run} --steps {config['unet_steps']} "
+        "command": f"motionsep toy pretrain --family wan --out {run} --steps {config['denoiser_steps']} "
         f"--vae-steps {config['vae_steps']} --cooldown-steps {cooldown}"
         + (
-            f" --init-from {config['init_from']} --batch {config['unet_batch']} --vae-lr {config['vae_lr']:g}"
+            f" --init-from {config['init_from']} --batch {config['denoiser_batch']} --vae-lr {config['vae_lr']:g}"
             if config.get("init_from")
             else ""
         ),
@@ -360,13 +361,13 @@ def export_wan(
         "clip_frames": config.get("frames", 9),
         "size": [SIZE, SIZE],
         "recipe": {
-            **{k: config[k] for k in ("unet_batch", "lr", "motion_loss_weight", "caption_dropout", "narrow_steps")},
+            **{k: config[k] for k in ("denoiser_batch", "lr", "motion_loss_weight", "caption_dropout", "narrow_steps")},
             "cooldown_steps": cooldown,
             "init_from": config.get("init_from"),
             "patch": config.get("patch", [1, 2, 2]),
         },
         "vae_steps": state["vae_step"],
-        "transformer_steps": state["unet_step"],
+        "transformer_steps": state["denoiser_step"],
         "wall_time_hours": {  # summed over the machines it ran on
             "vae": round(state["vae_seconds"] / 3600, 2),
             "transformer": round(state["seconds"] / 3600, 2),

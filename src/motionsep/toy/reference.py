@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from dataclasses import asdict
@@ -22,21 +23,34 @@ def reference_scenes(motion: str, count: int = 4, seed: int = 0, look: dict | No
     return [random_scene(rng, motion=motion, **(look or REFERENCE_LOOK)) for _ in range(count)]
 
 
-def many_look_scenes(motion: str, count: int = 16, seed: int = 0) -> list[Scene]:
-    """`count` clips of `motion`, each with a look (shape, colour, background) of its own and none of the
-    benchmark's prompt looks; size and window at random: what a LoRA needs to learn the motion apart from any look
-    (the leakage bench's multi-look control)."""
+NAMED = ("shape", "colour", "background")
+
+
+def many_look_scenes(motion: str, count: int = 16, seed: int = 0, vary: tuple[str, ...] = NAMED) -> list[Scene]:
+    """`count` clips of `motion`, each with a look of its own in the named attributes of `vary` (none of the
+    benchmark's prompt looks). With every named attribute varied, size and window are random too: what a LoRA needs
+    to learn the motion apart from any look (the leakage bench's multi-look control). With fewer, the rest of the
+    look is REFERENCE_LOOK: which attribute's variety frees the motion (the bench's diagnostics)."""
     from .protocol import BENCH_LOOKS
     from .world import BACKGROUNDS, COLOURS, SHAPES
 
     if motion not in MOTIONS:
         raise MotionsepError(f"unknown motion '{motion}'{closest(motion, MOTIONS)}")
+    if not vary or not set(vary) <= set(NAMED):
+        raise MotionsepError(f"vary must name some of {', '.join(NAMED)}, got {list(vary)}")
     rng = random.Random(seed)
-    free = [(s, c, b) for s in SHAPES for c in COLOURS for b in BACKGROUNDS if (s, c, b) not in set(BENCH_LOOKS)]
-    if count > len(free):
-        raise MotionsepError(f"{count} looks asked for; the world has {len(free)} outside the benchmark's")
-    looks = rng.sample(free, count)
-    return [random_scene(rng, motion=motion, shape=s, colour=c, background=b) for s, c, b in looks]
+    choices = {"shape": SHAPES, "colour": tuple(COLOURS), "background": tuple(BACKGROUNDS)}
+    options = [choices[a] if a in vary else (REFERENCE_LOOK[a],) for a in NAMED]
+    free = [look for look in itertools.product(*options) if look not in set(BENCH_LOOKS)]
+    pinned = {} if set(vary) == set(NAMED) else {a: REFERENCE_LOOK[a] for a in ("size", "window")}
+    if set(vary) == set(NAMED):
+        if count > len(free):
+            raise MotionsepError(f"{count} looks asked for; the world has {len(free)} outside the benchmark's")
+        looks = rng.sample(free, count)
+    else:  # few looks to choose from: each one as often as the others, in an order of the seed's
+        rng.shuffle(free)
+        looks = [free[i % len(free)] for i in range(count)]
+    return [random_scene(rng, motion=motion, **dict(zip(NAMED, look)), **pinned) for look in looks]
 
 
 def toy_config_dict(
@@ -52,6 +66,7 @@ def toy_config_dict(
     targets: list[str] | None = None,
     checkpoint_every: int = 100,
     augment_copies: int = 0,
+    augment: str = "recolour",
 ) -> dict:
     """The training config for shapes-world clips (the world's clip length for the model; 32x32; no LoRA dropout) as
     plain data: the demo, the benchmarks and `toy render`'s config.yaml all train with it."""
@@ -63,7 +78,7 @@ def toy_config_dict(
         "method": method,
         "output_dir": str(output_dir),
         "data": {"path": str(data), "frames": world_frames(model), "size": [32, 32]}
-        | ({"augment_copies": augment_copies} if augment_copies else {}),
+        | (_augmentation(augment_copies, augment) if augment_copies else {}),
         "lora": lora,
         "train": {
             "steps": steps,
@@ -72,6 +87,14 @@ def toy_config_dict(
             "checkpoint_every": checkpoint_every,
         },
     }
+
+
+def _augmentation(copies: int, kind: str) -> dict:
+    """The data keys of appearance augmentation; swap-colours reads and writes the world's own colour words."""
+    from .world import COLOURS
+
+    words = {"colour_words": {w: list(rgb) for w, rgb in COLOURS.items()}} if kind == "swap-colours" else {}
+    return {"augment_copies": copies} | ({"augment": kind} if kind != "recolour" else {}) | words
 
 
 def toy_training_config(data: str | Path, output_dir: str | Path, **settings):
@@ -88,10 +111,10 @@ def write_reference_clips(
     steps: int = 300,
     overwrite: bool = False,
     model: str = "toy",
-    many_looks: bool = False,
+    vary: tuple[str, ...] = (),
 ) -> Path:
     """clips/*.mp4 + same-name .txt captions, scenes.json, and config.yaml for `motionsep train`: one look
-    (REFERENCE_LOOK), or with `many_looks` a look per clip (`many_look_scenes`)."""
+    (REFERENCE_LOOK), or a look per clip in the attributes of `vary` (`many_look_scenes`)."""
     out = Path(out)
     if not overwrite:
         refuse_nonempty(out, "choose another --out or pass --overwrite")
@@ -99,7 +122,7 @@ def write_reference_clips(
     clips.mkdir(parents=True, exist_ok=True)
     from .protocol import world_frames
 
-    scenes = many_look_scenes(motion, count, seed) if many_looks else reference_scenes(motion, count, seed)
+    scenes = many_look_scenes(motion, count, seed, vary) if vary else reference_scenes(motion, count, seed)
     frames = world_frames(model)
     for i, scene in enumerate(scenes):
         write_mp4(render(scene, frames), clips / f"{motion}-{i}.mp4")
