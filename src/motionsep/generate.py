@@ -131,6 +131,21 @@ class MotionPipeline:
         self = cls(pipe, family, meta)
         self.loras, self.parts = loaded, parts
         fused = FusedLora(denoiser, motion_names) if (fuse_lora and motion_names) else None
+        self._hook(motion_names, fused, highway, highway_blocks, highway_scale, pli_tau)
+        return self
+
+    @classmethod
+    def around(cls, pipe, family, record: LoraRecord) -> MotionPipeline:
+        """The pipeline a training run holds, its motion LoRA (adapter MOTION) and parts already in its denoiser,
+        sampled as `from_pretrained` would sample the LoRA folder `record` describes: its highway and PLI
+        defaults hooked on until `release`. Validation samples this way, with no second copy of the base."""
+        self = cls(pipe, family, record)
+        self._hook([MOTION] if record.lora_config else [], None, None, None, None, None)
+        return self
+
+    def _hook(self, motion_names: list[str], fused, highway, highway_blocks, highway_scale, pli_tau) -> None:
+        """The Appearance Highway and PLI hooks: the motion LoRA's recorded settings, explicit arguments winning."""
+        denoiser, meta = denoiser_of(self.pipe), self.lora_meta
         settings = meta.appearance_highway if meta is not None else HighwaySettings(enabled=False)
         settings = replace(
             settings,
@@ -138,12 +153,18 @@ class MotionPipeline:
             scale=settings.scale if highway_scale is None else highway_scale,
         )
         enabled = bool(settings.enabled if highway is None else highway)
-        if family.supports_highway or enabled:  # asked for on a DiT: AppearanceHighway says why it cannot
+        if self.family.supports_highway or enabled:  # asked for on a DiT: AppearanceHighway says why it cannot
             self.highway = AppearanceHighway(denoiser, settings, enabled=enabled)
         tau = pli_tau if pli_tau is not None else (meta.pli_tau if meta is not None else None)
         if tau is not None and tau >= 0 and meta is not None and motion_names:
             self.pli = PhasedLora(denoiser, tau, motion_names, fused=fused)
-        return self
+
+    def release(self) -> None:
+        """Take the highway and PLI hooks off the denoiser (the pipeline stays usable without them)."""
+        for hooks in (self.highway, self.pli):
+            if hooks is not None:
+                hooks.remove()
+        self.highway = self.pli = None
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -515,7 +515,7 @@ def run_steps(
     columns = ["step", "loss", *(["spatial"] if state.method.dual_path else []), "temporal"]
     log = TrainingLog(out / "train_log.csv", columns, keep_until=first - 1) if accelerator.is_main_process else None
     validation = config.train.validation
-    sampler = ValidationSampler(config, accelerator.device) if validation.prompts else None
+    sampler = ValidationSampler(state) if validation.prompts else None
     bar = tqdm(
         range(first, config.train.steps + 1),
         desc=f"train {state.method.name}",

@@ -1,25 +1,28 @@
 """Samples during training that are what `motionsep generate` will give.
 
-At a validation step the LoRA checkpoint of that step is on disk; the samples are made from it by
-`generate.MotionPipeline` and `generate.generate_videos`, the code path of `motionsep generate`, with
-the LoRA's own highway and PLI defaults. The sampling pipeline is a second copy of the base model,
-loaded once (on a GPU it takes that memory while training runs); at each later validation step only
-the LoRA weights are read again. The training model, its RNG streams and its LoRA are not touched:
-a run with validation ends with the LoRA of a run without it.
+At a validation step the LoRA checkpoint of that step is on disk; the samples are what `motionsep
+generate` makes from it (`generate.MotionPipeline` and `generate.generate_videos`, with the LoRA's own
+highway and PLI defaults), made with the very modules the run trains, which hold the same weights (no second copy of
+the base model: on a GPU that would double the memory of the frozen weights). The LoRA's weights, its
+RNG streams and its training mode are as they were afterwards: a run with validation ends with the LoRA
+of a run without it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from .adapters import MOTION, WEIGHTS_NAME, read_lora_weights, set_lora_weights
-from .config import TrainConfig, ValidationConfig
+from .adapters import SPATIAL, lora_disabled, read_lora_record
+from .config import ValidationConfig
 from .generate import MotionPipeline, SamplingSettings, generate_videos
-from .models import denoiser_of
+from .highway import AppearanceHighway
 
 
 def sampling_settings(validation: ValidationConfig) -> SamplingSettings:
@@ -38,39 +41,58 @@ def is_validation_step(validation: ValidationConfig, step: int, last: int) -> bo
 
 
 class ValidationSampler:
-    """Writes OUTPUT_DIR/samples/step-NNNNNN/ (videos, contact sheet, generation.json) from a LoRA folder."""
+    """Writes OUTPUT_DIR/samples/step-NNNNNN/ (videos, contact sheet, generation.json) from a LoRA folder,
+    sampling with the modules the run trains (`MotionPipeline.around`)."""
 
-    def __init__(self, config: TrainConfig, device: str | torch.device = "cpu"):
-        self.config, self.device = config, device
-        self.pipeline: MotionPipeline | None = None
+    def __init__(self, state: Any):
+        self.state = state  # train.TrainingState: its pipe, family, denoiser, highway and method
 
     def sample(self, step: int, lora_folder: Path) -> Path:
-        validation = self.config.train.validation
-        out = Path(self.config.output_dir) / "samples" / f"step-{step:06d}"
-        states = torch.get_rng_state(), np.random.get_state(), random.getstate()
-        if self.pipeline is None:
-            self.pipeline = MotionPipeline.from_pretrained(
-                self.config.model,
-                lora=str(lora_folder),
-                motion_adapter=self.config.motion_adapter,
-                device=str(self.device),
-            )
-        else:  # the same adapter and parts, this step's weights
-            if (lora_folder / WEIGHTS_NAME).is_file():
-                weights = read_lora_weights(lora_folder / WEIGHTS_NAME)
-                set_lora_weights(denoiser_of(self.pipeline.pipe), weights, MOTION, lora_folder)
-            for part in self.pipeline.parts:
-                part.load(lora_folder)
-        generate_videos(
-            self.pipeline,
-            list(validation.prompts),
-            list(validation.seeds),
-            out,
-            sampling_settings(validation),
-            overwrite=True,  # a resumed run samples its steps again
-            progress=False,
-        )
-        torch.set_rng_state(states[0])
-        np.random.set_state(states[1])
-        random.setstate(states[2])
+        state, validation = self.state, self.state.config.train.validation
+        out = Path(state.config.output_dir) / "samples" / f"step-{step:06d}"
+        rng = torch.get_rng_state(), np.random.get_state(), random.getstate()
+        pipeline = MotionPipeline.around(state.pipe, state.family, read_lora_record(lora_folder))
+        with _as_generate_samples(state):
+            try:
+                generate_videos(
+                    pipeline,
+                    list(validation.prompts),
+                    list(validation.seeds),
+                    out,
+                    sampling_settings(validation),
+                    overwrite=True,  # a resumed run samples its steps again
+                    progress=False,
+                )
+            finally:
+                pipeline.release()
+        torch.set_rng_state(rng[0])
+        np.random.set_state(rng[1])
+        random.setstate(rng[2])
         return out
+
+
+@contextlib.contextmanager
+def _as_generate_samples(state: Any) -> Iterator[None]:
+    """The training pipeline as `generate` loads a LoRA folder, for the time of a validation sample: no dropout,
+    the dual path's spatial LoRA off, no training-time highway (generate hooks on the LoRA's own), the encoders
+    back on the denoiser's device, a scheduler of its own (sampling sets its timesteps); then all as it was."""
+    pipe, denoiser = state.pipe, state.denoiser
+    device = next(p.device for p in denoiser.parameters())
+    places = {name: next(getattr(pipe, name).parameters()).device for name in ("vae", "text_encoder")}
+    scheduler = pipe.scheduler
+    if state.highway is not None:
+        state.highway.remove()
+    denoiser.eval()
+    try:
+        pipe.scheduler = type(scheduler).from_config(scheduler.config)
+        for name in places:
+            getattr(pipe, name).to(device)
+        with lora_disabled(denoiser, SPATIAL) if SPATIAL in state.lora_configs else contextlib.nullcontext():
+            yield
+    finally:
+        pipe.scheduler = scheduler
+        for name, place in places.items():
+            getattr(pipe, name).to(place)
+        denoiser.train()
+        if state.highway is not None:
+            state.highway = AppearanceHighway(denoiser, state.config.appearance_highway)

@@ -358,10 +358,22 @@ def denoising_step_loss(config, unet, noise_scheduler, vae, text_of, x: torch.Te
     )
 
 
+def schedule(name: str, **settings) -> Callable[[int], float]:
+    """diffusers' learning-rate schedule `name` (get_scheduler) as its factor for a step: a pure function of the
+    step, so a resumed run sets the same rates with no scheduler state to save."""
+    from diffusers.optimization import get_scheduler
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)  # the factor is all that is read
+    return get_scheduler(name, optimizer, **settings).lr_lambdas[0]
+
+
+WARMUP = schedule("constant_with_warmup", num_warmup_steps=200)
+
+
 def warmup(step: int, warmup_from: int) -> float:
     """The rate's factor in the 200 steps after `warmup_from`: the start, or a resume without optimizer moments
     (AdamW restarting from empty moments warms up again)."""
-    return min(1.0, (step - warmup_from) / 200)
+    return WARMUP(step - warmup_from)
 
 
 @dataclass

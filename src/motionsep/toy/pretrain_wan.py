@@ -49,6 +49,7 @@ from .pretrain import (
     motion_weighted_loss,
     read_record,
     save_half,
+    schedule,
     train_denoiser,
     train_vae_stage,
     warmup,
@@ -222,7 +223,8 @@ def learning_rate(config: WanPretrainConfig, step: int, warmup_from: int = 0) ->
     """Warm-up over 200 steps (from the start, or from a resume without optimizer moments), then constant,
     then the cool-down: linear to zero over the last `cooldown_steps`, which lets the weights settle."""
     steps = cooldown_of(config)
-    cooldown = min(1.0, (config.denoiser_steps - step + 1) / steps) if steps else 1.0
+    into = step - (config.denoiser_steps - steps + 1)  # steps into the cool-down: its last one still moves weights
+    cooldown = schedule("linear", num_warmup_steps=0, num_training_steps=steps)(into) if steps and into >= 0 else 1.0
     return config.lr * warmup(step, warmup_from) * cooldown
 
 
