@@ -249,6 +249,21 @@ def test_cyclic_clips_filmed_from_any_point_are_aligned_by_phase_or_the_user_is_
     assert len(load_clips(in_step)) == 1
 
 
+def test_clips_in_step_from_different_places_raise_no_phase_warning(tmp_path):
+    import warnings
+
+    from motionsep.config import DataConfig
+    from motionsep.data import load_clips
+    from motionsep.toy.reference import write_reference_clips
+
+    # the shapes world's spiral, four clips from four start points: the 32-pixel frames once fooled the flow
+    write_reference_clips(tmp_path / "spiral", "spiral", model="toy-wan")
+    config = DataConfig(path=str(tmp_path / "spiral" / "clips"), frames=17, size=[32, 32])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_clips(config)) == 4
+
+
 class _Recorder:
     """An accelerate tracker that keeps what it is given (tracker objects pass through train(trackers=...))."""
 

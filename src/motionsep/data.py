@@ -76,11 +76,17 @@ MOTION_PX = 0.2  # mean flow (pixels a frame) below which a pixel counts as stil
 
 def motion_signal(frames: np.ndarray) -> np.ndarray:
     """The clip's motion as one vector a frame transition: the mean optical flow (Farneback) of the pixels that
-    move, (frames - 1, 2). The phase of a cyclic motion is where this signal is in its cycle."""
-    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    move, (frames - 1, 2), in the clip's pixels. The phase of a cyclic motion is where this signal is in its
+    cycle. Small frames are enlarged first (shorter side at least 128): on 32-pixel frames Farneback's flow of
+    clips in step agreed by as little as 0.06 (spiral), enlarged by 0.85 or more."""
+    scale = max(1, 128 // min(frames.shape[1:3]))
+    gray = [
+        cv2.cvtColor(cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC), cv2.COLOR_RGB2GRAY)
+        for f in frames
+    ]
     out = []
     for a, b in zip(gray, gray[1:]):
-        flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 9, 3, 5, 1.1, 0)  # type: ignore[call-overload]
+        flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.1, 0) / scale  # type: ignore[call-overload]
         moving = np.linalg.norm(flow, axis=-1) > MOTION_PX
         out.append(flow[moving].mean(axis=0) if moving.any() else np.zeros(2))
     return np.asarray(out, np.float64)
