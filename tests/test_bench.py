@@ -279,3 +279,39 @@ def test_the_recolour_rows_train_their_preset_on_recoloured_copies_of_the_refere
     path = write_reference_clips(tmp_path / "zigzag", "zigzag", count=1, steps=3)
     config = toy_training_config(tmp_path / "zigzag" / "clips", tmp_path / "lora", steps=3, augment_copies=3)
     assert config.data.augment_copies == 3 and load_config(path).data.augment_copies == 0
+
+
+def test_the_swapped_colour_rows_train_on_copies_whose_captions_name_the_new_colour(tmp_path):
+    from motionsep.bench.leakage import TRAININGS
+    from motionsep.data import augmented, load_clips
+    from motionsep.toy.reference import toy_training_config, write_reference_clips
+    from motionsep.toy.world import COLOURS
+
+    assert {TRAININGS[n].augment for n in ("full-lora-swap", "tap-swap", "motiondirector-swap")} == {"swap-colours"}
+    write_reference_clips(tmp_path / "zigzag", "zigzag", count=1, steps=3)
+    config = toy_training_config(
+        tmp_path / "zigzag" / "clips", tmp_path / "l", augment_copies=3, augment="swap-colours"
+    )
+    assert config.data.colour_words == {w: list(rgb) for w, rgb in COLOURS.items()}
+    (clip,) = load_clips(config.data)
+    copies = augmented([clip], 3, 0.5, 0, "swap-colours", config.data.colour_words)
+    for copy in copies:  # "a red square ..." becomes another of the world's colours, pixels and caption alike
+        (word,) = [w for w in COLOURS if w in copy.caption.split()]
+        assert word != "red" and copy.caption.replace(word, "red") == clip.caption
+        red = np.abs(clip.frames.astype(int) - COLOURS["red"]).sum(-1) < 40  # the square (the clip is an mp4)
+        drawn = copy.frames[red].mean(0)
+        assert min(COLOURS, key=lambda w: np.abs(drawn - COLOURS[w]).sum()) == word
+
+
+def test_the_look_variety_diagnostics_vary_only_their_attributes():
+    from motionsep.toy.protocol import REFERENCE_LOOK
+    from motionsep.toy.reference import many_look_scenes
+    from motionsep.toy.world import SHAPES
+
+    shapes = many_look_scenes("orbit", 16, vary=("shape",))
+    assert {s.shape for s in shapes} == set(SHAPES) and {s.colour for s in shapes} == {REFERENCE_LOOK["colour"]}
+    assert {(s.background, s.size, s.window) for s in shapes} == {
+        tuple(REFERENCE_LOOK[a] for a in ("background", "size", "window"))
+    }
+    colours = many_look_scenes("orbit", 16, vary=("colour", "background"))
+    assert {s.shape for s in colours} == {"square"} and len({(s.colour, s.background) for s in colours}) == 16

@@ -765,7 +765,10 @@ def _inspect_parser(sub) -> None:
         "wan-1.3b-config, wan-14b-config, cogvideox-2b-config, cogvideox-5b-config",
     )
     p.add_argument(
-        "--method", default="tap", help="tap, tap-official, motiondirector, temporal-lora or full-lora (default tap)"
+        "--method",
+        default="tap",
+        help="a preset: tap, tap-official, motiondirector, temporal-lora, full-lora, or on a DiT tap-heads, "
+        "tap-offsets, det (default tap)",
     )
     p.add_argument("--targets", help="override temporal targets, e.g. q,k")
     p.add_argument("--rank", type=int, default=32, help="LoRA rank for the parameter totals (default 32)")

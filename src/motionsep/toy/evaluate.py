@@ -104,6 +104,9 @@ def _shape_fit(mask: np.ndarray) -> dict[str, float]:
         r0 = float(np.sqrt(len(xs) / unit[shape]))
         template = _shape_mask(shape, cx, cy, r0)[:TIMELINE_ROW]  # centroids differ from the drawing centre (triangle)
         ty, tx = np.nonzero(template)
+        if not len(tx):  # drawn at that centre and size, the shape lies below the content rows: it cannot fit
+            fits[shape] = 0.0
+            continue
         ox, oy = cx - (tx.mean() + 0.5), cy - (ty.mean() + 0.5)
         best = 0.0
         for r in (0.9 * r0, r0, 1.1 * r0):
