@@ -119,6 +119,7 @@ def test_leakage_bench_reports_every_variant_and_resumes(toy_like_model, tmp_pat
         progress=False,
     )
     assert list(fewer["pooled"]) == ["no LoRA (floor)", "tap"] and fewer["pooled"]["tap"] == result["pooled"]["tap"]
+    _merges_runs_of_one_protocol(tmp_path, result)
     with pytest.raises(MotionsepError, match="other settings"):
         run_leakage_bench(
             tmp_path,
@@ -132,6 +133,26 @@ def test_leakage_bench_reports_every_variant_and_resumes(toy_like_model, tmp_pat
     stamp_file.write_text(json.dumps({**json.loads(stamp_file.read_text()), "model_weights": "0123456789abcdef"}))
     with pytest.raises(MotionsepError, match="other weights of"):
         run_leakage_bench(tmp_path, settings, resume=True, overwrite=True, progress=False)
+
+
+def _merges_runs_of_one_protocol(tmp_path, whole: dict) -> None:
+    """Two runs that chose different variants (here: the whole run's report cut in two) make one report."""
+    from motionsep.bench.leakage import merge_leakage_reports
+
+    parts = []
+    for i, keep in enumerate((["no LoRA (floor)", "tap"], [n for n in whole["pooled"] if n != "tap"])):
+        part = {**whole, "pooled": {n: whole["pooled"][n] for n in keep}}
+        part["variants"] = {n: whole["variants"][n] for n in keep}
+        (tmp_path / f"part{i}.json").write_text(json.dumps(part))
+        parts.append(tmp_path / f"part{i}.json")
+    merged = merge_leakage_reports(parts, tmp_path / "merged")
+    assert merged["pooled"] == whole["pooled"] and list(merged["variants"]) == list(whole["variants"])
+    report = (tmp_path / "merged" / "leakage.md").read_text()
+    assert all(f"| {name} |" in report for name in whole["pooled"]) and report.count("Merged run:") == 2
+    other = {**whole, "settings": {**whole["settings"], "train_steps": 7}}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(MotionsepError, match="train_steps differ"):
+        merge_leakage_reports([parts[0], tmp_path / "other.json"], tmp_path / "never")
 
 
 def test_leakage_bench_rejects_unknown_names(tmp_path):

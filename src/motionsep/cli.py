@@ -271,8 +271,13 @@ def _command_line(*words: str) -> str:
 
 def cmd_bench_leakage(args) -> None:
 
-    from .bench.leakage import LeakageSettings, format_leakage_summary, run_leakage_bench
+    from .bench.leakage import LeakageSettings, format_leakage_summary, merge_leakage_reports, run_leakage_bench
 
+    if args.merge:
+        command = _command_line("bench", args.bench_command)
+        merged = merge_leakage_reports([Path(m) for m in args.merge], Path(args.out), args.overwrite, command)
+        print(format_leakage_summary(merged, Path(args.out)))
+        return
     settings = _with_flags(
         LeakageSettings.quick() if args.quick else LeakageSettings(),
         motions=tuple(args.motion or ()) or None,
@@ -670,6 +675,13 @@ def _bench_leakage_parser(bench) -> None:
     p.add_argument("--model", help="base model (default: the embedded shapes-world model)")
     p.add_argument(
         "--resume", action="store_true", help="continue an interrupted run in --out, reusing its finished pieces"
+    )
+    p.add_argument(
+        "--merge",
+        action="append",
+        metavar="JSON",
+        help="run nothing: one report in --out from the leakage.json of runs of the same protocol that chose "
+        "different variants (repeatable)",
     )
     _overwrite(p, "an earlier report in --out")
     _no_progress(p)

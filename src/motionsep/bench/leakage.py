@@ -420,6 +420,43 @@ def _stamp_settings(work: Path, settings: LeakageSettings, resume: bool) -> dict
     return wanted
 
 
+def merge_leakage_reports(sources: list[Path], out: Path, overwrite: bool = False, command: str = "") -> dict:
+    """One report from runs of the same protocol that chose different variants (leakage.json each): same model
+    weights, motions, prompts, seeds and training settings, or a one-line error naming what differs. A variant in
+    several runs keeps its first run's numbers; the contact sheets are the first run's."""
+    from .report import leakage_plot, leakage_report
+
+    results = []
+    for path in sources:
+        if not Path(path).is_file():
+            raise MotionsepError(f"'{path}' does not exist: give the leakage.json of each run to merge")
+        results.append(json.loads(Path(path).read_text()))
+    same = [k for k in results[0]["settings"] if k not in ("variants", "foreign")]
+    for path, r in zip(sources[1:], results[1:]):
+        differs = [k for k in same if r["settings"].get(k) != results[0]["settings"][k]]
+        if differs:
+            raise MotionsepError(f"'{path}' ran another protocol ({', '.join(differs)} differ): merge like runs only")
+    out = Path(out)
+    refuse_existing([out / "leakage.json", out / "leakage.md", out / "leakage.png"], overwrite)
+    merged = dict(results[0])
+    for key in ("pooled", "variants", "foreign"):
+        merged[key] = {k: v for r in reversed(results) for k, v in r[key].items()}
+    order = [v.name for v in VARIANTS]
+    merged["variants"] = dict(sorted(merged["variants"].items(), key=lambda kv: order.index(kv[0])))
+    merged["settings"] = results[0]["settings"] | {"variants": list(merged["variants"])}
+    for key in ("wall_seconds", "compute_seconds"):
+        merged[key] = round(sum(r[key] for r in results), 1)
+    merged["command"] = command or "motionsep bench leakage --merge ..."
+    merged["merged_runs"] = [{"command": r["command"], "date": r["date"], "machine": r["machine"]} for r in results]
+    merged["date"] = max(r["date"] for r in results)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "leakage.json", merged)
+    methods = [n for n, v in merged["variants"].items() if v["group"] == "methods"]
+    leakage_plot(merged["pooled"], out / "leakage.png", methods)
+    (out / "leakage.md").write_text(leakage_report(merged, SWEEP_CENTRE), encoding="utf-8")
+    return merged
+
+
 def run_leakage_bench(
     out: str | Path,
     settings: LeakageSettings | None = None,
