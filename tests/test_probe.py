@@ -11,7 +11,7 @@ import torch
 from conftest import FAMILIES, run_unet
 from motionsep.cli import main
 from motionsep.models import load_pipeline
-from motionsep.probe import ALL_OFF, NOTHING_OFF, pathway_modules, pathways_off, probe_unet_config, skill_kept
+from motionsep.probe import ALL_OFF, NOTHING_OFF, pathway_modules, pathways_off, probe_denoiser_config, skill_kept
 
 
 def _zero(linear: torch.nn.Module) -> None:
@@ -106,7 +106,7 @@ def test_skill_kept_scales_between_floor_and_full():
 
 def test_probe_runs_on_an_architecture_alone(pipeline_dirs):
     config = json.loads((__import__("pathlib").Path(pipeline_dirs["modelscope"]) / "unet" / "config.json").read_text())
-    report = probe_unet_config(config, frames=4, latent_size=8)
+    report = probe_denoiser_config(config, frames=4, latent_size=8)
     assert report["family"] == "modelscope" and "random weights" in report["note"]
     assert set(report["model_measure"]["kept"]) == {
         NOTHING_OFF,

@@ -339,7 +339,7 @@ def cmd_evaluate(args) -> None:
 
 def cmd_probe(args) -> None:
     from .models import EMBEDDED_MODELS, load_denoiser_config, resolve_model
-    from .probe import ProbeSettings, format_probe, probe_model, probe_unet_config
+    from .probe import ProbeSettings, format_probe, probe_denoiser_config, probe_model
 
     settings = ProbeSettings(generations=args.generations, clips=args.clips_count, progress=not args.no_progress)
     if args.model in EMBEDDED_MODELS or args.shapes_world:
@@ -351,7 +351,7 @@ def cmd_probe(args) -> None:
 
         report = probe_world_model(args.model, settings)
     elif resolve_model(args.model).endswith(".json"):  # a UNet config: the architecture alone
-        report = probe_unet_config(load_denoiser_config(args.model), progress=settings.progress)
+        report = probe_denoiser_config(load_denoiser_config(args.model), progress=settings.progress)
     else:
         size = tuple(args.size) if args.size else None
         report = probe_model(args.model, args.clips, args.caption, args.frames, size, settings)

@@ -304,7 +304,7 @@ def probe_model(
     return probe_pipeline(pipe, family, batch, settings, source)
 
 
-def probe_unet_config(
+def probe_denoiser_config(
     config: dict[str, Any], frames: int = 8, latent_size: int = 8, progress: bool = True
 ) -> dict[str, Any]:
     """The probe on an architecture alone (a UNet or DiT config): random weights, random latents and text.

@@ -236,7 +236,7 @@ def measure_training(model: str, method_name: str, settings: dict) -> dict:
         "seconds_per_step": statistics.median(times),
         "step_times": [round(t, 4) for t in times],
         "peak_memory_bytes": peak,
-        "unet_parameters": sum(p.numel() for p in state.denoiser.parameters() if not p.requires_grad),
+        "frozen_parameters": sum(p.numel() for p in state.denoiser.parameters() if not p.requires_grad),
         "latents": list(state.latents.shape),
     }
 

@@ -368,7 +368,7 @@ def _ratio(row: dict, key: str) -> str:
 def _training_table(model: str, rows: list[dict]) -> list[str]:
     """One model's training costs, a row per method, ratios in brackets."""
     lines = [
-        f"## Training: {model} (denoiser {rows[0]['unet_parameters'] / 1e6:.1f} M parameters, latents "
+        f"## Training: {model} (denoiser {rows[0]['frozen_parameters'] / 1e6:.1f} M parameters, latents "
         f"{rows[0]['latents']})",
         "",
         "| method | LoRA layers (temporal + spatial) | trainable parameters | motion LoRA file | all saved | s / "
