@@ -85,6 +85,26 @@ def test_short_demo_writes_every_artefact(toy_like_model, toy_like_animatediff, 
     assert "motion accuracy" in summary and all(m in summary for m in DEMO_METHODS)
 
 
+def test_a_demo_method_can_train_on_augmented_copies_and_a_wrong_name_stops_before_any_work(toy_like_model, tmp_path):
+    from motionsep.errors import MotionsepError
+
+    with pytest.raises(MotionsepError, match="did you mean 'swap-colours'"):
+        run_demo(tmp_path / "bad", methods=("tap", "tap+swap"), model=toy_like_model, progress=False)
+    with pytest.raises(MotionsepError, match="unknown method 'tapp'"):
+        run_demo(tmp_path / "bad", methods=("tapp",), model=toy_like_model, progress=False)
+    assert not (tmp_path / "bad").exists()
+    out = tmp_path / "demo"
+    run_demo(
+        out, methods=("tap+swap-colours",), model=toy_like_model, steps=2, seeds=(0,), progress=False, sampling_steps=2
+    )
+    record = json.loads((out / "lora-tap+swap-colours" / "motionsep.json").read_text())
+    assert record["method"] == "tap"
+    assert {k: record["train_config"]["data"][k] for k in ("augment", "augment_copies")} == {
+        "augment": "swap-colours",
+        "augment_copies": 3,
+    }
+
+
 def test_shipped_model_loads_through_the_normal_loader_and_denoises():
     import numpy as np
 

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import refuse_nonempty
+from .errors import MotionsepError, closest, refuse_nonempty
 from .generate import MotionPipeline
+from .methods import resolve_method
 from .toy.evaluate import evaluate_video
 from .toy.metrics import score
 from .toy.protocol import DEMO_LOOKS, REFERENCE_LOOK, TOY_SAMPLING, world_frames, world_sampling
@@ -58,6 +59,25 @@ def demo_methods(model: str) -> tuple[str, ...]:
     return DIT_DEMO_METHODS if is_dit_model(model) else DEMO_METHODS
 
 
+AUGMENTED_COPIES = 3  # augmented copies of each of the 4 reference clips: 16 clips, as the multi-look control
+
+
+def demo_training(method: str) -> dict:
+    """The training settings of a demo method: a preset, or "PRESET+AUGMENTATION" (e.g. full-lora+swap-colours)
+    for the preset trained on augmented copies of the reference clips (data.augment)."""
+    from .config import AUGMENTATIONS
+
+    preset, _, augment = method.partition("+")
+    if not augment:
+        return {"method": preset}
+    if augment not in AUGMENTATIONS:
+        raise MotionsepError(
+            f"demo method '{method}': '{augment}' is no augmentation{closest(augment, AUGMENTATIONS)} (one of "
+            f"{', '.join(AUGMENTATIONS)})"
+        )
+    return {"method": preset, "augment_copies": AUGMENTED_COPIES, "augment": augment}
+
+
 def _sheet(out: Path, motion: str, model: str, reference, jobs: list, videos: dict) -> Path:
     """The contact sheet: the reference clip, then the methods side by side for each prompt and seed."""
     look = f"{REFERENCE_LOOK['colour']} {REFERENCE_LOOK['shape']} on {REFERENCE_LOOK['background']}"
@@ -84,6 +104,8 @@ def run_demo(
         refuse_nonempty(out, "choose another --out or pass --overwrite")
     started = time.time()
     methods = methods or demo_methods(model)
+    for method in methods:  # a wrong name stops here, before any clip is rendered
+        resolve_method(demo_training(method)["method"])
     config_path = write_reference_clips(
         out / "reference", motion, count=4, steps=steps, overwrite=overwrite, model=model
     )
@@ -96,8 +118,9 @@ def run_demo(
     reference = {**REFERENCE_LOOK, "motion": motion}
     results, videos = {}, {}
     for method in methods:
+        clips = out / "reference" / "clips"
         train_one = toy_training_config(
-            out / "reference" / "clips", out / f"lora-{method}", model=model, method=method, steps=steps
+            clips, out / f"lora-{method}", model=model, steps=steps, **demo_training(method)
         )
         lora = train(train_one, overwrite=overwrite, progress=progress)
         method_started = time.time()
