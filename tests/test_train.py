@@ -205,6 +205,29 @@ def test_augmentation_settings_are_checked(make_config):
         make_config(data={"colour_words": {"red": [300, 0, 0], "blue": [0, 0, 255]}})
 
 
+@pytest.mark.parametrize("family", ["modelscope", "wan"])
+def test_the_across_frames_loss_gives_what_every_frame_shares_no_gradient(make_config, monkeypatch, family):
+    frames = 9 if family == "wan" else 8
+    losses = {}
+    for loss in ("standard", "across-frames"):
+        state = prepare(make_config(family, "full-lora", train={"loss": loss}, data={"frames": frames}))
+        batch = sample_batch(state, torch.Generator().manual_seed(0), "cpu")
+        plain = step_losses(state, batch, torch.Generator().manual_seed(1))["temporal"]
+        predict = type(state.family).predict
+        still = torch.randn(batch["latents"][:, :, :1].shape, generator=torch.Generator().manual_seed(2))
+        # a change of the prediction that is the same in every frame: a static look
+        monkeypatch.setattr(
+            type(state.family), "predict", lambda self, *a, p=predict, c=still, **k: p(self, *a, **k) + c
+        )
+        losses[loss] = (
+            float(plain.detach()),
+            float(step_losses(state, batch, torch.Generator().manual_seed(1))["temporal"].detach()),
+        )
+        monkeypatch.undo()
+    assert losses["across-frames"][0] == pytest.approx(losses["across-frames"][1], rel=1e-5)
+    assert losses["standard"][1] > losses["standard"][0] * 1.2  # the standard loss does see it
+
+
 def test_weight_files_get_the_permissions_of_the_json_beside_them(make_config):
     import os
     import stat

@@ -33,9 +33,9 @@ class DataConfig:
     augment_copies: int = 0
     jitter: float = 0.5
     # how the copies differ: recolour (one random colour map, the caption kept), swap-colours (the caption's first
-    # colour word turned into another colour, pixels and words alike, so the caption stays true; recolour where the
-    # caption names no colour) or recompose (the moving foreground and the static background recoloured apart, the
-    # background often replaced, the foreground grown or shrunk; the caption kept)
+    # colour word turned into another colour, in the pixels near it and in the words, so the caption stays true;
+    # recolour where the caption names no colour) or recompose (the moving foreground and the static background
+    # recoloured apart, the background often replaced, the foreground grown or shrunk; the caption kept)
     augment: str = "recolour"
     # swap-colours: the colour words it reads and writes, name: [r, g, b]; empty: English's basic colour terms
     colour_words: dict[str, list[int]] = field(default_factory=dict)
@@ -112,6 +112,10 @@ class OptimConfig:
     mixed_precision: str = "no"  # "no", "fp16" or "bf16"
     checkpoint_every: int = 100
     spatial_skip_probability: float = 0.2  # dual-path methods: temporal steps without the spatial LoRA
+    # the motion LoRA's loss: "standard" (the model's objective on every frame) or "across-frames" (the same on
+    # prediction and target minus their mean over frames: what every frame shares, the static look, then gives
+    # no gradient; after VMC's motion distillation on frame residuals)
+    loss: str = "standard"
     gradient_accumulation_steps: int = 1  # batches a step; the effective batch is batch_size times this
     max_grad_norm: float = 0.0  # clip the LoRA gradients' norm to this (0: no clipping, the release's choice)
     lr_scheduler: str = "constant"  # diffusers.optimization.get_scheduler: constant, linear, cosine, ...
@@ -243,6 +247,8 @@ def _check_schedule(train: OptimConfig) -> None:
         raise MotionsepError(
             f"train.lr_scheduler '{train.lr_scheduler}' is unknown{closest(train.lr_scheduler, names)}"
         )
+    if train.loss not in LOSSES:
+        raise MotionsepError(f"train.loss '{train.loss}' is unknown{closest(train.loss, LOSSES)}")
     if train.gradient_accumulation_steps < 1 or train.lr_warmup_steps < 0 or not train.max_grad_norm >= 0:
         raise MotionsepError(
             "train.gradient_accumulation_steps must be at least 1, train.lr_warmup_steps and train.max_grad_norm 0 or "
@@ -251,6 +257,7 @@ def _check_schedule(train: OptimConfig) -> None:
 
 
 AUGMENTATIONS = ("recolour", "swap-colours", "recompose")
+LOSSES = ("standard", "across-frames")
 
 
 def _check_augmentation(data: DataConfig) -> None:

@@ -256,26 +256,31 @@ def _colour_map(source: np.ndarray, target: np.ndarray) -> Callable[[np.ndarray]
     return apply
 
 
+# How far (RGB distance, 0-255 scale) a pixel's colour may be from the caption's named colour and still be turned
+# with it: the named object's shading and its edges blended by the codec, not the world around it (in the shapes
+# world every background colour lies 105 or more from every object colour).
+SWAP_REACH = 90.0
+
+
 def swap_colours(clip: Clip, rng: np.random.Generator, words: Mapping[str, Sequence[int]]) -> Clip | None:
-    """A copy of the clip in which the first colour its caption names is another of `words`: every pixel moved by
-    the one colour map that takes the first colour to the second (`_colour_map`), so equal pixels stay equal and
-    the motion is the clip's, and each colour word of the caption renamed to the nearest of `words` after the map,
-    so the caption stays true. None when the caption names none of `words`."""
+    """A copy of the clip in which the first colour its caption names is another of `words`, in the pixels and
+    the caption alike, so the caption stays true. Only pixels near the named colour change: by the colour map that
+    takes it exactly to the new one (`_colour_map`), weighted by closeness (full at the colour, none at
+    SWAP_REACH), so the rest of the scene keeps its look and equal pixels stay equal (the motion is the clip's).
+    A global map would turn the background's hues along with the object's (measured: the LoRA then flooded
+    every scene with the new colour). None when the caption names none of `words`."""
     tokens = re.split(r"(\W+)", clip.caption)
     named = [t.lower() for t in tokens if t.lower() in words]
     if not named:
         return None
     table = {w: np.array(rgb, np.float64) / 255 for w, rgb in words.items()}
-    target = str(rng.choice([w for w in words if w != named[0]]))
-    apply = _colour_map(table[named[0]], table[target])
-
-    def renamed(word: str) -> str:
-        moved = apply(table[word])
-        return min(table, key=lambda w: float(np.sum((table[w] - moved) ** 2)))
-
-    caption = "".join(renamed(t.lower()) if t.lower() in words else t for t in tokens)
-    frames = (np.clip(apply(clip.frames.astype(np.float64) / 255), 0, 1) * 255).round().astype(np.uint8)
-    return Clip(clip.path, frames, caption)
+    source, target = named[0], str(rng.choice([w for w in words if w != named[0]]))
+    x = clip.frames.astype(np.float64) / 255
+    closeness = 1 - np.linalg.norm(x - table[source], axis=-1, keepdims=True) * 255 / SWAP_REACH
+    weight = np.clip(closeness, 0, 1)
+    moved = x + weight * (_colour_map(table[source], table[target])(x) - x)
+    caption = "".join(target if t.lower() == source else t for t in tokens)
+    return Clip(clip.path, (np.clip(moved, 0, 1) * 255).round().astype(np.uint8), caption)
 
 
 def augmented(

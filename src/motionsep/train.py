@@ -57,7 +57,7 @@ from .encoding import encode_clips, encode_text
 from .errors import MotionsepError, refuse_nonempty
 from .heads import choose_heads, confine_to_heads, cross_frame_shares
 from .highway import AppearanceHighway
-from .losses import Objective, debiased_loss, objective_for
+from .losses import Objective, across_frames, debiased_loss, objective_for
 from .methods import TARGET_LAYERS, Method, lora_targets, resolve_method
 from .models import (
     Denoiser,
@@ -261,7 +261,10 @@ def step_losses(
     )
     with spatial_off, tracked as features:
         pred = state.family.predict(denoiser, noisy, t, text)
-        temporal = objective.loss(pred, target, t)
+        if state.config.train.loss == "across-frames" and num_frames > 1:
+            temporal = objective.loss(across_frames(pred), across_frames(target), t)
+        else:
+            temporal = objective.loss(pred, target, t)
         if state.method.debiased_loss and num_frames > 1:
             temporal = temporal + debiased_loss(pred, target, anchor)
         if "value" in features:  # DeT: the features move with the reference's tracks

@@ -49,6 +49,7 @@ class Training:
     vary: tuple[str, ...] = ()
     augment_copies: int = 0  # augmented copies of every clip (data.augment_copies): many colours from one look
     augment: str = "recolour"  # how the copies differ (data.augment)
+    loss: str = "standard"  # train.loss: "across-frames" leaves what every frame shares out of the loss
 
 
 MANY_LOOK_CLIPS = 16
@@ -72,6 +73,10 @@ TRAININGS = {
     "full-lora-swap": Training("full-lora", augment_copies=RECOLOURED_COPIES, augment="swap-colours"),
     "tap-swap": Training("tap", augment_copies=RECOLOURED_COPIES, augment="swap-colours"),
     "motiondirector-swap": Training("motiondirector", augment_copies=RECOLOURED_COPIES, augment="swap-colours"),
+    "full-lora-across": Training("full-lora", loss="across-frames"),
+    "full-lora-swap-across": Training(
+        "full-lora", augment_copies=RECOLOURED_COPIES, augment="swap-colours", loss="across-frames"
+    ),
     "full-lora-many-looks": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=NAMED),
     "full-lora-many-shapes": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=("shape",)),
     "full-lora-many-colours": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=("colour", "background")),
@@ -126,6 +131,9 @@ VARIANTS = (
     Variant("full-lora + swapped colours", "full-lora-swap", group="augmentation"),
     Variant("tap + swapped colours", "tap-swap", group="augmentation"),
     Variant("motiondirector + swapped colours", "motiondirector-swap", group="augmentation"),
+    # the loss on what changes across frames (train.loss: across-frames): the static look gives no gradient
+    Variant("full-lora, across-frames loss", "full-lora-across", group="augmentation"),
+    Variant("full-lora + swapped colours, across-frames loss", "full-lora-swap-across", group="augmentation"),
     # which variety frees the motion: the multi-look control's clips with one attribute group varied, the rest the
     # reference look (the world's own renderer: a diagnostic of the world, not a method)
     Variant("full-lora, 16 clips, shapes vary", "full-lora-many-shapes", group="look variety"),
@@ -283,6 +291,7 @@ def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, pr
         targets=list(spec.targets) if spec.targets else None,
         augment_copies=spec.augment_copies,
         augment=spec.augment,
+        loss=spec.loss,
     )
     return train(config, resume=True, progress=progress)  # an interrupted training continues from its checkpoint
 

@@ -67,6 +67,7 @@ def toy_config_dict(
     checkpoint_every: int = 100,
     augment_copies: int = 0,
     augment: str = "recolour",
+    loss: str = "standard",
 ) -> dict:
     """The training config for shapes-world clips (the world's clip length for the model; 32x32; no LoRA dropout) as
     plain data: the demo, the benchmarks and `toy render`'s config.yaml all train with it."""
@@ -85,7 +86,8 @@ def toy_config_dict(
             "learning_rate": learning_rate,
             "batch_size": batch_size,
             "checkpoint_every": checkpoint_every,
-        },
+        }
+        | ({"loss": loss} if loss != "standard" else {}),
     }
 
 
