@@ -309,6 +309,12 @@ def test_the_swapped_colour_rows_train_on_copies_whose_captions_name_the_new_col
     from motionsep.toy.world import COLOURS
 
     assert {TRAININGS[n].augment for n in ("full-lora-swap", "tap-swap", "motiondirector-swap")} == {"swap-colours"}
+    assert TRAININGS["full-lora-swap-across"].loss == TRAININGS["full-lora-across"].loss == "across-frames"
+    across = toy_training_config(tmp_path / "x", tmp_path / "l", loss="across-frames")
+    assert (
+        across.train.loss == "across-frames"
+        and toy_training_config(tmp_path / "x", tmp_path / "l").train.loss == "standard"
+    )
     write_reference_clips(tmp_path / "zigzag", "zigzag", count=1, steps=3)
     config = toy_training_config(
         tmp_path / "zigzag" / "clips", tmp_path / "l", augment_copies=3, augment="swap-colours"

@@ -203,6 +203,8 @@ def test_augmentation_settings_are_checked(make_config):
         make_config(data={"augment": "swap"})
     with pytest.raises(MotionsepError, match=r"colour_words\.red must be"):
         make_config(data={"colour_words": {"red": [300, 0, 0], "blue": [0, 0, 255]}})
+    with pytest.raises(MotionsepError, match=r"train\.loss 'across' is unknown \(did you mean 'across-frames'"):
+        make_config(train={"loss": "across"})
 
 
 @pytest.mark.parametrize("family", ["modelscope", "wan"])
