@@ -272,7 +272,7 @@ def _leakage_header(result: dict) -> list[str]:
         "# Leakage benchmark (shapes world)",
         "",
         f"Command: `{result.get('command', 'motionsep bench leakage')}`  ",
-        *[f"Merged run: `{r['command']}` ({r['date']})  " for r in result.get("merged_runs", [])],
+        *[f"Merged run: `{r['command']}` ({r['date']}; {r['machine']})  " for r in result.get("merged_runs", [])],
         f"Machine: {result['machine']}  ",
         f"Date: {result['date']}; wall time {result['wall_seconds'] / 60:.1f} min (compute in the scored pieces "
         f"{result['compute_seconds'] / 60:.1f} min)",
