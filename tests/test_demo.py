@@ -86,8 +86,15 @@ def test_short_demo_writes_every_artefact(toy_like_model, toy_like_animatediff, 
 
 
 def test_a_demo_method_can_train_on_augmented_copies_and_a_wrong_name_stops_before_any_work(toy_like_model, tmp_path):
+    from motionsep.demo import demo_training
     from motionsep.errors import MotionsepError
 
+    assert demo_training("full-lora+swap-colours+across-frames") == {
+        "method": "full-lora",
+        "augment_copies": 3,
+        "augment": "swap-colours",
+        "loss": "across-frames",
+    }
     with pytest.raises(MotionsepError, match="did you mean 'swap-colours'"):
         run_demo(tmp_path / "bad", methods=("tap", "tap+swap"), model=toy_like_model, progress=False)
     with pytest.raises(MotionsepError, match="unknown method 'tapp'"):

@@ -495,9 +495,9 @@ def _demo_parser(sub) -> None:
     p.add_argument(
         "--method",
         action="append",
-        help="method preset, repeatable, or PRESET+AUGMENTATION to train it on 3 augmented copies of each clip "
-        "(e.g. full-lora+swap-colours; recolour, swap-colours, recompose) (default: tap, with the Appearance "
-        "Highway, and motiondirector; on toy-wan, a DiT: tap and full-lora)",
+        help="method preset, repeatable; +AUGMENTATION trains it on 3 augmented copies of each clip (recolour, "
+        "swap-colours, recompose) and +LOSS with train.loss (across-frames), e.g. full-lora+swap-colours+across-frames "
+        "(default: tap, with the Appearance Highway, and motiondirector; on toy-wan, a DiT: tap and full-lora)",
     )
     p.add_argument(
         "--model",

@@ -63,19 +63,25 @@ AUGMENTED_COPIES = 3  # augmented copies of each of the 4 reference clips: 16 cl
 
 
 def demo_training(method: str) -> dict:
-    """The training settings of a demo method: a preset, or "PRESET+AUGMENTATION" (e.g. full-lora+swap-colours)
-    for the preset trained on augmented copies of the reference clips (data.augment)."""
-    from .config import AUGMENTATIONS
+    """The training settings of a demo method: a preset, optionally followed by "+AUGMENTATION" (the preset
+    trained on augmented copies of the reference clips, data.augment) and "+LOSS" (train.loss), e.g.
+    full-lora+swap-colours+across-frames."""
+    from .config import AUGMENTATIONS, LOSSES
 
-    preset, _, augment = method.partition("+")
-    if not augment:
-        return {"method": preset}
-    if augment not in AUGMENTATIONS:
-        raise MotionsepError(
-            f"demo method '{method}': '{augment}' is no augmentation{closest(augment, AUGMENTATIONS)} (one of "
-            f"{', '.join(AUGMENTATIONS)})"
-        )
-    return {"method": preset, "augment_copies": AUGMENTED_COPIES, "augment": augment}
+    preset, *extras = method.split("+")
+    settings: dict[str, Any] = {"method": preset}
+    for extra in extras:
+        if extra in AUGMENTATIONS:
+            settings |= {"augment_copies": AUGMENTED_COPIES, "augment": extra}
+        elif extra in LOSSES:
+            settings["loss"] = extra
+        else:
+            known = (*AUGMENTATIONS, *LOSSES)
+            raise MotionsepError(
+                f"demo method '{method}': '{extra}' is neither an augmentation nor a loss{closest(extra, known)} "
+                f"(one of {', '.join(known)})"
+            )
+    return settings
 
 
 def _sheet(out: Path, motion: str, model: str, reference, jobs: list, videos: dict) -> Path:
