@@ -86,7 +86,12 @@ def test_short_demo_writes_every_artefact(toy_like_model, toy_like_animatediff, 
 
 
 def test_a_demo_method_can_train_on_augmented_copies_and_a_wrong_name_stops_before_any_work(toy_like_model, tmp_path):
-    from motionsep.demo import demo_training
+    from motionsep.demo import DIT_DEMO_METHODS, demo_methods, demo_training
+
+    assert demo_methods("toy-wan") == DIT_DEMO_METHODS and [demo_training(m)["method"] for m in DIT_DEMO_METHODS] == [
+        "full-lora",
+        "full-lora",
+    ]
     from motionsep.errors import MotionsepError
 
     assert demo_training("full-lora+swap-colours+across-frames") == {

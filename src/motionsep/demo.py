@@ -48,9 +48,10 @@ def _generate(
 
 
 # What the demo compares by default: the paper's method against the strongest baseline of the benchmark; on a
-# DiT against the LoRA on every layer that its trainers train.
+# DiT the best one-look recipe the Wan-world bench measured (docs/shapes-world.md) against the LoRA on every
+# layer that its trainers train.
 DEMO_METHODS = ("tap", "motiondirector")
-DIT_DEMO_METHODS = ("tap", "full-lora")
+DIT_DEMO_METHODS = ("full-lora+swap-colours+across-frames", "full-lora")
 
 
 def demo_methods(model: str) -> tuple[str, ...]:
