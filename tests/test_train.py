@@ -175,6 +175,9 @@ def test_swapped_colours_turn_the_named_colour_into_another_and_say_so_in_the_ca
         assert copy.frames.reshape(-1, 3)[square].tolist() == list(colour)  # the named colour became the new one
         # one colour map for every pixel: where the square is in each frame is unchanged, so the motion is
         assert np.array_equal((copy.frames == colour).all(-1), (frames == words["red"]).all(-1))
+    # a caption naming a colour the clip does not show: no false caption, recoloured at random
+    (wrong,) = augmented([Clip(Path("c.mp4"), frames, "a green square")], 1, 0.5, 0, "swap-colours", words)
+    assert wrong.caption == "a green square" and not np.array_equal(wrong.frames, frames)
     # a caption naming none of the colours: recoloured at random, the caption kept
     plain = augmented([Clip(Path("b.mp4"), frames, "a square")], 2, 0.5, 0, "swap-colours", words)
     assert [c.caption for c in plain] == ["a square"] * 2 and not np.array_equal(plain[0].frames, frames)

@@ -268,7 +268,8 @@ def swap_colours(clip: Clip, rng: np.random.Generator, words: Mapping[str, Seque
     takes it exactly to the new one (`_colour_map`), weighted by closeness (full at the colour, none at
     SWAP_REACH), so the rest of the scene keeps its look and equal pixels stay equal (the motion is the clip's).
     A global map would turn the background's hues along with the object's (measured: the LoRA then flooded
-    every scene with the new colour). None when the caption names none of `words`."""
+    every scene with the new colour). None when the caption names none of `words` or the clip does not show the
+    colour it names."""
     tokens = re.split(r"(\W+)", clip.caption)
     named = [t.lower() for t in tokens if t.lower() in words]
     if not named:
@@ -278,6 +279,8 @@ def swap_colours(clip: Clip, rng: np.random.Generator, words: Mapping[str, Seque
     x = clip.frames.astype(np.float64) / 255
     closeness = 1 - np.linalg.norm(x - table[source], axis=-1, keepdims=True) * 255 / SWAP_REACH
     weight = np.clip(closeness, 0, 1)
+    if not (weight > 0.5).any():  # the named colour is nowhere in the clip: renaming it would make a false caption
+        return None
     moved = x + weight * (_colour_map(table[source], table[target])(x) - x)
     caption = "".join(target if t.lower() == source else t for t in tokens)
     return Clip(clip.path, (np.clip(moved, 0, 1) * 255).round().astype(np.uint8), caption)
