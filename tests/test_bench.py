@@ -342,3 +342,32 @@ def test_the_look_variety_diagnostics_vary_only_their_attributes():
     }
     colours = many_look_scenes("orbit", 16, vary=("colour", "background"))
     assert {s.shape for s in colours} == {"square"} and len({(s.colour, s.background) for s in colours}) == 16
+
+
+def test_foreign_clips_train_with_the_trainings_augmentation_and_loss(toy_like_model, tmp_path, monkeypatch):
+    import motionsep.train
+    from motionsep.bench.foreign import run_foreign
+    from motionsep.bench.leakage import TRAININGS
+
+    seen = []
+
+    class Trained(Exception):
+        pass
+
+    def record(config, **kwargs):
+        seen.append(config)
+        raise Trained
+
+    monkeypatch.setattr(motionsep.train, "train", record)
+    settings = LeakageSettings(
+        model=toy_like_model, seeds=(0,), sampling_steps=2, train_steps=1, foreign=("full-lora-swap-across",)
+    )
+    with pytest.raises(Trained):
+        run_foreign(tmp_path, settings, TRAININGS, progress=False)
+    (config,) = seen
+    assert (config.method, config.data.augment, config.data.augment_copies, config.train.loss) == (
+        "full-lora",
+        "swap-colours",
+        TRAININGS["full-lora-swap-across"].augment_copies,
+        "across-frames",
+    )

@@ -122,15 +122,19 @@ def run_foreign(work: Path, settings, trainings: dict, progress: bool) -> dict[s
     for name in settings.foreign:
         done = folder / "scored" / f"{name}.json"
         if not done.is_file():
+            spec = trainings[name]
             config = toy_training_config(
                 clips,
                 folder / "loras" / name,
                 model=settings.model,
-                method=trainings[name].method,
+                method=spec.method,
                 steps=settings.train_steps,
                 learning_rate=settings.learning_rate,
                 rank=settings.rank,
                 batch_size=settings.batch_size,
+                augment_copies=spec.augment_copies,
+                augment=spec.augment,
+                loss=spec.loss,
             )
             lora = train(config, resume=True, progress=progress)
             videos = MotionPipeline.from_pretrained(settings.model, lora=str(lora)).videos(prompts, seeds, sampling)
