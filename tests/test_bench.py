@@ -290,12 +290,12 @@ def test_the_foreign_renderer_draws_a_motion_the_tracker_reads_and_the_world_lac
 
 
 def test_the_recolour_rows_train_their_preset_on_recoloured_copies_of_the_reference(tmp_path):
-    from motionsep.bench.leakage import RECOLOURED_COPIES, TRAININGS
+    from motionsep.bench.leakage import AUGMENTED_COPIES, TRAININGS
     from motionsep.config import load_config
     from motionsep.toy.reference import toy_training_config, write_reference_clips
 
     assert (TRAININGS["full-lora-recolour"].method, TRAININGS["tap-recolour"].method) == ("full-lora", "tap")
-    assert TRAININGS["full-lora-recolour"].augment_copies == RECOLOURED_COPIES > 0
+    assert TRAININGS["full-lora-recolour"].augment_copies == AUGMENTED_COPIES > 0
     assert TRAININGS["full-lora"].augment_copies == 0
     path = write_reference_clips(tmp_path / "zigzag", "zigzag", count=1, steps=3)
     config = toy_training_config(tmp_path / "zigzag" / "clips", tmp_path / "lora", steps=3, augment_copies=3)

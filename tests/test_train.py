@@ -190,7 +190,7 @@ def test_recompose_keeps_the_moving_pixels_where_they_are_and_changes_the_backgr
     frames[..., 0] = np.arange(24)[None, None] * 4 + 40  # a static red ramp
     for i in range(9):
         frames[i, 8:14, 2 * i : 2 * i + 6] = (30, 200, 60)  # a green square moving right
-    _, mask = split_layers(frames)
+    _, mask, _ = split_layers(frames)
     assert np.array_equal(mask, (frames == (30, 200, 60)).all(-1))
     for copy in augmented([Clip(Path("a.mp4"), frames, "x")], 4, 0.5, seed=0, kind="recompose"):
         assert not np.array_equal(copy.frames, frames)

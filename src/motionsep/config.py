@@ -247,8 +247,6 @@ def _check_schedule(train: OptimConfig) -> None:
         raise MotionsepError(
             f"train.lr_scheduler '{train.lr_scheduler}' is unknown{closest(train.lr_scheduler, names)}"
         )
-    if train.loss not in LOSSES:
-        raise MotionsepError(f"train.loss '{train.loss}' is unknown{closest(train.loss, LOSSES)}")
     if train.gradient_accumulation_steps < 1 or train.lr_warmup_steps < 0 or not train.max_grad_norm >= 0:
         raise MotionsepError(
             "train.gradient_accumulation_steps must be at least 1, train.lr_warmup_steps and train.max_grad_norm 0 or "
@@ -297,6 +295,8 @@ def validate(config: TrainConfig) -> None:
     if config.train.steps < 1 or config.train.batch_size < 1:
         raise MotionsepError("train.steps and train.batch_size must be at least 1")
     _check_schedule(config.train)
+    if config.train.loss not in LOSSES:
+        raise MotionsepError(f"train.loss '{config.train.loss}' is unknown{closest(config.train.loss, LOSSES)}")
     for key in ("learning_rate", "weight_decay"):
         value = getattr(config.train, key)
         if not math.isfinite(value) or value < 0 or (key == "learning_rate" and value == 0):

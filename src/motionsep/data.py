@@ -155,9 +155,10 @@ def _solid(mask: np.ndarray) -> np.ndarray:
     return keep[labels]
 
 
-def split_layers(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The clip's static background (one frame: the per-pixel median over time) and its moving foreground mask
-    (frames, height, width) without specks and threads; None where the split fails: a clip in which nothing
+def split_layers(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The clip's static background (one frame: the per-pixel median over time), its moving foreground mask
+    (frames, height, width) without specks and threads, and every pixel that differs from the background (the
+    threads too); None where the split fails: a clip in which nothing
     moves or more than half of each frame does (a moving camera), which `recompose` then recolours whole. Where
     an object covers a pixel in most frames the median is the object's colour there: such a split is rough, and
     only the moving parts change look."""
@@ -167,7 +168,7 @@ def split_layers(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     share = mask.mean(axis=(1, 2))
     if share.max() == 0 or share.mean() > 0.5:
         return None
-    return background, mask
+    return background, mask, raw
 
 
 def _new_background(background: np.ndarray, rng: np.random.Generator, jitter: float) -> np.ndarray:
@@ -207,10 +208,9 @@ def recompose(frames: np.ndarray, rng: np.random.Generator, jitter: float) -> np
     layers = split_layers(frames)
     if layers is None:
         return recolour(frames, rng, jitter)
-    background, mask = layers
+    background, mask, raw = layers
     foreground, new_mask = _reshape(recolour(frames, rng, jitter), mask, int(rng.integers(-1, 3)))
     # moving threads (a progress bar, a thin edge) keep their own pixels
-    raw = np.abs(frames.astype(np.int16) - background).max(axis=-1) > FOREGROUND_DIFFERENCE
     near = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     thin = raw & ~np.stack([cv2.dilate(m.astype(np.uint8), near) for m in mask]).astype(bool)
     out = np.where(thin[..., None], frames, _new_background(background, rng, jitter)[None])

@@ -23,7 +23,7 @@ from .methods import resolve_method
 from .toy.evaluate import evaluate_video
 from .toy.metrics import score
 from .toy.protocol import DEMO_LOOKS, REFERENCE_LOOK, TOY_SAMPLING, world_frames, world_sampling
-from .toy.reference import toy_training_config, write_reference_clips
+from .toy.reference import AUGMENTED_COPIES, toy_training_config, write_reference_clips
 from .toy.world import Scene, caption, render
 from .train import train
 from .video import contact_sheet, write_gif, write_mp4
@@ -58,9 +58,6 @@ def demo_methods(model: str) -> tuple[str, ...]:
     from .models import is_dit_model
 
     return DIT_DEMO_METHODS if is_dit_model(model) else DEMO_METHODS
-
-
-AUGMENTED_COPIES = 3  # augmented copies of each of the 4 reference clips: 16 clips, as the multi-look control
 
 
 def demo_training(method: str) -> dict:

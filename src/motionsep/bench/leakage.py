@@ -28,7 +28,7 @@ from ..models import is_dit_model, weights_fingerprint
 from ..toy.evaluate import evaluate_video
 from ..toy.metrics import score
 from ..toy.protocol import BENCH_LOOKS, REFERENCE_LOOK, TOY_SAMPLING, world_frames, world_sampling
-from ..toy.reference import NAMED, toy_training_config, write_reference_clips
+from ..toy.reference import AUGMENTED_COPIES, NAMED, toy_training_config, write_reference_clips
 from ..toy.world import HELD_OUT_MOTIONS, Scene, caption
 from ..train import train
 from ..video import contact_sheet
@@ -53,7 +53,6 @@ class Training:
 
 
 MANY_LOOK_CLIPS = 16
-RECOLOURED_COPIES = 3  # 4 clips + 12 recoloured copies: as many clips as the multi-look control, one shape and texture
 
 
 TRAININGS = {
@@ -68,14 +67,14 @@ TRAININGS = {
     "tap-k": Training("tap", targets=("k",)),
     "tap-k-out": Training("tap", targets=("k", "out")),
     "full-lora-1clip": Training("full-lora", clips=1),
-    "full-lora-recolour": Training("full-lora", augment_copies=RECOLOURED_COPIES),
-    "tap-recolour": Training("tap", augment_copies=RECOLOURED_COPIES),
-    "full-lora-swap": Training("full-lora", augment_copies=RECOLOURED_COPIES, augment="swap-colours"),
-    "tap-swap": Training("tap", augment_copies=RECOLOURED_COPIES, augment="swap-colours"),
-    "motiondirector-swap": Training("motiondirector", augment_copies=RECOLOURED_COPIES, augment="swap-colours"),
+    "full-lora-recolour": Training("full-lora", augment_copies=AUGMENTED_COPIES),
+    "tap-recolour": Training("tap", augment_copies=AUGMENTED_COPIES),
+    "full-lora-swap": Training("full-lora", augment_copies=AUGMENTED_COPIES, augment="swap-colours"),
+    "tap-swap": Training("tap", augment_copies=AUGMENTED_COPIES, augment="swap-colours"),
+    "motiondirector-swap": Training("motiondirector", augment_copies=AUGMENTED_COPIES, augment="swap-colours"),
     "full-lora-across": Training("full-lora", loss="across-frames"),
     "full-lora-swap-across": Training(
-        "full-lora", augment_copies=RECOLOURED_COPIES, augment="swap-colours", loss="across-frames"
+        "full-lora", augment_copies=AUGMENTED_COPIES, augment="swap-colours", loss="across-frames"
     ),
     "full-lora-many-looks": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=NAMED),
     "full-lora-many-shapes": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=("shape",)),
@@ -433,8 +432,6 @@ def merge_leakage_reports(sources: list[Path], out: Path, overwrite: bool = Fals
     """One report from runs of the same protocol that chose different variants (leakage.json each): same model
     weights, motions, prompts, seeds and training settings, or a one-line error naming what differs. A variant in
     several runs keeps its first run's numbers; the contact sheets are the first run's."""
-    from .report import leakage_plot, leakage_report
-
     results = []
     for path in sources:
         if not Path(path).is_file():
@@ -459,10 +456,7 @@ def merge_leakage_reports(sources: list[Path], out: Path, overwrite: bool = Fals
     merged["merged_runs"] = [{"command": r["command"], "date": r["date"], "machine": r["machine"]} for r in results]
     merged["date"] = max(r["date"] for r in results)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "leakage.json", merged)
-    methods = [n for n, v in merged["variants"].items() if v["group"] == "methods"]
-    leakage_plot(merged["pooled"], out / "leakage.png", methods)
-    (out / "leakage.md").write_text(leakage_report(merged, SWEEP_CENTRE), encoding="utf-8")
+    write_report(out, merged)
     return merged
 
 
@@ -475,8 +469,6 @@ def run_leakage_bench(
     command: str = "motionsep bench leakage",
 ) -> dict:
     """Run (or resume) the benchmark; writes leakage.json, leakage.md, leakage.png and one contact sheet per motion."""
-    from .report import leakage_plot, leakage_report
-
     settings = settings or LeakageSettings()
     settings.check()
     if not settings.variants:
@@ -511,12 +503,18 @@ def run_leakage_bench(
         "foreign": foreign,
         "sheets": [str(out / f"leakage-sheet-{m}.png") for m in settings.motions],
     }
-    write_json(out / "leakage.json", result)
-    leakage_plot(
-        pooled, out / "leakage.png", [v.name for v in VARIANTS if v.group == "methods" and v.name in settings.variants]
-    )
-    (out / "leakage.md").write_text(leakage_report(result, SWEEP_CENTRE), encoding="utf-8")
+    write_report(out, result)
     return result
+
+
+def write_report(out: Path, result: dict) -> None:
+    """leakage.json, leakage.png (the methods group) and leakage.md of a run's (or merged runs') result."""
+    from .report import leakage_plot, leakage_report
+
+    write_json(out / "leakage.json", result)
+    methods = [n for n, v in result["variants"].items() if v["group"] == "methods"]
+    leakage_plot(result["pooled"], out / "leakage.png", methods)
+    (out / "leakage.md").write_text(leakage_report(result, SWEEP_CENTRE), encoding="utf-8")
 
 
 def format_leakage_summary(r: dict, out: Path) -> str:

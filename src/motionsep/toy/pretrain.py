@@ -10,6 +10,7 @@ noise of step N depend only on (seed, N), so a resumed run sees what an uninterr
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import random
 import shutil
@@ -358,6 +359,7 @@ def denoising_step_loss(config, unet, noise_scheduler, vae, text_of, x: torch.Te
     )
 
 
+@functools.cache  # built once per setting: learning_rate asks for it every step
 def schedule(name: str, **settings) -> Callable[[int], float]:
     """diffusers' learning-rate schedule `name` (get_scheduler) as its factor for a step: a pure function of the
     step, so a resumed run sets the same rates with no scheduler state to save."""

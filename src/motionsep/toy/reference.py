@@ -42,8 +42,9 @@ def many_look_scenes(motion: str, count: int = 16, seed: int = 0, vary: tuple[st
     choices = {"shape": SHAPES, "colour": tuple(COLOURS), "background": tuple(BACKGROUNDS)}
     options = [choices[a] if a in vary else (REFERENCE_LOOK[a],) for a in NAMED]
     free = [look for look in itertools.product(*options) if look not in set(BENCH_LOOKS)]
-    pinned = {} if set(vary) == set(NAMED) else {a: REFERENCE_LOOK[a] for a in ("size", "window")}
-    if set(vary) == set(NAMED):
+    every = set(vary) == set(NAMED)
+    pinned = {} if every else {a: REFERENCE_LOOK[a] for a in ("size", "window")}
+    if every:
         if count > len(free):
             raise MotionsepError(f"{count} looks asked for; the world has {len(free)} outside the benchmark's")
         looks = rng.sample(free, count)
@@ -89,6 +90,11 @@ def toy_config_dict(
         }
         | ({"loss": loss} if loss != "standard" else {}),
     }
+
+
+# Augmented copies of each of 4 reference clips: 16 clips in all, as many as the multi-look control (the bench's
+# augmentation rows and the demo's PRESET+AUGMENTATION methods).
+AUGMENTED_COPIES = 3
 
 
 def _augmentation(copies: int, kind: str) -> dict:
