@@ -183,6 +183,30 @@ def test_swapped_colours_turn_the_named_colour_into_another_and_say_so_in_the_ca
     assert [c.caption for c in plain] == ["a square"] * 2 and not np.array_equal(plain[0].frames, frames)
 
 
+def test_swapped_scene_turns_the_named_colour_and_recolours_the_rest_by_one_map():
+    from motionsep.data import Clip, augmented
+
+    words = {"red": (220, 30, 30), "blue": (40, 80, 230), "green": (40, 180, 50)}
+    frames = np.full((4, 8, 8, 3), 90, np.uint8)
+    frames[:, :, ::2] = (60, 40, 20)  # a brown-striped scene
+    for i in range(4):  # a red square moving right over it
+        frames[i, 2:5, i : i + 3] = words["red"]
+    square = (frames == words["red"]).all(-1)
+    copies = augmented([Clip(Path("a.mp4"), frames, "a red square on stripes")], 4, 0.5, 3, "swap-scene", words)
+    assert {c.caption for c in copies} <= {"a blue square on stripes", "a green square on stripes"}
+    for copy in copies:
+        colour = words[copy.caption.split()[1]]
+        assert np.array_equal((copy.frames == colour).all(-1), square)  # the object: the new colour, where it was
+        scene = copy.frames[~square]
+        stripes, rest = scene[frames[~square][:, 0] == 60], scene[frames[~square][:, 0] == 90]
+        # the scene: one map for every pixel (equal pixels stay equal, the stripes stay stripes), but a new look
+        assert len(np.unique(stripes, axis=0)) == 1 and len(np.unique(rest, axis=0)) == 1
+        assert not np.array_equal(stripes[0], (60, 40, 20)) and not np.array_equal(stripes[0], rest[0])
+    # a caption naming none of the colours: recoloured at random, the caption kept
+    (plain,) = augmented([Clip(Path("b.mp4"), frames, "a square")], 1, 0.5, 0, "swap-scene", words)
+    assert plain.caption == "a square" and not np.array_equal(plain.frames, frames)
+
+
 def test_recompose_keeps_the_moving_pixels_where_they_are_and_changes_the_background():
     from motionsep.data import Clip, augmented, split_layers
 

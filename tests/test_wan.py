@@ -257,6 +257,20 @@ def test_bad_wan_input_gets_one_line(pipeline_dirs, wan_clips, tmp_path, capsys)
     assert "1 + 4k frames" in run(data={"frames": 8}) and "set data.frames to 9" in run(data={"frames": 8})
 
 
+def test_valid_frame_counts_follow_the_vaes_own_temporal_factor():
+    """Wan's VAE is 4x in time (1 + 4k frames); the toy-wan VAE 2x (1 + 2k): the rule is the VAE's, not Wan's."""
+    from types import SimpleNamespace
+
+    from motionsep.families import WAN
+
+    two, four = SimpleNamespace(vae_scale_factor_temporal=2), SimpleNamespace(vae_scale_factor_temporal=4)
+    assert [WAN.valid_frames(two, n) for n in (7, 8, 9)] == [7, 7, 9]
+    assert [WAN.valid_frames(four, n) for n in (7, 8, 9)] == [5, 5, 9]
+    WAN.check_frames(two, 7)
+    with pytest.raises(MotionsepError, match=r"1 \+ 4k frames \(5, 9, 13, 17, ...\); pass --frames 9"):
+        WAN.check_frames(four, 8)
+
+
 def test_wan22_two_experts_train_the_high_noise_expert_over_its_own_timesteps(wan_clips, tmp_path):
     import copy
 

@@ -34,10 +34,12 @@ class DataConfig:
     jitter: float = 0.5
     # how the copies differ: recolour (one random colour map, the caption kept), swap-colours (the caption's first
     # colour word turned into another colour, in the pixels near it and in the words, so the caption stays true;
-    # recolour where the caption names no colour) or recompose (the moving foreground and the static background
+    # recolour where the caption names no colour), swap-scene (swap-colours, and the rest of the scene recoloured
+    # by one random map, its patterns kept) or recompose (the moving foreground and the static background
     # recoloured apart, the background often replaced, the foreground grown or shrunk; the caption kept)
     augment: str = "recolour"
-    # swap-colours: the colour words it reads and writes, name: [r, g, b]; empty: English's basic colour terms
+    # swap-colours, swap-scene: the colour words they read and write, name: [r, g, b]; empty: English's basic
+    # colour terms
     colour_words: dict[str, list[int]] = field(default_factory=dict)
     # cyclic motions filmed from any point: each clip's window of `frames` starts where its motion (optical flow)
     # best matches the first clip's, so every clip shows the cycle from the same phase (needs clips longer
@@ -254,7 +256,7 @@ def _check_schedule(train: OptimConfig) -> None:
         )
 
 
-AUGMENTATIONS = ("recolour", "swap-colours", "recompose")
+AUGMENTATIONS = ("recolour", "swap-colours", "swap-scene", "recompose")
 LOSSES = ("standard", "across-frames")
 
 

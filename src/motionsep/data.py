@@ -86,7 +86,7 @@ def motion_signal(frames: np.ndarray) -> np.ndarray:
     ]
     out = []
     for a, b in zip(gray, gray[1:]):
-        flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.1, 0) / scale  # type: ignore[call-overload]
+        flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.1, 0) / scale  # type: ignore[call-overload,unused-ignore]
         moving = np.linalg.norm(flow, axis=-1) > MOTION_PX
         out.append(flow[moving].mean(axis=0) if moving.any() else np.zeros(2))
     return np.asarray(out, np.float64)
@@ -262,14 +262,12 @@ def _colour_map(source: np.ndarray, target: np.ndarray) -> Callable[[np.ndarray]
 SWAP_REACH = 90.0
 
 
-def swap_colours(clip: Clip, rng: np.random.Generator, words: Mapping[str, Sequence[int]]) -> Clip | None:
-    """A copy of the clip in which the first colour its caption names is another of `words`, in the pixels and
-    the caption alike, so the caption stays true. Only pixels near the named colour change: by the colour map that
-    takes it exactly to the new one (`_colour_map`), weighted by closeness (full at the colour, none at
-    SWAP_REACH), so the rest of the scene keeps its look and equal pixels stay equal (the motion is the clip's).
-    A global map would turn the background's hues along with the object's (measured: the LoRA then flooded
-    every scene with the new colour). None when the caption names none of `words` or the clip does not show the
-    colour it names."""
+def _named_colour(
+    clip: Clip, rng: np.random.Generator, words: Mapping[str, Sequence[int]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str] | None:
+    """What a colour swap needs: the clip's pixels (0-1), the named colour's colour map applied to them, each
+    pixel's closeness to the named colour (full at the colour, none at SWAP_REACH) and the caption with the new
+    colour word; None when the caption names none of `words` or the clip does not show the colour it names."""
     tokens = re.split(r"(\W+)", clip.caption)
     named = [t.lower() for t in tokens if t.lower() in words]
     if not named:
@@ -281,9 +279,40 @@ def swap_colours(clip: Clip, rng: np.random.Generator, words: Mapping[str, Seque
     weight = np.clip(closeness, 0, 1)
     if not (weight > 0.5).any():  # the named colour is nowhere in the clip: renaming it would make a false caption
         return None
-    moved = x + weight * (_colour_map(table[source], table[target])(x) - x)
     caption = "".join(target if t.lower() == source else t for t in tokens)
-    return Clip(clip.path, (np.clip(moved, 0, 1) * 255).round().astype(np.uint8), caption)
+    return x, _colour_map(table[source], table[target])(x), weight, caption
+
+
+def _as_uint8(x: np.ndarray) -> np.ndarray:
+    return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
+
+
+def swap_colours(clip: Clip, rng: np.random.Generator, words: Mapping[str, Sequence[int]]) -> Clip | None:
+    """A copy of the clip in which the first colour its caption names is another of `words`, in the pixels and
+    the caption alike, so the caption stays true. Only pixels near the named colour change: by the colour map that
+    takes it exactly to the new one (`_colour_map`), weighted by closeness (full at the colour, none at
+    SWAP_REACH), so the rest of the scene keeps its look and equal pixels stay equal (the motion is the clip's).
+    A global map would turn the background's hues along with the object's (measured: the LoRA then flooded
+    every scene with the new colour). None when the caption names none of `words` or the clip does not show the
+    colour it names."""
+    found = _named_colour(clip, rng, words)
+    if found is None:
+        return None
+    x, moved, weight, caption = found
+    return Clip(clip.path, _as_uint8(x + weight * (moved - x)), caption)
+
+
+def swap_scene(clip: Clip, rng: np.random.Generator, words: Mapping[str, Sequence[int]], jitter: float) -> Clip | None:
+    """`swap_colours`, and every pixel away from the named colour (the scene: background, props) recoloured by one
+    random map of its own (`recolour`). The scene's patterns and shading stay, so words naming them ("stripes",
+    "a street") stay true, while their colours vary from copy to copy as the object's do; a caption naming the
+    scene's colour ("on a blue wall") would turn false. None where `swap_colours` gives None."""
+    found = _named_colour(clip, rng, words)
+    if found is None:
+        return None
+    _, moved, weight, caption = found
+    scene = recolour(clip.frames, rng, jitter).astype(np.float64) / 255
+    return Clip(clip.path, _as_uint8(scene + weight * (moved - scene)), caption)
 
 
 def augmented(
@@ -295,13 +324,19 @@ def augmented(
     colour_words: Mapping[str, Sequence[int]] | None = None,
 ) -> list[Clip]:
     """`copies` augmented copies of every clip, a function of the seed: appearance augmentation by `kind`, one of
-    config.AUGMENTATIONS. `recolour` and `recompose` keep the caption; `swap-colours` changes the caption's colour words
-    with the pixels (`swap_colours`), and recolours a clip whose caption names no colour of `colour_words`."""
+    config.AUGMENTATIONS. `recolour` and `recompose` keep the caption; `swap-colours` and `swap-scene` change the
+    caption's colour words with the pixels (`swap_colours`, `swap_scene`), and recolour a clip whose caption names
+    no colour of `colour_words`."""
     rng = np.random.default_rng(seed)
+    words = colour_words or BASIC_COLOURS
     out = []
     for clip in clips:
         for _ in range(copies):
-            swapped = swap_colours(clip, rng, colour_words or BASIC_COLOURS) if kind == "swap-colours" else None
+            swapped = None
+            if kind == "swap-colours":
+                swapped = swap_colours(clip, rng, words)
+            elif kind == "swap-scene":
+                swapped = swap_scene(clip, rng, words, jitter)
             if swapped is not None:
                 out.append(swapped)
                 continue

@@ -55,9 +55,9 @@ DIT_DEMO_METHODS = ("full-lora+swap-colours+across-frames", "full-lora")
 
 
 def demo_methods(model: str) -> tuple[str, ...]:
-    from .models import is_dit_model
+    from .models import has_highway
 
-    return DIT_DEMO_METHODS if is_dit_model(model) else DEMO_METHODS
+    return DEMO_METHODS if has_highway(model) else DIT_DEMO_METHODS
 
 
 def demo_training(method: str) -> dict:

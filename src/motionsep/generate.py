@@ -253,7 +253,7 @@ class MotionPipeline:
             self.check_prompt(prompt)
         num_frames, height, width = self.resolved(settings)
         self.check_settings(settings, num_frames, height, width)
-        self.family.check_frames(num_frames)
+        self.family.check_frames(self.pipe, num_frames)
         self._check_position_reach(height, width)
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         latents = self._prior_latents(settings, num_frames, height, width, generators) if settings.noise_prior else None

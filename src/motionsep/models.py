@@ -50,10 +50,11 @@ def family_of_model(model: str) -> Family:
     return family_of_denoiser_class(load_denoiser_config(model).get("_class_name", ""))
 
 
-def is_dit_model(model: str) -> bool:
-    """Whether `model` (a pipeline folder, hub id or name motionsep knows) is a DiT: what decides a bench's
-    baseline, rows and a demo's methods."""
-    return not family_of_model(model).supports_highway
+def has_highway(model: str) -> bool:
+    """Whether `model` (a pipeline folder, hub id or name motionsep knows) has the U-Net skips the Appearance
+    Highway reroutes: what decides a bench's baseline, rows and a demo's methods (without them, the LoRA on every
+    layer that a DiT's trainers train is the baseline)."""
+    return family_of_model(model).supports_highway
 
 
 def family_of(denoiser: Denoiser) -> Family:

@@ -283,7 +283,7 @@ def probe_model(
     pipeline = MotionPipeline.from_pretrained(model)
     pipe, family = pipeline.pipe, pipeline.family
     height, width = size or pipeline.native_sampling()[1]
-    frames = family.valid_frames(frames)
+    frames = family.valid_frames(pipe, frames)
     if clips is not None:
         from .data import caption_for
 

@@ -45,7 +45,7 @@ def _track_clip(clip: np.ndarray, max_points: int) -> np.ndarray:
     track = [points.reshape(-1, 2)]
     alive = np.ones(len(points), bool)
     for prev, nxt in zip(clip, clip[1:]):
-        p1, status, _ = cv2.calcOpticalFlowPyrLK(  # type: ignore[call-overload]  # nextPts=None is documented
+        p1, status, _ = cv2.calcOpticalFlowPyrLK(  # type: ignore[call-overload,unused-ignore]  # nextPts=None: typed since OpenCV 5
             prev, nxt, track[-1].reshape(-1, 1, 2).astype(np.float32), None, winSize=(21, 21), maxLevel=3
         )
         alive &= status.reshape(-1).astype(bool)

@@ -213,7 +213,7 @@ def attach_method_parts(state: TrainingState, clips: list) -> None:
     for part in state.parts.values():
         state.params[MOTION] += part.parameters()
     if method.tracking_weight:  # a causal video VAE's latent frame stands for several frames
-        per_latent = getattr(state.pipe, "vae_scale_factor_temporal", 1)
+        per_latent = state.family.frames_per_latent(state.pipe)
         state.tracks = torch.stack(
             [latent_tracks(reference_tracks(c.frames), c.frames.shape[1:3], frames, per_latent, 64) for c in clips]
         )

@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import MotionsepError, closest, refuse_existing
-from ..models import Denoiser, is_dit_model
+from ..models import Denoiser, has_highway
 from .report import BASE_AGAIN, FUSED_GENERATION, machine_line, write_json
 
 COST_METHODS = ("motiondirector", "temporal-lora", "tap-official", "tap")
@@ -47,13 +47,13 @@ COST_MODEL_SOURCES = {
 }
 
 
-def is_dit_cost_model(model: str) -> bool:
-    return is_dit_model(COST_MODEL_SOURCES[model])
+def cost_model_has_highway(model: str) -> bool:
+    return has_highway(COST_MODEL_SOURCES[model])
 
 
 def baseline_of(model: str) -> str:
     """The method a model's ratios are taken to: MotionDirector on the U-Nets, the trainers' full LoRA on a DiT."""
-    return "full-lora" if is_dit_cost_model(model) else "motiondirector"
+    return "motiondirector" if cost_model_has_highway(model) else "full-lora"
 
 
 @dataclass(frozen=True)
@@ -318,7 +318,9 @@ def training_costs(settings: CostSettings, progress: bool = True) -> list[dict]:
     ctx = multiprocessing.get_context("spawn")
     rows = []
     jobs = [
-        (m, meth) for m in settings.models for meth in (WAN_COST_METHODS if is_dit_cost_model(m) else settings.methods)
+        (m, meth)
+        for m in settings.models
+        for meth in (settings.methods if cost_model_has_highway(m) else WAN_COST_METHODS)
     ]
     for model, method in tqdm(jobs, desc="training cost", disable=not progress):
         with ctx.Pool(1) as pool:  # a fresh process per measurement: peaks do not mix

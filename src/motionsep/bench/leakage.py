@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ..config import HIGHWAY_SCALE
 from ..errors import MotionsepError, closest, refuse_existing
 from ..generate import MotionPipeline, slug
-from ..models import is_dit_model, weights_fingerprint
+from ..models import has_highway, weights_fingerprint
 from ..toy.evaluate import evaluate_video
 from ..toy.metrics import score
 from ..toy.protocol import BENCH_LOOKS, REFERENCE_LOOK, TOY_SAMPLING, world_frames, world_sampling
@@ -75,6 +75,10 @@ TRAININGS = {
     "full-lora-across": Training("full-lora", loss="across-frames"),
     "full-lora-swap-across": Training(
         "full-lora", augment_copies=AUGMENTED_COPIES, augment="swap-colours", loss="across-frames"
+    ),
+    "full-lora-scene": Training("full-lora", augment_copies=AUGMENTED_COPIES, augment="swap-scene"),
+    "full-lora-scene-across": Training(
+        "full-lora", augment_copies=AUGMENTED_COPIES, augment="swap-scene", loss="across-frames"
     ),
     "full-lora-many-looks": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=NAMED),
     "full-lora-many-shapes": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=("shape",)),
@@ -133,6 +137,9 @@ VARIANTS = (
     # the loss on what changes across frames (train.loss: across-frames): the static look gives no gradient
     Variant("full-lora, across-frames loss", "full-lora-across", group="augmentation"),
     Variant("full-lora + swapped colours, across-frames loss", "full-lora-swap-across", group="augmentation"),
+    # swapped colours and the rest of the scene recoloured apart (its pattern kept, so the caption stays true)
+    Variant("full-lora + swapped scene", "full-lora-scene", group="augmentation"),
+    Variant("full-lora + swapped scene, across-frames loss", "full-lora-scene-across", group="augmentation"),
     # which variety frees the motion: the multi-look control's clips with one attribute group varied, the rest the
     # reference look (the world's own renderer: a diagnostic of the world, not a method)
     Variant("full-lora, 16 clips, shapes vary", "full-lora-many-shapes", group="look variety"),
@@ -206,11 +213,11 @@ DIT_LEAKAGE_TARGET = LeakageTarget(
 
 
 def target_for(model: str) -> LeakageTarget:
-    return DIT_LEAKAGE_TARGET if is_dit_model(model) else LEAKAGE_TARGET
+    return LEAKAGE_TARGET if has_highway(model) else DIT_LEAKAGE_TARGET
 
 
 def default_variants(model: str) -> tuple[str, ...]:
-    return DIT_VARIANTS if is_dit_model(model) else UNET_VARIANTS
+    return UNET_VARIANTS if has_highway(model) else DIT_VARIANTS
 
 
 @dataclass
@@ -242,7 +249,7 @@ class LeakageSettings:
         for name in self.variants:
             if name not in names:
                 raise MotionsepError(f"unknown variant '{name}'{closest(name, names)}")
-        if self.variants and is_dit_model(self.model):
+        if self.variants and not has_highway(self.model):
             for v in VARIANTS:
                 if v.name in self.variants and v.highway:
                     raise MotionsepError(

@@ -102,11 +102,15 @@ class Family:
         """What height and width must be multiples of: the VAE's spatial factor."""
         return int(pipe.vae_scale_factor)
 
-    def valid_frames(self, frames: int) -> int:
+    def frames_per_latent(self, pipe) -> int:
+        """Frames one latent frame stands for: the VAE's temporal factor (1: a frame-by-frame VAE)."""
+        return int(getattr(pipe, "vae_scale_factor_temporal", 1))
+
+    def valid_frames(self, pipe, frames: int) -> int:
         """The largest frame count up to `frames` the VAE decodes (a frame-by-frame VAE: any)."""
         return frames
 
-    def check_frames(self, frames: int) -> None:
+    def check_frames(self, pipe, frames: int) -> None:
         """A one-line error for a frame count the VAE cannot decode (a frame-by-frame VAE decodes any)."""
 
     def position_reach(self, pipe) -> int | None:
@@ -153,9 +157,15 @@ class Family:
         return "mse"
 
 
-def nearest_1_plus_4k(frames: int) -> int:
-    """The frame count of the form 1 + 4k nearest to `frames`, to suggest in an error."""
-    return 4 * round((frames - 1) / 4) + 1
+def nearest_valid(frames: int, factor: int) -> int:
+    """The frame count of the form 1 + factor x k nearest to `frames` (at least 1), to suggest in an error."""
+    return max(1, factor * round((frames - 1) / factor) + 1)
+
+
+def _frame_rule(factor: int) -> str:
+    """How a causal VAE of temporal factor `factor` counts frames, with examples: '1 + 4k frames (17, 33, ...)'."""
+    examples = ", ".join(str(1 + factor * k) for k in (1, 2, 3, 4))
+    return f"1 + {factor}k frames ({examples}, ...)"
 
 
 @dataclass(frozen=True)
@@ -188,12 +198,13 @@ class DiTFamily(Family):
         return int(denoiser.config.patch_size[1])
 
     def check_clip_shape(self, pipe, frames: int, size: tuple[int, int] | list[int]) -> None:
-        """1 + 4k frames (the causal VAE encodes the first frame, then chunks of four), sides a multiple of its
-        spatial factor times the DiT's patch side."""
-        if self.valid_frames(frames) != frames:
+        """1 + fk frames (the causal VAE encodes the first frame, then chunks of its temporal factor f: 4 for Wan and
+        CogVideoX), sides a multiple of its spatial factor times the DiT's patch side."""
+        if self.valid_frames(pipe, frames) != frames:
+            factor = self.frames_per_latent(pipe)
             raise MotionsepError(
-                f"data.frames is {frames}, but {self.name}'s causal VAE encodes 1 + 4k frames (17, 33, 49, 81, ...): "
-                f"set data.frames to {nearest_1_plus_4k(frames)}"
+                f"data.frames is {frames}, but {self.name}'s causal VAE encodes {_frame_rule(factor)}: "
+                f"set data.frames to {nearest_valid(frames, factor)}"
             )
         multiple = self.size_multiple(pipe)
         if any(side % multiple for side in size):
@@ -204,19 +215,21 @@ class DiTFamily(Family):
             )
 
     def native_sampling(self, pipe) -> tuple[int, list[int]]:
-        return 17, list(self.native_size)  # 1 + 4k frames for the causal VAE
+        return self.valid_frames(pipe, 17), list(self.native_size)  # 17: 1 + 4k for Wan's and CogVideoX's VAE
 
     def size_multiple(self, pipe) -> int:
         return int(pipe.vae_scale_factor_spatial * self.patch_side(self.denoiser_of(pipe)))
 
-    def valid_frames(self, frames: int) -> int:
-        return 4 * ((frames - 1) // 4) + 1  # 1 + 4k
+    def valid_frames(self, pipe, frames: int) -> int:
+        factor = self.frames_per_latent(pipe)
+        return max(1, factor * ((frames - 1) // factor) + 1)  # 1 + fk
 
-    def check_frames(self, frames: int) -> None:
-        if self.valid_frames(frames) != frames:
+    def check_frames(self, pipe, frames: int) -> None:
+        if self.valid_frames(pipe, frames) != frames:
+            factor = self.frames_per_latent(pipe)
             raise MotionsepError(
-                f"{frames} frames: {self.name}'s causal VAE decodes 1 + 4k frames (17, 33, 49, 81, ...); "
-                f"pass --frames {nearest_1_plus_4k(frames)}"
+                f"{frames} frames: {self.name}'s causal VAE decodes {_frame_rule(factor)}; "
+                f"pass --frames {nearest_valid(frames, factor)}"
             )
 
     def sampling_arguments(self, pipe) -> dict[str, Any]:

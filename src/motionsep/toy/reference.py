@@ -98,10 +98,10 @@ AUGMENTED_COPIES = 3
 
 
 def _augmentation(copies: int, kind: str) -> dict:
-    """The data keys of appearance augmentation; swap-colours reads and writes the world's own colour words."""
+    """The data keys of appearance augmentation; the swaps read and write the world's own colour words."""
     from .world import COLOURS
 
-    words = {"colour_words": {w: list(rgb) for w, rgb in COLOURS.items()}} if kind == "swap-colours" else {}
+    words = {"colour_words": {w: list(rgb) for w, rgb in COLOURS.items()}} if kind.startswith("swap-") else {}
     return {"augment_copies": copies} | ({"augment": kind} if kind != "recolour" else {}) | words
 
 
