@@ -171,13 +171,13 @@ def wan_lora(pipeline_dirs, wan_clips, tmp_path_factory):
     return train(config, progress=False)
 
 
-def plain_diffusers_video(model: str, lora, prompt: str) -> np.ndarray:
+def plain_diffusers_video(model: str, lora, prompt: str, into_low_noise_expert: bool = False) -> np.ndarray:
     """The video plain diffusers makes with the LoRA (WanPipeline.load_lora_weights), as SAMPLING, seed 0."""
     from diffusers import WanPipeline
 
     plain = WanPipeline.from_pretrained(model)
     plain.set_progress_bar_config(disable=True)
-    plain.load_lora_weights(str(lora))
+    plain.load_lora_weights(str(lora), **({"load_into_transformer_2": True} if into_low_noise_expert else {}))
     frames = plain(
         prompt=[prompt],
         num_frames=WAN_FRAMES,
@@ -245,7 +245,7 @@ def test_bad_wan_input_gets_one_line(pipeline_dirs, wan_clips, tmp_path, capsys)
             "train": {"steps": 1},
         }
         for key, value in extra.items():
-            data[key] = {**data.get(key, {}), **value}
+            data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(data))
         code = main(["train", str(path), "--no-progress", "--overwrite"])
@@ -255,6 +255,8 @@ def test_bad_wan_input_gets_one_line(pipeline_dirs, wan_clips, tmp_path, capsys)
 
     assert "Appearance Highway" in run(appearance_highway={"enabled": True})
     assert "1 + 4k frames" in run(data={"frames": 8}) and "set data.frames to 9" in run(data={"frames": 8})
+    assert "this model has one denoiser: set expert to high" in run(expert="low")
+    assert "expert 'both' is unknown" in run(expert="both")
 
 
 def test_valid_frame_counts_follow_the_vaes_own_temporal_factor():
@@ -271,18 +273,26 @@ def test_valid_frame_counts_follow_the_vaes_own_temporal_factor():
         WAN.check_frames(four, 8)
 
 
-def test_wan22_two_experts_train_the_high_noise_expert_over_its_own_timesteps(wan_clips, tmp_path):
+@pytest.mark.parametrize("expert", ["high", "low"])
+def test_wan22_trains_one_expert_over_its_timesteps_and_plain_diffusers_loads_it_there(wan_clips, tmp_path, expert):
     import copy
 
     from diffusers import WanPipeline
+    from safetensors import safe_open
+
+    from motionsep.adapters import read_lora_record
+    from motionsep.export import export_lora
+    from motionsep.models import expert_boundary
 
     pipe = tiny_wan_pipeline()
     both = WanPipeline(**pipe.components | {"transformer_2": copy.deepcopy(pipe.transformer)}, boundary_ratio=0.875)
     both.save_pretrained(str(tmp_path / "wan22"))
+    assert expert_boundary(str(tmp_path / "wan22")) == 0.875
     config = config_from_dict(
         {
             "model": str(tmp_path / "wan22"),
             "method": "tap",
+            "expert": expert,
             "output_dir": str(tmp_path / "lora"),
             "data": {"path": str(wan_clips), "frames": WAN_FRAMES, "size": [WAN_SIZE, WAN_SIZE]},
             "train": {"steps": 2, "checkpoint_every": 0, "learning_rate": 1e-2},
@@ -291,13 +301,27 @@ def test_wan22_two_experts_train_the_high_noise_expert_over_its_own_timesteps(wa
     )
     state = prepare(config)
     drawn = state.objective.draw_timesteps(512, torch.Generator().manual_seed(0))
-    assert drawn.min() >= 875 and drawn.max() <= 1000  # the high-noise expert's share of the schedule
-    assert lora_layers(state.pipe.transformer) and not lora_layers(state.pipe.transformer_2)
+    if expert == "high":  # WanPipeline runs `transformer` for t >= 875, `transformer_2` below
+        assert drawn.min() >= 875 and drawn.max() <= 1000
+    else:
+        assert drawn.min() >= 0 and drawn.max() < 875
+    names = ("transformer", "transformer_2") if expert == "high" else ("transformer_2", "transformer")
+    assert lora_layers(getattr(state.pipe, names[0])) and not lora_layers(getattr(state.pipe, names[1]))
     lora = train(config, progress=False)
+    assert read_lora_record(lora).expert == expert
     ours = MotionPipeline.from_pretrained(str(tmp_path / "wan22"), lora=str(lora))
-    assert not lora_layers(ours.pipe.transformer_2)  # the low-noise expert (detail) stays the base model's
+    assert lora_layers(getattr(ours.pipe, names[0])) and not lora_layers(getattr(ours.pipe, names[1]))
     video = ours("a red square moving right", 0, SAMPLING)
-    assert np.array_equal(plain_diffusers_video(str(tmp_path / "wan22"), lora, "a red square moving right"), video)
+    plain = plain_diffusers_video(str(tmp_path / "wan22"), lora, "a red square moving right", expert == "low")
+    assert np.array_equal(plain, video)
+    # ComfyUI: the same layout for both experts, the file named for the model node it goes on
+    out = export_lora(lora, tmp_path / "motion.safetensors")
+    assert out.name == f"motion_{expert}_noise.safetensors"
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata()["expert"] == f"{expert}_noise"
+    other = "low" if expert == "high" else "high"
+    with pytest.raises(MotionsepError, match=f"names the other expert: this LoRA belongs on the {expert}_noise"):
+        export_lora(lora, tmp_path / f"motion_{other}_noise.safetensors")
 
 
 def test_same_frame_attention_is_each_frame_alone():
@@ -326,7 +350,14 @@ def test_probe_and_inspect_commands_on_wan(pipeline_dirs, wan_clips, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["family"] == "wan" and len(report["paths"]["temporal"]["layers"]) == 60
     assert report["trainable_parameters"] == 60 * 32 * (1536 + 1536)  # rank 32 on 1536 -> 1536 q and k
-    assert "unavailable" in report["appearance_highway"]
+    assert "unavailable" in report["appearance_highway"] and report["expert_boundary"] is None
+    # Wan 2.2: A14B's experts are each the 14B's architecture, switched at 0.875; TI2V-5B is one 5B transformer
+    assert main(["inspect", "--model", "wan2.2-a14b-config", "--method", "tap", "--json"]) == 0
+    a14b = json.loads(capsys.readouterr().out)
+    assert a14b["expert_boundary"] == 0.875 and len(a14b["paths"]["temporal"]["layers"]) == 80
+    assert main(["inspect", "--model", "wan2.2-ti2v-5b-config", "--method", "tap"]) == 0
+    printed = capsys.readouterr().out
+    assert "4,999.8 M parameters" in printed and "60 layers in 30 blocks" in printed and "experts" not in printed
 
 
 def test_comfyui_export_loads_in_plain_diffusers_and_converts_back(pipeline_dirs, wan_lora, tmp_path):

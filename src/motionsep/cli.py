@@ -812,7 +812,8 @@ def _export_parser(sub) -> None:
         help="write a motion LoRA in another tool's layout (ComfyUI)",
         description="Write the motion LoRA of a motionsep folder as one safetensors file in the key layout "
         "ComfyUI's loaders read: AnimateDiff -> ComfyUI-AnimateDiff-Evolved's motion LoRA layout; Wan -> "
-        "ComfyUI's native Wan LoRA layout. ComfyUI has no loader for ModelScope/ZeroScope models.",
+        "ComfyUI's native Wan LoRA layout (a Wan 2.2 A14B expert's LoRA gets _high_noise or _low_noise in its "
+        "name, for the model node of that expert). ComfyUI has no loader for ModelScope/ZeroScope models.",
     )
     p.add_argument("lora", help="LoRA folder written by `motionsep train`")
     p.add_argument("--format", default="comfyui", choices=("comfyui",), help="target layout (default comfyui)")

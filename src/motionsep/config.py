@@ -137,6 +137,10 @@ class TrainConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     appearance_highway: HighwaySettings = field(default_factory=HighwaySettings)
     pli_tau: int | None = None  # stored as the generation default; None: PLI off
+    # a model with two experts (Wan 2.2 A14B): the one the motion LoRA trains on, over its own timesteps: "high"
+    # (`transformer`, t >= the boundary: it lays out the video, where motion is decided) or "low"
+    # (`transformer_2`, below it: detail); one expert a run, as diffusion-pipe trains and kohya advises
+    expert: str = "high"
     train: OptimConfig = field(default_factory=OptimConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -256,6 +260,7 @@ def _check_schedule(train: OptimConfig) -> None:
         )
 
 
+EXPERTS = ("high", "low")
 AUGMENTATIONS = ("recolour", "swap-colours", "swap-scene", "recompose")
 LOSSES = ("standard", "across-frames")
 
@@ -283,6 +288,8 @@ def validate(config: TrainConfig) -> None:
     if config.data.augment_copies < 0 or not 0 <= config.data.jitter <= 1:
         raise MotionsepError("data.augment_copies must be 0 or more and data.jitter in [0, 1]")
     _check_augmentation(config.data)
+    if config.expert not in EXPERTS:
+        raise MotionsepError(f"expert '{config.expert}' is unknown{closest(config.expert, EXPERTS)}")
     if len(config.data.size) != 2 or min(config.data.size) < 8:
         raise MotionsepError(f"data.size must be [height, width] of at least 8 pixels, got {config.data.size}")
     if config.lora.rank < 1:

@@ -48,9 +48,22 @@ def export_lora(
     comfy = to_comfyui(read_lora_weights(folder / WEIGHTS_NAME), record.family, record.lora_config["lora_alpha"])
     if out.suffix != ".safetensors":
         raise MotionsepError(f"--out '{out}' must be a .safetensors file")
+    metadata = {"format": f"comfyui-{record.family}", "motionsep_method": record.method}
+    if record.expert is not None:  # Wan 2.2 A14B: ComfyUI loads each expert's LoRA on its own model node
+        metadata["expert"] = f"{record.expert}_noise"
+        out = _named_for_expert(out, metadata["expert"])
     refuse_existing([out], overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"format": f"comfyui-{record.family}", "motionsep_method": record.method}
     save_file(comfy, str(out), metadata=metadata)
     readable_as_other_files(out)
     return out
+
+
+def _named_for_expert(out: Path, expert: str) -> Path:
+    """`out` with the expert in its name (`motion_high_noise.safetensors`), as the Wan 2.2 trainers (ai-toolkit,
+    musubi-tuner) name the files users load on ComfyUI's high- and low-noise model nodes; kept if it says so."""
+    if out.stem.endswith(("_high_noise", "_low_noise")):
+        if not out.stem.endswith(expert):
+            raise MotionsepError(f"--out '{out}' names the other expert: this LoRA belongs on the {expert} expert")
+        return out
+    return out.with_name(f"{out.stem}_{expert}{out.suffix}")

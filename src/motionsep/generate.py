@@ -20,7 +20,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .adapters import MOTION, FusedLora, load_appearance_lora, load_motion_lora, set_lora_scale
+from .adapters import (
+    MOTION,
+    FusedLora,
+    load_appearance_lora,
+    load_motion_lora,
+    read_lora_record,
+    set_lora_scale,
+)
 from .errors import MotionsepError, refuse_existing
 from .highway import AppearanceHighway, HighwaySettings
 from .models import denoiser_of, load_pipeline, model_card
@@ -70,6 +77,26 @@ class LoraSpec:
         return (Path(self.path) / METADATA_NAME).is_file()
 
 
+def _load_motion_loras(pipe, family, specs: list[LoraSpec], lora_scale: float):
+    """The motion LoRAs of `specs`, each into the expert it was trained on (of a model with two experts), as
+    adapters MOTION, MOTION-1, ...; returns the first one's record, the adapters on the first one's expert (what
+    PLI switches and fusing folds), what was loaded (for describe) and the LoRAs' parts."""
+    meta, motion_names, loaded, parts = None, [], [], []
+    for i, spec in enumerate(s for s in specs if s.is_motion):
+        name = MOTION if i == 0 else f"{MOTION}-{i}"
+        denoiser = denoiser_of(pipe, read_lora_record(spec.path).expert)
+        record = load_motion_lora(denoiser, spec.path, name)
+        meta = meta or record
+        if record.lora_config:  # a method may keep its motion in parts alone
+            set_lora_scale(denoiser, lora_scale * spec.weight, name)
+            if denoiser is denoiser_of(pipe, meta.expert):
+                motion_names.append(name)
+        # its parts that are not LoRAs, weighted as its LoRA (always on: PLI switches LoRAs only)
+        parts += load_parts(denoiser, family, record.parts, spec.path, lora_scale * spec.weight)
+        loaded.append({"path": spec.path, "weight": spec.weight, "kind": "motion", "method": record.method})
+    return meta, motion_names, loaded, parts
+
+
 class MotionPipeline:
     """A base pipeline with optional motion LoRAs (mixed by weight), appearance LoRAs, Appearance Highway and
     Phased LoRA Integration."""
@@ -111,18 +138,8 @@ class MotionPipeline:
             if not Path(spec.path).exists():
                 raise MotionsepError(f"LoRA '{spec.path}' does not exist: give a LoRA folder or .safetensors file")
         pipe, family = load_pipeline(model, motion_adapter, dtype=dtype, device=device)
+        meta, motion_names, loaded, parts = _load_motion_loras(pipe, family, specs, lora_scale)
         denoiser = denoiser_of(pipe)
-        meta, motion_names, loaded, parts = None, [], [], []
-        for i, spec in enumerate(s for s in specs if s.is_motion):
-            name = MOTION if i == 0 else f"{MOTION}-{i}"
-            record = load_motion_lora(denoiser, spec.path, name)
-            meta = meta or record
-            if record.lora_config:  # a method may keep its motion in parts alone
-                set_lora_scale(denoiser, lora_scale * spec.weight, name)
-                motion_names.append(name)
-            # its parts that are not LoRAs, weighted as its LoRA (always on: PLI switches LoRAs only)
-            parts += load_parts(denoiser, family, record.parts, spec.path, lora_scale * spec.weight)
-            loaded.append({"path": spec.path, "weight": spec.weight, "kind": "motion", "method": record.method})
         for j, spec in enumerate(s for s in specs if not s.is_motion):
             name = f"appearance-{j}"
             load_appearance_lora(pipe, denoiser, spec.path, name)
@@ -130,7 +147,8 @@ class MotionPipeline:
             loaded.append({"path": spec.path, "weight": spec.weight, "kind": "appearance"})
         self = cls(pipe, family, meta)
         self.loras, self.parts = loaded, parts
-        fused = FusedLora(denoiser, motion_names) if (fuse_lora and motion_names) else None
+        first = denoiser_of(pipe, meta.expert if meta is not None else None)
+        fused = FusedLora(first, motion_names) if (fuse_lora and motion_names) else None
         self._hook(motion_names, fused, highway, highway_blocks, highway_scale, pli_tau)
         return self
 
@@ -145,7 +163,8 @@ class MotionPipeline:
 
     def _hook(self, motion_names: list[str], fused, highway, highway_blocks, highway_scale, pli_tau) -> None:
         """The Appearance Highway and PLI hooks: the motion LoRA's recorded settings, explicit arguments winning."""
-        denoiser, meta = denoiser_of(self.pipe), self.lora_meta
+        meta = self.lora_meta
+        denoiser = denoiser_of(self.pipe, meta.expert if meta is not None else None)
         settings = meta.appearance_highway if meta is not None else HighwaySettings(enabled=False)
         settings = replace(
             settings,

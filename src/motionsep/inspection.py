@@ -14,6 +14,7 @@ from .highway import HighwaySettings, hook_points
 from .methods import lora_parameter_count, lora_targets, resolve_method
 from .models import (
     build_denoiser_from_config,
+    expert_boundary,
     family_of,
     load_denoiser_config,
     spatial_transformers,
@@ -85,6 +86,7 @@ def inspect_model(
         + sum(p["parameters"] for p in extras.get("parts", {}).values()),
         **extras,
         "appearance_highway": highway,
+        "expert_boundary": expert_boundary(model),
     }
 
 
@@ -140,6 +142,12 @@ def format_report(report: dict[str, Any]) -> str:
     if "heads" in report:
         lines.append(f"heads  {report['heads']}")
     lines.append(f"\ntrainable parameters  {report['trainable_parameters'] / 1e6:.2f} M")
+    if report.get("expert_boundary") is not None:
+        t = round(report["expert_boundary"] * 1000)
+        lines.append(
+            f"experts    two of the size above (high noise: t >= {t} of 1000, low noise: below); the LoRA trains one "
+            f"a run over its own timesteps (expert: high, the default, or low)"
+        )
     ah = report["appearance_highway"]
     if "unavailable" in ah:
         lines.append(f"\nAppearance Highway: not available ({ah['unavailable']})")

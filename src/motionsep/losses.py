@@ -68,7 +68,7 @@ class FlowMatchingObjective:
     "mode", "sigma_sqrt", "cosmap" as in diffusers).
     """
 
-    def __init__(self, scheduler, weighting_scheme: str = "none", timestep_range: tuple[int, int] | None = None):
+    def __init__(self, scheduler, weighting_scheme: str = "none", timestep_range: tuple[float, float] | None = None):
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         config = scheduler.config
@@ -79,9 +79,10 @@ class FlowMatchingObjective:
         )  # its timesteps and sigmas are set in __init__, which a type checker does not see
         self.table = table
         self.weighting_scheme = weighting_scheme
-        # the table's indices whose timesteps lie in `timestep_range` (a Wan 2.2 expert's share); all by default
-        lo, hi = timestep_range or (0, self.num_train_timesteps)
-        inside = ((table.timesteps >= lo) & (table.timesteps <= hi)).nonzero().flatten()
+        # the table's indices whose timesteps lie in `timestep_range`, [low, high) (a Wan 2.2 expert's share); all
+        # by default
+        lo, hi = timestep_range or (0, math.inf)
+        inside = ((table.timesteps >= lo) & (table.timesteps < hi)).nonzero().flatten()
         self.first, self.count = int(inside.min()), len(inside)  # the table descends: a contiguous run
 
     def draw_timesteps(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -131,7 +132,7 @@ def is_flow_matching(scheduler) -> bool:
     )
 
 
-def objective_for(scheduler, timestep_range: tuple[int, int] | None = None) -> Objective:
+def objective_for(scheduler, timestep_range: tuple[float, float] | None = None) -> Objective:
     """The training objective the model's own scheduler implies, over `timestep_range` when the denoiser serves
     only part of the schedule (a Wan 2.2 expert: `Family.timestep_range`)."""
     if is_flow_matching(scheduler):

@@ -50,6 +50,21 @@ def family_of_model(model: str) -> Family:
     return family_of_denoiser_class(load_denoiser_config(model).get("_class_name", ""))
 
 
+def expert_boundary(model: str) -> float | None:
+    """Where a model with two experts (Wan 2.2 A14B) switches from the high-noise one to the low-noise one, as a
+    share of the training timesteps: a pipeline folder's `boundary_ratio` beside a `transformer_2`, or a shipped
+    config's `_boundary_ratio`; None for a model with one denoiser (or a hub id, whose index is not read here)."""
+    path = Path(resolve_model(model))
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8")).get("_boundary_ratio")
+    index = path / "model_index.json"
+    if not index.is_file():
+        return None
+    data = json.loads(index.read_text(encoding="utf-8"))
+    two = isinstance(data.get("transformer_2"), list) and data["transformer_2"][0] is not None
+    return data.get("boundary_ratio") if two else None
+
+
 def has_highway(model: str) -> bool:
     """Whether `model` (a pipeline folder, hub id or name motionsep knows) has the U-Net skips the Appearance
     Highway reroutes: what decides a bench's baseline, rows and a demo's methods (without them, the LoRA on every
@@ -84,22 +99,37 @@ def model_card(model: str) -> dict[str, Any]:
     return json.loads(card.read_text(encoding="utf-8")) if card.is_file() else {}
 
 
-def denoiser_of(pipe) -> Denoiser:
-    """The pipeline's denoiser: `pipe.unet` or, for a DiT family, `pipe.transformer` (for Wan 2.2 A14B the
-    high-noise expert)."""
+def denoiser_of(pipe, expert: str | None = None) -> Denoiser:
+    """The pipeline's denoiser: `pipe.unet` or, for a DiT family, `pipe.transformer`; of a model with two experts
+    (Wan 2.2 A14B) the high-noise one, or with `expert="low"` the low-noise one (`pipe.transformer_2`)."""
+    if expert == "low":
+        if getattr(pipe, "transformer_2", None) is None:
+            raise MotionsepError(
+                "expert 'low' names the low-noise expert of a model with two (Wan 2.2 A14B's transformer_2); this "
+                "model has one denoiser: set expert to high"
+            )
+        return pipe.transformer_2
     return pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
+
+
+def experts_of(pipe) -> bool:
+    """Whether the pipeline has two experts switched by timestep (Wan 2.2 A14B: `transformer`, `transformer_2`)."""
+    return getattr(pipe, "transformer_2", None) is not None
 
 
 # Published denoiser configs, shipped so `inspect`, `probe` and `bench cost` can build the real architectures
 # (random weights) with nothing downloaded: the ModelScope/ZeroScope UNet (REFERENCE.md) and the transformers of
-# Wan-AI/Wan2.1-T2V-1.3B-Diffusers, Wan-AI/Wan2.1-T2V-14B-Diffusers, THUDM/CogVideoX-2b and THUDM/CogVideoX-5b
-# (the 5B differs from the 2B in 48 heads, 42 blocks and 3D RoPE).
+# Wan-AI/Wan2.1-T2V-1.3B-Diffusers, Wan-AI/Wan2.1-T2V-14B-Diffusers, Wan-AI/Wan2.2-T2V-A14B-Diffusers (each of its two
+# experts; `_boundary_ratio` says where they switch), Wan-AI/Wan2.2-TI2V-5B-Diffusers, THUDM/CogVideoX-2b and
+# THUDM/CogVideoX-5b (the 5B differs from the 2B in 48 heads, 42 blocks and 3D RoPE).
 _CONFIGS = Path(__file__).parent / "configs"
 ZEROSCOPE_UNET_CONFIG = _CONFIGS / "zeroscope_unet_config.json"
 SHIPPED_CONFIGS = {
     "zeroscope-config": ZEROSCOPE_UNET_CONFIG,
     "wan-1.3b-config": _CONFIGS / "wan2.1_t2v_1.3b_transformer_config.json",
     "wan-14b-config": _CONFIGS / "wan2.1_t2v_14b_transformer_config.json",
+    "wan2.2-a14b-config": _CONFIGS / "wan2.2_t2v_a14b_transformer_config.json",
+    "wan2.2-ti2v-5b-config": _CONFIGS / "wan2.2_ti2v_5b_transformer_config.json",
     "cogvideox-2b-config": _CONFIGS / "cogvideox_2b_transformer_config.json",
     "cogvideox-5b-config": _CONFIGS / "cogvideox_5b_transformer_config.json",
 }

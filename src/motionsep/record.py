@@ -37,6 +37,8 @@ class LoraRecord:
     # the heads of each self-attention the LoRA changes (Method.head_fraction); None: every head
     heads: dict[str, list[int]] | None = None
     parts: list[str] = field(default_factory=list)  # parts.PARTS saved beside the LoRA, by name
+    # of a model with two experts (Wan 2.2 A14B): the one the LoRA belongs on, "high" or "low"; None: one denoiser
+    expert: str | None = None
     lora_config: dict[str, Any] = field(default_factory=dict)  # peft LoraConfig of the motion LoRA
     train_config: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT

@@ -63,6 +63,7 @@ from .models import (
     Denoiser,
     Family,
     denoiser_of,
+    experts_of,
     load_pipeline,
     temporal_layers_bypassed,
     token_grid,
@@ -170,7 +171,7 @@ def prepare(
     if torch.device(device).type != "cpu":  # cached: the VAE and text encoder are not needed on the device again
         for name in ("vae", "text_encoder"):
             getattr(pipe, name).to("cpu")
-    denoiser = denoiser_of(pipe)
+    denoiser = denoiser_of(pipe, config.expert)
     if config.train.memory.fp8_base:  # before the LoRA exists: only the frozen base is stored in float8
         denoiser.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
     targets, lora_configs, params = attach_method_lora(denoiser, method, config.lora)
@@ -188,7 +189,7 @@ def prepare(
         text,
         lora_configs,
         targets,
-        objective_for(pipe.scheduler, family.timestep_range(pipe)),
+        objective_for(pipe.scheduler, family.timestep_range(pipe, config.expert)),
     )
     state.frame_latents, state.params = frame_latents, params
     attach_method_parts(state, clips)
@@ -336,6 +337,7 @@ def lora_record(state: TrainingState, step: int) -> LoraRecord:
         size=list(config.data.size),
         heads=state.heads,
         parts=list(state.parts),
+        expert=config.expert if experts_of(state.pipe) else None,
         train_config=config.to_dict(),
     )
 

@@ -121,8 +121,9 @@ class Family:
         """Arguments the pipeline's __call__ needs beyond the common ones."""
         return {}
 
-    def timestep_range(self, pipe) -> tuple[int, int] | None:
-        """The training timesteps the denoiser serves, when it serves only some (None: all)."""
+    def timestep_range(self, pipe, expert: str = "high") -> tuple[float, float] | None:
+        """The training timesteps [low, high) the denoiser (of a model with two experts: `expert`'s) serves, when
+        it serves only some (None: all)."""
         return None
 
     def training_scheduler(self) -> Any:

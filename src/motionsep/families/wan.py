@@ -8,6 +8,7 @@ latents by per-channel mean and std; training is flow matching. Exported LoRAs t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,7 @@ class WanFamily(DiTFamily):
             return None
         return int(config.rope_max_seq_len * config.patch_size[1] * pipe.vae_scale_factor_spatial)
 
-    def timestep_range(self, pipe) -> tuple[int, int] | None:
+    def timestep_range(self, pipe, expert: str = "high") -> tuple[float, float] | None:
         """Wan 2.2 A14B: `transformer`, the denoiser motionsep trains, is the high-noise expert ("overall
         layout"), which WanPipeline runs for t >= boundary_ratio x 1000 (0.875 T2V); `transformer_2`, the
         low-noise expert, refines detail below it. A motion LoRA belongs on the high-noise expert over its own
@@ -66,8 +67,8 @@ class WanFamily(DiTFamily):
         ratio = getattr(getattr(pipe, "config", None), "boundary_ratio", None)
         if getattr(pipe, "transformer_2", None) is None or ratio is None:
             return None
-        total = int(pipe.scheduler.config.num_train_timesteps)
-        return round(ratio * total), total
+        boundary = ratio * int(pipe.scheduler.config.num_train_timesteps)
+        return (boundary, math.inf) if expert == "high" else (0.0, boundary)  # as WanPipeline: t >= boundary, high
 
     def training_scheduler(self) -> Any:
         """Flow matching with Wan's 480p shift."""
