@@ -22,7 +22,7 @@ from motionsep.generate import MotionPipeline, SamplingSettings
 from motionsep.losses import FlowMatchingObjective, objective_for
 from motionsep.methods import METHODS, lora_targets
 from motionsep.probe import pathways_off
-from motionsep.testing import WAN_FRAMES, WAN_SIZE, tiny_wan_pipeline
+from motionsep.testing import WAN_FRAMES, WAN_SIZE, tiny_wan22_ti2v_pipeline, tiny_wan_pipeline
 from motionsep.train import prepare, sample_batch, step_losses, train
 from motionsep.video import read_video, write_mp4
 
@@ -322,6 +322,34 @@ def test_wan22_trains_one_expert_over_its_timesteps_and_plain_diffusers_loads_it
     other = "low" if expert == "high" else "high"
     with pytest.raises(MotionsepError, match=f"names the other expert: this LoRA belongs on the {expert}_noise"):
         export_lora(lora, tmp_path / f"motion_{other}_noise.safetensors")
+
+
+def test_wan22_ti2v_5b_trains_and_generates_like_wan21_and_plain_diffusers_loads_its_lora(wan_clips, tmp_path):
+    model = str(tmp_path / "ti2v")
+    tiny_wan22_ti2v_pipeline().save_pretrained(model)
+    config = config_from_dict(
+        {
+            "model": model,
+            "method": "tap",
+            "output_dir": str(tmp_path / "lora"),
+            "data": {"path": str(wan_clips), "frames": WAN_FRAMES, "size": [WAN_SIZE, WAN_SIZE]},
+            "train": {"steps": 2, "checkpoint_every": 0, "learning_rate": 1e-2},
+            "lora": {"rank": 4, "dropout": 0.0},
+        }
+    )
+    state = prepare(config)
+    assert tuple(state.latents.shape[1:3]) == (48, 3)  # the Wan 2.2 VAE: 48 channels; 9 frames -> 3 latent frames
+    # the pipeline gives the transformer a timestep per token (`expand_timesteps`), all equal in text-to-video:
+    # training's one timestep a clip is the same conditioning
+    x, text, t = state.latents[:1], state.text[:1], torch.tensor([600.0])
+    tokens = x.shape[2] * (x.shape[3] // 2) * (x.shape[4] // 2)
+    with torch.no_grad():
+        per_clip = state.family.predict(state.denoiser, x, t, text)
+        per_token = state.denoiser(x, t.expand(1, tokens), encoder_hidden_states=text).sample
+    torch.testing.assert_close(per_clip, per_token)
+    lora = train(config, progress=False)
+    video = MotionPipeline.from_pretrained(model, lora=str(lora))("a red square moving right", 0, SAMPLING)
+    assert np.array_equal(plain_diffusers_video(model, lora, "a red square moving right"), video)
 
 
 def test_same_frame_attention_is_each_frame_alone():

@@ -181,6 +181,34 @@ def tiny_wan_pipeline(seed: int = 0):
     )
 
 
+def tiny_wan22_ti2v_pipeline(seed: int = 0):
+    """Wan 2.2 TI2V-5B's shape in diffusers' own tiny test sizes: the Wan 2.2 VAE (48 latent channels, 16x in space
+    by a 2x2 patchify and residual down blocks, 4x in time), one transformer over 48 channels, and the pipeline's
+    per-token timesteps (`expand_timesteps`), around the tiny Wan's text encoder."""
+    from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
+
+    wan = tiny_wan_pipeline(seed)
+    torch.manual_seed(seed)
+    vae = AutoencoderKLWan(
+        base_dim=3,
+        z_dim=48,
+        in_channels=12,
+        out_channels=12,
+        is_residual=True,
+        patch_size=2,
+        latents_mean=[0.0] * 48,
+        latents_std=[1.0] * 48,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        scale_factor_spatial=16,
+        scale_factor_temporal=4,
+        temperal_downsample=[False, True, True],
+    )
+    transformer = WanTransformer3DModel(**{**dict(wan.transformer.config), "in_channels": 48, "out_channels": 48})
+    parts = {k: wan.components[k] for k in ("tokenizer", "text_encoder", "scheduler")}
+    return WanPipeline(**parts, vae=vae, transformer=transformer, expand_timesteps=True)
+
+
 # CogVideoX: the same 32x32 frames and 9 frames (3 latent frames); patch 2 gives 2x2 tokens a frame, and the text
 # is 16 tokens long (the published models: 226).
 COGVIDEOX_TEXT_TOKENS = 16
