@@ -635,6 +635,32 @@ def test_the_base_loads_at_the_weight_dtype_keeping_wans_fp32_modules_and_an_fp3
     assert all(p.dtype == torch.float32 for p in state.params[MOTION])
 
 
+def test_the_encoders_visit_the_device_to_cache_and_leave_before_the_denoiser_arrives(wan_config):
+    """Never the text encoder (Wan's UMT5: 11 GB in bf16) beside the denoiser on the device. "cpu:0" stands in for
+    the GPU here: the same memory, a device name of its own."""
+    from motionsep.families import WAN
+
+    pipe, moves = tiny_wan_pipeline(), []
+    for name in ("vae", "text_encoder", "transformer"):
+        module = getattr(pipe, name)
+        original = module.to
+
+        def spy(*args, _name=name, _original=original, **kwargs):
+            moves.append((_name, str(args[0])))
+            return _original(*args, **kwargs)
+
+        module.to = spy
+    state = prepare(wan_config(), pipe=pipe, family=WAN, device="cpu:0")
+    assert moves == [
+        ("vae", "cpu:0"),
+        ("text_encoder", "cpu:0"),
+        ("vae", "cpu"),
+        ("text_encoder", "cpu"),
+        ("transformer", "cpu:0"),
+    ]
+    assert lora_layers(state.denoiser)
+
+
 def test_an_fp8_base_trains_an_fp32_lora_whose_loss_matches_the_full_precision_one(wan_config):
     set_seed(0)
     plain = prepare(wan_config("tap"))

@@ -151,8 +151,8 @@ def prepare(
     """Load the model at `dtype` (diffusers keeps each model's `_keep_in_fp32_modules` in fp32), cache latents and
     text, inject LoRA (and the method's other parts) as the method says."""
     method = resolve_method(config.method, config.lora.targets)
-    if pipe is None:
-        pipe, family = load_pipeline(config.model, config.motion_adapter, dtype=dtype, device=device)
+    if pipe is None:  # on the CPU: the modules visit the device one phase at a time (`cache_inputs`)
+        pipe, family = load_pipeline(config.model, config.motion_adapter, dtype=dtype, device="cpu")
     assert family is not None  # load_pipeline returns it with the pipeline
     if config.appearance_highway.enabled and not family.supports_highway:
         raise MotionsepError(
@@ -163,17 +163,11 @@ def prepare(
     clips = load_clips(config.data)
     data = config.data
     clips += augmented(clips, data.augment_copies, data.jitter, config.train.seed, data.augment, data.colour_words)
-    latents = encode_clips(pipe, family, clips, device)
-    frame_latents = latents
-    if method.dual_path and not family.encodes_frames_alone():
-        frame_latents = encode_clips(pipe, family, clips, device, one_frame_clips=True)
-    text = encode_text(pipe, family, [c.caption for c in clips], device)
-    if torch.device(device).type != "cpu":  # cached: the VAE and text encoder are not needed on the device again
-        for name in ("vae", "text_encoder"):
-            getattr(pipe, name).to("cpu")
+    latents, frame_latents, text = cache_inputs(pipe, family, clips, method.dual_path, device)
     denoiser = denoiser_of(pipe, config.expert)
     if config.train.memory.fp8_base:  # before the LoRA exists: only the frozen base is stored in float8
         denoiser.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+    denoiser.to(device)  # after caching: the text encoder (Wan's UMT5 is 11 GB in bf16) has left the device
     targets, lora_configs, params = attach_method_lora(denoiser, method, config.lora)
     if config.train.memory.fp8_base or dtype != torch.float32:
         from diffusers.training_utils import cast_training_params
@@ -198,6 +192,22 @@ def prepare(
     if config.train.gradient_checkpointing:
         enable_gradient_checkpointing(denoiser)
     return state
+
+
+def cache_inputs(pipe, family: Family, clips: list, dual_path: bool, device) -> tuple[torch.Tensor, ...]:
+    """Latents (and, for a dual-path method on a clip-wise VAE, every frame's as a one-frame clip) and caption
+    embeddings, computed once with the VAE and text encoder on the device and then sent back to the CPU, so they
+    never sit on the device beside the denoiser. Returns (latents, frame_latents, text)."""
+    encoders = [getattr(pipe, name) for name in ("vae", "text_encoder")]
+    for module in encoders:
+        module.to(device)
+    latents = frame_latents = encode_clips(pipe, family, clips, device)
+    if dual_path and not family.encodes_frames_alone():
+        frame_latents = encode_clips(pipe, family, clips, device, one_frame_clips=True)
+    text = encode_text(pipe, family, [c.caption for c in clips], device)
+    for module in encoders:
+        module.to("cpu")
+    return latents, frame_latents, text
 
 
 def attach_method_parts(state: TrainingState, clips: list) -> None:

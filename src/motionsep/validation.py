@@ -78,7 +78,9 @@ def _as_generate_samples(state: Any) -> Iterator[None]:
     back on the denoiser's device, a scheduler of its own (sampling sets its timesteps); then all as it was."""
     pipe, denoiser = state.pipe, state.denoiser
     device = next(p.device for p in denoiser.parameters())
-    places = {name: next(getattr(pipe, name).parameters()).device for name in ("vae", "text_encoder")}
+    # the VAE, the text encoder and a model's other expert wait on the CPU while training (train.cache_inputs)
+    others = [n for n, c in pipe.components.items() if isinstance(c, torch.nn.Module) and c is not denoiser]
+    places = {name: next(getattr(pipe, name).parameters()).device for name in others}
     scheduler = pipe.scheduler
     if state.highway is not None:
         state.highway.remove()
