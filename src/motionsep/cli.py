@@ -101,10 +101,15 @@ def cmd_generate(args) -> None:
 
 def cmd_inspect(args) -> None:
     from .inspection import format_report, inspect_model
+    from .memory import MemoryPlan
 
     targets = args.targets.split(",") if args.targets else None
+    if (args.frames is None) != (args.size is None):
+        raise MotionsepError("--frames and --size go together: give both for a memory prediction, or neither")
+    clip = (args.frames, tuple(args.size)) if args.frames is not None else None
+    plan = MemoryPlan(args.precision, args.fp8_base, args.gradient_checkpointing, args.fp8_text_encoder)
     report = inspect_model(
-        args.model, args.method, targets, args.rank, _highway_blocks(args.highway_blocks) or "deepest"
+        args.model, args.method, targets, args.rank, _highway_blocks(args.highway_blocks) or "deepest", clip, plan
     )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
 
@@ -776,7 +781,8 @@ def _inspect_parser(sub) -> None:
         "--model",
         required=True,
         help=MODEL_HELP + ", a UNet or transformer folder, its config.json, or a shipped config: zeroscope-config, "
-        "wan-1.3b-config, wan-14b-config, cogvideox-2b-config, cogvideox-5b-config",
+        "wan-1.3b-config, wan-14b-config, wan2.2-a14b-config, wan2.2-ti2v-5b-config, cogvideox-2b-config, "
+        "cogvideox-5b-config",
     )
     p.add_argument(
         "--method",
@@ -787,6 +793,15 @@ def _inspect_parser(sub) -> None:
     p.add_argument("--targets", help="override temporal targets, e.g. q,k")
     p.add_argument("--rank", type=int, default=32, help="LoRA rank for the parameter totals (default 32)")
     p.add_argument("--highway-blocks", help="'deepest' (default), 'all' or comma-separated indices")
+    memory = p.add_argument_group("memory prediction (with --frames and --size)")
+    memory.add_argument("--frames", type=int, help="frames per training clip, e.g. 81")
+    memory.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="clip height and width, e.g. 480 832")
+    memory.add_argument(
+        "--precision", default="bf16", choices=("bf16", "fp16", "fp32"), help="weight dtype (default bf16)"
+    )
+    memory.add_argument("--fp8-base", action="store_true", help="the frozen base stored in float8")
+    memory.add_argument("--gradient-checkpointing", action="store_true", help="recompute each block in backward")
+    memory.add_argument("--fp8-text-encoder", action="store_true", help="the text encoder stored in float8 to cache")
     _json(p)
     p.set_defaults(func=cmd_inspect)
 

@@ -101,6 +101,9 @@ class MemoryConfig:
     # the frozen base's weights stored in float8 (e4m3) and cast up layer by layer as they compute (diffusers'
     # enable_layerwise_casting); the LoRA stays fp32
     fp8_base: bool = False
+    # the text encoder's linear layers stored in float8 while it caches the captions (Wan's UMT5-XXL: 11.4 GB in
+    # bf16, 6.7 GB so); the captions' embeddings then differ a little from full precision, as musubi-tuner's fp8_t5
+    fp8_text_encoder: bool = False
 
 
 @dataclass

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import asdict
 from typing import Any
 
 from .highway import HighwaySettings, hook_points
+from .memory import MemoryPlan, latent_shape, predict_training_memory
 from .methods import lora_parameter_count, lora_targets, resolve_method
 from .models import (
     build_denoiser_from_config,
@@ -39,7 +41,11 @@ def inspect_model(
     targets: list[str] | None = None,
     rank: int = 32,
     highway_blocks: str | list[int] = "deepest",
+    clip: tuple[int, tuple[int, int]] | None = None,
+    plan: MemoryPlan | None = None,
 ) -> dict[str, Any]:
+    """What `method` trains on `model` and where the highway acts; with `clip` ((frames, (height, width))) the
+    predicted peak memory of training on such clips under `plan` (memory.py)."""
     preset = resolve_method(method, targets)
     denoiser = build_denoiser_from_config(load_denoiser_config(model))
     family = family_of(denoiser)
@@ -68,6 +74,11 @@ def inspect_model(
         }
     extras = _method_extras(denoiser, family, preset)
     highway = _highway_summary(denoiser, family, preset, highway_blocks)
+    trainable = sum(p["parameters"] for p in paths.values()) + sum(
+        p["parameters"] for p in extras.get("parts", {}).values()
+    )
+    if clip is not None:
+        extras["memory"] = _memory(model, family, clip, plan or MemoryPlan(), layers["temporal"], trainable)
     return {
         "model": model,
         "family": family.name,
@@ -82,12 +93,21 @@ def inspect_model(
         + (f" + tracking (weight {preset.tracking_weight:g})" if preset.tracking_weight else ""),
         "forwards_per_step": 2 if preset.dual_path else 1,
         "paths": paths,
-        "trainable_parameters": sum(p["parameters"] for p in paths.values())
-        + sum(p["parameters"] for p in extras.get("parts", {}).values()),
+        "trainable_parameters": trainable,
         **extras,
         "appearance_highway": highway,
         "expert_boundary": expert_boundary(model),
     }
+
+
+def _memory(model: str, family, clip, plan: MemoryPlan, lora_layers: list[str], trainable: int) -> dict[str, Any]:
+    """The memory prediction on a fresh meta denoiser (the prediction changes the one it is given)."""
+    frames, size = clip
+    denoiser = build_denoiser_from_config(load_denoiser_config(model))
+    shape = latent_shape(denoiser, model, family, frames, size)
+    text = (1, family.text_tokens, family.text_width(denoiser))
+    parts = predict_training_memory(denoiser, family, plan, lora_layers, trainable, shape, text)
+    return {"frames": frames, "size": list(size), "latent_shape": list(shape), "plan": asdict(plan), **parts}
 
 
 def _method_extras(denoiser, family, preset) -> dict[str, Any]:
@@ -148,6 +168,8 @@ def format_report(report: dict[str, Any]) -> str:
             f"experts    two of the size above (high noise: t >= {t} of 1000, low noise: below); the LoRA trains one "
             f"a run over its own timesteps (expert: high, the default, or low)"
         )
+    if "memory" in report:
+        lines += _memory_lines(report["memory"])
     ah = report["appearance_highway"]
     if "unavailable" in ah:
         lines.append(f"\nAppearance Highway: not available ({ah['unavailable']})")
@@ -161,3 +183,27 @@ def format_report(report: dict[str, Any]) -> str:
         for p in ah["hook_points"]
     ]
     return "\n".join(lines)
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def _memory_lines(memory: dict[str, Any]) -> list[str]:
+    plan = memory["plan"]
+    how = [
+        plan["precision"],
+        *(["fp8 base"] if plan["fp8_base"] else []),
+        *(["checkpointing"] if plan["gradient_checkpointing"] else []),
+        *(["fp8 text encoder"] if plan["fp8_text_encoder"] else []),
+    ]
+    _, _, frames, height, width = memory["latent_shape"]
+    return [
+        f"\nmemory     predicted peak {_gb(memory['peak'])}: {memory['size'][0]}x{memory['size'][1]}, "
+        f"{memory['frames']} frames (latents {frames} x {height} x {width}), batch 1, {', '.join(how)}",
+        f"    training  {_gb(memory['training'])}: frozen weights {_gb(memory['weights'])} + LoRA, gradients and "
+        f"AdamW {_gb(memory['trainable_state'])} + activations {_gb(memory['activations'])} "
+        "(traced on the meta device)",
+        f"    caching   {_gb(memory['caching'])}: the text encoder, before the denoiser moves to the device "
+        "(the VAE's own activations not counted)",
+    ]

@@ -163,6 +163,10 @@ def prepare(
     clips = load_clips(config.data)
     data = config.data
     clips += augmented(clips, data.augment_copies, data.jitter, config.train.seed, data.augment, data.colour_words)
+    if config.train.memory.fp8_text_encoder:
+        from diffusers.hooks import apply_layerwise_casting
+
+        apply_layerwise_casting(pipe.text_encoder, storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
     latents, frame_latents, text = cache_inputs(pipe, family, clips, method.dual_path, device)
     denoiser = denoiser_of(pipe, config.expert)
     if config.train.memory.fp8_base:  # before the LoRA exists: only the frozen base is stored in float8

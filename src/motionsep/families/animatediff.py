@@ -81,4 +81,6 @@ ANIMATEDIFF = AnimateDiffFamily(
         ),
     ),
     temporal_layer_classes=("AnimateDiffTransformer3D",),
+    text_encoder_parameters=123_060_480,  # SD 1.5's CLIP ViT-L/14 text encoder
+    text_encoder_embedding_parameters=37_963_776,
 )

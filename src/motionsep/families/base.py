@@ -57,6 +57,12 @@ class Family:
     # classes of the layers that make up every temporal path, which MotionDirector's spatial path bypasses as
     # identities (a U-Net's temporal transformers and convolutions); a DiT has none: every attention mixes frames
     temporal_layer_classes: tuple[str, ...] = ()
+    # for a memory prediction from configs alone (memory.py): the published text encoder's parameter count, the
+    # published VAE's (temporal, spatial) factors and the prompt length the pipeline encodes
+    text_encoder_parameters: int = 0
+    text_encoder_embedding_parameters: int = 0  # its token embedding's share (kept at the weight dtype under fp8)
+    vae_factors: tuple[int, int] = (1, 8)
+    text_tokens: int = 77
 
     @property
     def supports_highway(self) -> bool:
@@ -137,6 +143,13 @@ class Family:
         """The width of the text embeddings the denoiser reads."""
         return int(denoiser.config.cross_attention_dim)
 
+    def checkpoint_units(self, denoiser) -> list[str]:
+        """The modules gradient checkpointing recomputes one at a time: the U-Net's blocks (train's
+        enable_gradient_checkpointing); a DiT's transformer blocks."""
+        names = ["transformer_in", "mid_block"]
+        names += [f"{kind}.{i}" for kind in ("down_blocks", "up_blocks") for i in range(len(getattr(denoiser, kind)))]
+        return [n for n in names if getattr(denoiser, n.split(".")[0], None) is not None]
+
     def all_temporal_off(self) -> list[str] | None:
         """The pathways that make up every temporal path (the probe's floor, MotionDirector's spatial path);
         None: every temporal layer is bypassed as an identity instead (a U-Net has temporal layers of its own)."""
@@ -179,12 +192,16 @@ class DiTFamily(Family):
     temporal_attentions: tuple[str, ...] = ("attn1",)
     text_per_frame: bool = False
     native_size: tuple[int, int] = (480, 832)  # (height, width) to sample at
+    vae_factors: tuple[int, int] = (4, 8)
     # the length the pipeline pads prompts to when it samples; training encodes captions to the same length, so a
     # LoRA learns with the text conditioning it is sampled with
     text_tokens: int = 512
 
     def encodes_frames_alone(self) -> bool:
         return False  # a causal VAE's first latent frame is one frame, the others four: a frame needs a clip
+
+    def checkpoint_units(self, denoiser) -> list[str]:
+        return [f"{self.blocks_attribute}.{i}" for i in range(len(getattr(denoiser, self.blocks_attribute)))]
 
     def text_length(self, pipe) -> int:
         return self.text_tokens

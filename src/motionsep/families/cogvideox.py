@@ -102,4 +102,6 @@ COGVIDEOX = CogVideoXFamily(
     blocks_attribute="transformer_blocks",
     native_size=(480, 720),
     text_tokens=226,
+    text_encoder_parameters=4_762_310_656,  # the T5-XXL encoder (transformers' T5EncoderModel of google/t5-v1_1-xxl)
+    text_encoder_embedding_parameters=131_596_288,
 )

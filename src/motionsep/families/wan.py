@@ -122,4 +122,6 @@ WAN = WanFamily(
     feed_forward="ffn",
     native_size=(480, 832),
     text_tokens=512,  # WanPipeline.__call__ pads to Wan's text_len, while its encode_prompt defaults to 226
+    text_encoder_parameters=5_680_910_336,  # the UMT5-XXL encoder (11.4 GB in bf16)
+    text_encoder_embedding_parameters=1_050_148_864,
 )
