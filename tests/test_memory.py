@@ -73,11 +73,9 @@ def test_each_switch_of_the_plan_changes_its_own_part():
     assert checkpointed["activations"] < plain["activations"] and checkpointed["weights"] == plain["weights"]
     assert plain["peak"] == max(plain["training"], plain["caching"])
     text = predict(fp8_text_encoder=True)["caching"]
-    embedding, rest = (
-        WAN.text_encoder_embedding_parameters,
-        WAN.text_encoder_parameters - WAN.text_encoder_embedding_parameters,
-    )
-    assert (plain["caching"], text) == (2 * (embedding + rest), 2 * embedding + rest)  # bf16; float8 but the embedding
+    kept = WAN.text_encoder_unscaled_parameters
+    rest = WAN.text_encoder_parameters - kept
+    assert (plain["caching"], text) == (2 * (kept + rest), 2 * kept + rest)  # bf16; float8 but embedding and `wo`
 
 
 def test_inspect_predicts_wan_at_real_size_and_says_what_is_missing(capsys):

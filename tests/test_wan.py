@@ -677,6 +677,16 @@ def test_an_fp8_base_trains_an_fp32_lora_whose_loss_matches_the_full_precision_o
     assert all(p.grad is not None for p in state.params[MOTION])
 
 
+def test_an_fp8_text_encoder_caches_captions_close_to_full_precision(wan_config):
+    plain = prepare(wan_config("tap"))
+    state = prepare(wan_config("tap", train={"memory": {"fp8_text_encoder": True}}))
+    encoder = state.pipe.text_encoder
+    linear = next(m for m in encoder.modules() if isinstance(m, torch.nn.Linear))
+    assert linear.weight.dtype == torch.float8_e4m3fn  # stored in float8 (the embedding and norms are not layers cast)
+    difference = (state.text - plain.text).norm() / plain.text.norm()
+    assert 0 < difference.item() < 0.1
+
+
 def test_inspect_counts_the_dit_methods_parts_and_says_how_heads_are_chosen(pipeline_dirs):
     from motionsep.inspection import inspect_model
 

@@ -158,9 +158,9 @@ def predict_training_memory(
     activations = everything
     if plan.gradient_checkpointing and per_unit:
         activations = everything - sum(per_unit.values()) + sum(inputs.values()) + max(per_unit.values())
-    embedding = family.text_encoder_embedding_parameters
-    per_parameter = 1 if plan.fp8_text_encoder else WEIGHT_BYTES[plan.precision]  # the embedding is not a layer cast
-    caching = embedding * WEIGHT_BYTES[plan.precision] + (family.text_encoder_parameters - embedding) * per_parameter
+    unscaled = family.text_encoder_unscaled_parameters  # left at the weight dtype by float8 storage
+    per_parameter = 1 if plan.fp8_text_encoder else WEIGHT_BYTES[plan.precision]
+    caching = unscaled * WEIGHT_BYTES[plan.precision] + (family.text_encoder_parameters - unscaled) * per_parameter
     training = weights + trainable_parameters * TRAINABLE_BYTES + activations
     return {
         "weights": weights,

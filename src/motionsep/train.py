@@ -165,8 +165,12 @@ def prepare(
     clips += augmented(clips, data.augment_copies, data.jitter, config.train.seed, data.augment, data.colour_words)
     if config.train.memory.fp8_text_encoder:
         from diffusers.hooks import apply_layerwise_casting
+        from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
 
-        apply_layerwise_casting(pipe.text_encoder, storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+        # T5 casts its input to `wo`'s weight dtype before `wo` runs: the modules it keeps at its own dtype stay so
+        kept = tuple(getattr(pipe.text_encoder, "_keep_in_fp32_modules", None) or ())
+        skip = DEFAULT_SKIP_MODULES_PATTERN + kept
+        apply_layerwise_casting(pipe.text_encoder, torch.float8_e4m3fn, dtype, skip_modules_pattern=skip)
     latents, frame_latents, text = cache_inputs(pipe, family, clips, method.dual_path, device)
     denoiser = denoiser_of(pipe, config.expert)
     if config.train.memory.fp8_base:  # before the LoRA exists: only the frozen base is stored in float8

@@ -82,5 +82,5 @@ ANIMATEDIFF = AnimateDiffFamily(
     ),
     temporal_layer_classes=("AnimateDiffTransformer3D",),
     text_encoder_parameters=123_060_480,  # SD 1.5's CLIP ViT-L/14 text encoder
-    text_encoder_embedding_parameters=37_963_776,
+    text_encoder_unscaled_parameters=37_963_776,
 )

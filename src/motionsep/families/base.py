@@ -60,7 +60,9 @@ class Family:
     # for a memory prediction from configs alone (memory.py): the published text encoder's parameter count, the
     # published VAE's (temporal, spatial) factors and the prompt length the pipeline encodes
     text_encoder_parameters: int = 0
-    text_encoder_embedding_parameters: int = 0  # its token embedding's share (kept at the weight dtype under fp8)
+    # its parameters that float8 storage leaves at the weight dtype: the token embedding and T5's `wo` (which T5
+    # keeps at its own dtype: train.memory.fp8_text_encoder skips it)
+    text_encoder_unscaled_parameters: int = 0
     vae_factors: tuple[int, int] = (1, 8)
     text_tokens: int = 77
 

@@ -103,5 +103,5 @@ COGVIDEOX = CogVideoXFamily(
     native_size=(480, 720),
     text_tokens=226,
     text_encoder_parameters=4_762_310_656,  # the T5-XXL encoder (transformers' T5EncoderModel of google/t5-v1_1-xxl)
-    text_encoder_embedding_parameters=131_596_288,
+    text_encoder_unscaled_parameters=1_138_229_248,
 )

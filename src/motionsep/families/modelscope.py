@@ -30,5 +30,5 @@ MODELSCOPE = Family(
     first_temporal_layer="transformer_in",
     temporal_layer_classes=("TemporalConvLayer", "TransformerTemporalModel"),
     text_encoder_parameters=340_387_840,  # OpenCLIP ViT-H/14's text tower, 23 layers (as SD 2.x)
-    text_encoder_embedding_parameters=50_675_712,
+    text_encoder_unscaled_parameters=50_675_712,
 )

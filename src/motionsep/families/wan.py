@@ -123,5 +123,5 @@ WAN = WanFamily(
     native_size=(480, 832),
     text_tokens=512,  # WanPipeline.__call__ pads to Wan's text_len, while its encode_prompt defaults to 226
     text_encoder_parameters=5_680_910_336,  # the UMT5-XXL encoder (11.4 GB in bf16)
-    text_encoder_embedding_parameters=1_050_148_864,
+    text_encoder_unscaled_parameters=2_056_781_824,
 )
