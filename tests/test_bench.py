@@ -149,6 +149,9 @@ def _merges_runs_of_one_protocol(tmp_path, whole: dict) -> None:
     assert merged["pooled"] == whole["pooled"] and list(merged["variants"]) == list(whole["variants"])
     report = (tmp_path / "merged" / "leakage.md").read_text()
     assert all(f"| {name} |" in report for name in whole["pooled"]) and report.count("Merged run:") == 2
+    # a merged report merged again names the runs that measured, not the merge
+    again = merge_leakage_reports([tmp_path / "merged" / "leakage.json", parts[1]], tmp_path / "again")
+    assert [r["command"] for r in again["merged_runs"]] == [whole["command"]] * 3
     other = {**whole, "settings": {**whole["settings"], "train_steps": 7}}
     (tmp_path / "other.json").write_text(json.dumps(other))
     with pytest.raises(MotionsepError, match="train_steps differ"):

@@ -460,7 +460,12 @@ def merge_leakage_reports(sources: list[Path], out: Path, overwrite: bool = Fals
     for key in ("wall_seconds", "compute_seconds"):
         merged[key] = round(sum(r[key] for r in results), 1)
     merged["command"] = command or "motionsep bench leakage --merge ..."
-    merged["merged_runs"] = [{"command": r["command"], "date": r["date"], "machine": r["machine"]} for r in results]
+    # a merged report brings the runs it was merged from, so the header always names the runs that measured
+    merged["merged_runs"] = [
+        run
+        for r in results
+        for run in r.get("merged_runs") or [{"command": r["command"], "date": r["date"], "machine": r["machine"]}]
+    ]
     merged["date"] = max(r["date"] for r in results)
     out.mkdir(parents=True, exist_ok=True)
     write_report(out, merged)
