@@ -12,7 +12,7 @@ FLOORS = {
     0: ("word_tokenizer", "testing"),
     1: ("errors", "checkpoint", "video", "config", "data", "stats", "tracks", "__init__"),
     2: ("families", "models"),
-    3: ("methods", "adapters", "highway", "pli", "losses", "record", "encoding", "heads", "parts"),
+    3: ("methods", "adapters", "highway", "pli", "losses", "record", "encoding", "heads", "parts", "memory"),
     4: ("train", "generate", "validation", "export", "noise_prior", "inspection", "probe"),
     5: ("evaluation", "motion_fidelity", "toy", "bench", "demo"),
     6: ("cli", "ui", "__main__"),

@@ -207,6 +207,37 @@ def test_swapped_scene_turns_the_named_colour_and_recolours_the_rest_by_one_map(
     assert plain.caption == "a square" and not np.array_equal(plain.frames, frames)
 
 
+def test_new_scenes_paint_the_swapped_object_over_a_scene_the_model_draws_without_its_own_object():
+    from motionsep.config import NewScenes
+    from motionsep.data import Clip, augmented
+
+    words = {"red": (220, 30, 30), "blue": (40, 80, 230), "green": (40, 180, 50)}
+    frames = np.full((4, 12, 12, 3), 90, np.uint8)
+    for i in range(4):  # a red square moving right over grey
+        frames[i, 2:5, i : i + 3] = words["red"]
+    drawn = []
+
+    def draw(caption, seed):  # the "model": a still object of the caption's colour on a plain olive scene
+        drawn.append(caption)
+        video = np.full((4, 12, 12, 3), (120, 120, 40), np.uint8)
+        video[:, 7:10, 7:10] = words[caption.split()[1]]
+        return video
+
+    scenes = NewScenes("on grey", ["on grey", "on olive"])
+    clip = Clip(Path("a.mp4"), frames, "a red square on grey")
+    copies = augmented([clip], 3, 0.5, 0, "new-scenes", words, scenes, draw)
+    assert drawn == [c.caption for c in copies] and {c.caption.split(" on ")[1] for c in copies} == {"olive"}
+    square = (frames == words["red"]).all(-1)
+    for copy in copies:
+        colour = words[copy.caption.split()[1]]
+        assert np.array_equal((copy.frames == colour).all(-1), square)  # the clip's object, moved where it moved
+        # the drawn object is painted out: its place shows the drawn scene, as does everything off the object
+        assert np.abs(copy.frames[~square].astype(int) - (120, 120, 40)).max() <= 2
+    # a caption without the scene phrase: colours swapped over the clip's own scene
+    (plain,) = augmented([Clip(Path("b.mp4"), frames, "a red square")], 1, 0.5, 0, "new-scenes", words, scenes, draw)
+    assert plain.caption in ("a blue square", "a green square") and len(drawn) == 3
+
+
 def test_recompose_keeps_the_moving_pixels_where_they_are_and_changes_the_background():
     from motionsep.data import Clip, augmented, split_layers
 

@@ -21,6 +21,18 @@ from .errors import MotionsepError, closest
 
 
 @dataclass
+class NewScenes:
+    """`data.augment: new-scenes`: copies of the clips in scenes the base model draws itself. `phrase` is the words
+    of the captions that name the clips' scene; each copy replaces them by one of `prompts`, has the base model
+    draw that caption, and paints the clip's object (found by the colour its caption names) over it."""
+
+    phrase: str = ""  # e.g. "on a checker background"
+    prompts: list[str] = field(default_factory=list)  # e.g. ["on a plain background", "on a stripes background"]
+    steps: int = 30  # sampling steps and guidance of the drawn scenes
+    guidance: float = 12.0
+
+
+@dataclass
 class DataConfig:
     path: str = ""  # one video file or a folder of clips
     caption: str | None = None  # None: a same-name .txt beside each clip
@@ -35,12 +47,14 @@ class DataConfig:
     # how the copies differ: recolour (one random colour map, the caption kept), swap-colours (the caption's first
     # colour word turned into another colour, in the pixels near it and in the words, so the caption stays true;
     # recolour where the caption names no colour), swap-scene (swap-colours, and the rest of the scene recoloured
-    # by one random map, its patterns kept) or recompose (the moving foreground and the static background
+    # by one random map, its patterns kept), new-scenes (swap-colours over scenes the base model draws: new_scenes)
+    # or recompose (the moving foreground and the static background
     # recoloured apart, the background often replaced, the foreground grown or shrunk; the caption kept)
     augment: str = "recolour"
     # swap-colours, swap-scene: the colour words they read and write, name: [r, g, b]; empty: English's basic
     # colour terms
     colour_words: dict[str, list[int]] = field(default_factory=dict)
+    new_scenes: NewScenes = field(default_factory=NewScenes)
     # cyclic motions filmed from any point: each clip's window of `frames` starts where its motion (optical flow)
     # best matches the first clip's, so every clip shows the cycle from the same phase (needs clips longer
     # than `frames`); false: every clip from its first frame, with a warning when their motions are out of phase
@@ -264,7 +278,7 @@ def _check_schedule(train: OptimConfig) -> None:
 
 
 EXPERTS = ("high", "low")
-AUGMENTATIONS = ("recolour", "swap-colours", "swap-scene", "recompose")
+AUGMENTATIONS = ("recolour", "swap-colours", "swap-scene", "new-scenes", "recompose")
 LOSSES = ("standard", "across-frames")
 
 
@@ -276,6 +290,12 @@ def _check_augmentation(data: DataConfig) -> None:
             raise MotionsepError(f"data.colour_words.{word} must be [r, g, b] of integers 0-255, got {rgb}")
     if len(data.colour_words) == 1:
         raise MotionsepError("data.colour_words names one colour: give at least two (or none for the basic terms)")
+    scenes = data.new_scenes
+    if data.augment == "new-scenes" and data.augment_copies and not (scenes.phrase and scenes.prompts):
+        raise MotionsepError(
+            "data.augment is new-scenes: set data.new_scenes.phrase (the captions' words for their scene) and "
+            "data.new_scenes.prompts (words for other scenes)"
+        )
 
 
 def validate(config: TrainConfig) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import DataConfig
+from .config import DataConfig, NewScenes
 from .errors import MotionsepError
 from .video import VIDEO_EXTENSIONS, read_video
 
@@ -264,10 +264,11 @@ SWAP_REACH = 90.0
 
 def _named_colour(
     clip: Clip, rng: np.random.Generator, words: Mapping[str, Sequence[int]]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, str] | None:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, np.ndarray] | None:
     """What a colour swap needs: the clip's pixels (0-1), the named colour's colour map applied to them, each
-    pixel's closeness to the named colour (full at the colour, none at SWAP_REACH) and the caption with the new
-    colour word; None when the caption names none of `words` or the clip does not show the colour it names."""
+    pixel's closeness to the named colour (full at the colour, none at SWAP_REACH), the caption with the new
+    colour word and the new colour (0-1); None when the caption names none of `words` or the clip does not show
+    the colour it names."""
     tokens = re.split(r"(\W+)", clip.caption)
     named = [t.lower() for t in tokens if t.lower() in words]
     if not named:
@@ -280,7 +281,7 @@ def _named_colour(
     if not (weight > 0.5).any():  # the named colour is nowhere in the clip: renaming it would make a false caption
         return None
     caption = "".join(target if t.lower() == source else t for t in tokens)
-    return x, _colour_map(table[source], table[target])(x), weight, caption
+    return x, _colour_map(table[source], table[target])(x), weight, caption, table[target]
 
 
 def _as_uint8(x: np.ndarray) -> np.ndarray:
@@ -298,7 +299,7 @@ def swap_colours(clip: Clip, rng: np.random.Generator, words: Mapping[str, Seque
     found = _named_colour(clip, rng, words)
     if found is None:
         return None
-    x, moved, weight, caption = found
+    x, moved, weight, caption, _ = found
     return Clip(clip.path, _as_uint8(x + weight * (moved - x)), caption)
 
 
@@ -310,8 +311,42 @@ def swap_scene(clip: Clip, rng: np.random.Generator, words: Mapping[str, Sequenc
     found = _named_colour(clip, rng, words)
     if found is None:
         return None
-    _, moved, weight, caption = found
+    _, moved, weight, caption, _ = found
     scene = recolour(clip.frames, rng, jitter).astype(np.float64) / 255
+    return Clip(clip.path, _as_uint8(scene + weight * (moved - scene)), caption)
+
+
+def _without_object(video: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """A drawn video with its object (the pixels near `colour`, 0-1, and two pixels around them) painted over from
+    the scene around it, frame by frame (OpenCV's inpainting: a drawn object often stands still, so no frame shows
+    what is behind it). uint8 in, 0-1 out."""
+    near = np.linalg.norm(video.astype(np.float64) / 255 - colour, axis=-1) * 255 < SWAP_REACH
+    grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    out = [
+        cv2.inpaint(np.ascontiguousarray(frame), cv2.dilate(mask.astype(np.uint8), grow), 3, cv2.INPAINT_TELEA)
+        for frame, mask in zip(video, near)
+    ]
+    return np.stack(out).astype(np.float64) / 255
+
+
+def new_scene(
+    clip: Clip,
+    rng: np.random.Generator,
+    words: Mapping[str, Sequence[int]],
+    scenes: NewScenes,
+    draw: Callable[[str, int], np.ndarray],
+) -> Clip | None:
+    """`swap_colours` over a scene the base model draws: the caption's colour swapped and its scene phrase replaced by
+    another of `scenes.prompts`; `draw(caption, seed)` makes that video, its object is taken out (`_without_object`),
+    and the clip's object, in its new colour, is painted over it where it moved. Every caption word stays true, and
+    the scene is one the model itself draws for those words. None where `swap_colours` gives None or the caption
+    lacks the scene phrase."""
+    found = _named_colour(clip, rng, words)
+    if found is None or scenes.phrase not in found[3]:
+        return None
+    _, moved, weight, caption, colour = found
+    caption = caption.replace(scenes.phrase, str(rng.choice([p for p in scenes.prompts if p != scenes.phrase])))
+    scene = _without_object(draw(caption, int(rng.integers(2**31))), colour)
     return Clip(clip.path, _as_uint8(scene + weight * (moved - scene)), caption)
 
 
@@ -322,11 +357,14 @@ def augmented(
     seed: int,
     kind: str = "recolour",
     colour_words: Mapping[str, Sequence[int]] | None = None,
+    scenes: NewScenes | None = None,
+    draw: Callable[[str, int], np.ndarray] | None = None,
 ) -> list[Clip]:
     """`copies` augmented copies of every clip, a function of the seed: appearance augmentation by `kind`, one of
-    config.AUGMENTATIONS. `recolour` and `recompose` keep the caption; `swap-colours` and `swap-scene` change the
-    caption's colour words with the pixels (`swap_colours`, `swap_scene`), and recolour a clip whose caption names
-    no colour of `colour_words`."""
+    config.AUGMENTATIONS. `recolour` and `recompose` keep the caption; `swap-colours`, `swap-scene` and `new-scenes`
+    change the caption's colour words with the pixels (`swap_colours`, `swap_scene`, `new_scene`, which also needs
+    `scenes` and a `draw` of the base model, and swaps colours alone where the caption lacks the scene phrase), and
+    recolour a clip whose caption names no colour of `colour_words`."""
     rng = np.random.default_rng(seed)
     words = colour_words or BASIC_COLOURS
     out = []
@@ -337,6 +375,8 @@ def augmented(
                 swapped = swap_colours(clip, rng, words)
             elif kind == "swap-scene":
                 swapped = swap_scene(clip, rng, words, jitter)
+            elif kind == "new-scenes" and scenes is not None and draw is not None:
+                swapped = new_scene(clip, rng, words, scenes, draw) or swap_colours(clip, rng, words)
             if swapped is not None:
                 out.append(swapped)
                 continue

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -160,9 +161,7 @@ def prepare(
             f"the {family.name} family (a DiT) has none: remove it or set it to false"
         )
     family.check_clip_shape(pipe, config.data.frames, config.data.size)
-    clips = load_clips(config.data)
-    data = config.data
-    clips += augmented(clips, data.augment_copies, data.jitter, config.train.seed, data.augment, data.colour_words)
+    clips = training_clips(config, pipe, family, device)
     if config.train.memory.fp8_text_encoder:
         from diffusers.hooks import apply_layerwise_casting
         from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
@@ -200,6 +199,33 @@ def prepare(
     if config.train.gradient_checkpointing:
         enable_gradient_checkpointing(denoiser)
     return state
+
+
+def training_clips(config: TrainConfig, pipe, family: Family, device) -> list:
+    """The reference clips and their augmented copies (data.augment_copies)."""
+    data = config.data
+    clips = load_clips(data)
+    draw = scene_drawer(pipe, family, config, device) if data.augment == "new-scenes" else None
+    settings = (data.augment, data.colour_words, data.new_scenes, draw)
+    return clips + augmented(clips, data.augment_copies, data.jitter, config.train.seed, *settings)
+
+
+def scene_drawer(pipe, family: Family, config: TrainConfig, device) -> Callable[[str, int], np.ndarray]:
+    """`draw(caption, seed)`: the base model's video of a caption at the training clips' frames and size, for
+    `data.augment: new-scenes` (before any LoRA exists; the whole pipeline visits the device for it)."""
+    from .generate import MotionPipeline, SamplingSettings
+
+    data, scenes = config.data, config.data.new_scenes
+    settings = SamplingSettings(data.frames, data.size[0], data.size[1], scenes.steps, scenes.guidance)
+
+    def draw(caption: str, seed: int) -> np.ndarray:
+        pipe.to(device)
+        try:
+            return MotionPipeline(pipe, family).videos([caption], [seed], settings)[0]
+        finally:
+            pipe.to("cpu")
+
+    return draw
 
 
 def cache_inputs(pipe, family: Family, clips: list, dual_path: bool, device) -> tuple[torch.Tensor, ...]:

@@ -80,6 +80,10 @@ TRAININGS = {
     "full-lora-scene-across": Training(
         "full-lora", augment_copies=AUGMENTED_COPIES, augment="swap-scene", loss="across-frames"
     ),
+    "full-lora-new-scenes": Training("full-lora", augment_copies=AUGMENTED_COPIES, augment="new-scenes"),
+    "full-lora-new-scenes-across": Training(
+        "full-lora", augment_copies=AUGMENTED_COPIES, augment="new-scenes", loss="across-frames"
+    ),
     "full-lora-many-looks": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=NAMED),
     "full-lora-many-shapes": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=("shape",)),
     "full-lora-many-colours": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=("colour", "background")),
@@ -140,6 +144,9 @@ VARIANTS = (
     # swapped colours and the rest of the scene recoloured apart (its pattern kept, so the caption stays true)
     Variant("full-lora + swapped scene", "full-lora-scene", group="augmentation"),
     Variant("full-lora + swapped scene, across-frames loss", "full-lora-scene-across", group="augmentation"),
+    # swapped colours over scenes the base model draws for the world's other background words (captions true)
+    Variant("full-lora + new scenes", "full-lora-new-scenes", group="augmentation"),
+    Variant("full-lora + new scenes, across-frames loss", "full-lora-new-scenes-across", group="augmentation"),
     # which variety frees the motion: the multi-look control's clips with one attribute group varied, the rest the
     # reference look (the world's own renderer: a diagnostic of the world, not a method)
     Variant("full-lora, 16 clips, shapes vary", "full-lora-many-shapes", group="look variety"),

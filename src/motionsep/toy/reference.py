@@ -98,10 +98,20 @@ AUGMENTED_COPIES = 3
 
 
 def _augmentation(copies: int, kind: str) -> dict:
-    """The data keys of appearance augmentation; the swaps read and write the world's own colour words."""
-    from .world import COLOURS
+    """The data keys of appearance augmentation. The swaps read and write the world's own colour words; new scenes
+    replace the reference look's background words by the world's other backgrounds, drawn as the bench samples."""
+    from .protocol import TOY_SAMPLING
+    from .world import BACKGROUNDS, COLOURS
 
-    words = {"colour_words": {w: list(rgb) for w, rgb in COLOURS.items()}} if kind.startswith("swap-") else {}
+    swaps = kind not in ("recolour", "recompose")
+    words: dict = {"colour_words": {w: list(rgb) for w, rgb in COLOURS.items()}} if swaps else {}
+    if kind == "new-scenes":
+        words["new_scenes"] = {
+            "phrase": f"on a {REFERENCE_LOOK['background']} background",
+            "prompts": [f"on a {b} background" for b in BACKGROUNDS if b != REFERENCE_LOOK["background"]],
+            "steps": TOY_SAMPLING.steps,
+            "guidance": TOY_SAMPLING.guidance,
+        }
     return {"augment_copies": copies} | ({"augment": kind} if kind != "recolour" else {}) | words
 
 
