@@ -68,6 +68,8 @@ def test_wrong_type_and_unknown_method_and_target(tmp_path, pipeline_dirs, clip_
     assert code == 2 and "did you mean 'motiondirector'" in err
     code, err = run_train(config, capsys, "--set", "lora.targets=[q, kk]")
     assert code == 2 and "unknown LoRA target 'kk'" in err
+    code, err = run_train(config, capsys, "--set", "data.augment=new-scenes", "--set", "data.augment_copies=2")
+    assert code == 2 and "set data.new_scenes.phrase" in err
 
 
 def test_not_a_pipeline_folder(tmp_path, pipeline_dirs, clip_dir, capsys):

@@ -50,28 +50,7 @@ def inspect_model(
     denoiser = build_denoiser_from_config(load_denoiser_config(model))
     family = family_of(denoiser)
     layers = lora_targets(denoiser, preset)
-    temporal = temporal_transformers(denoiser)
-    paths: dict[str, dict[str, Any]] = {
-        "temporal": {
-            "targets": list(preset.temporal_targets),
-            "transformers": len(
-                set(temporal) | (set(spatial_transformers(denoiser)) if preset.joint_spatial_targets else set())
-            ),
-            "blocks": _blocks(layers["temporal"]),
-            "layers": layers["temporal"],
-            "parameters": lora_parameter_count(denoiser, layers["temporal"], rank),
-            "used_at_inference": True,
-        }
-    }
-    if preset.dual_path:
-        paths["spatial"] = {
-            "targets": list(preset.spatial_targets),
-            "transformers": len(spatial_transformers(denoiser)),
-            "blocks": _blocks(layers["spatial"]),
-            "layers": layers["spatial"],
-            "parameters": lora_parameter_count(denoiser, layers["spatial"], rank),
-            "used_at_inference": False,
-        }
+    paths = _lora_paths(denoiser, preset, layers, rank)
     extras = _method_extras(denoiser, family, preset)
     highway = _highway_summary(denoiser, family, preset, highway_blocks)
     trainable = sum(p["parameters"] for p in paths.values()) + sum(
@@ -98,6 +77,33 @@ def inspect_model(
         "appearance_highway": highway,
         "expert_boundary": expert_boundary(model),
     }
+
+
+def _lora_paths(denoiser, preset, layers: dict[str, list[str]], rank: int) -> dict[str, dict[str, Any]]:
+    """Each path's LoRA: its targets, layers, the transformers and blocks they sit in, its parameters."""
+    temporal = temporal_transformers(denoiser)
+    paths: dict[str, dict[str, Any]] = {
+        "temporal": {
+            "targets": list(preset.temporal_targets),
+            "transformers": len(
+                set(temporal) | (set(spatial_transformers(denoiser)) if preset.joint_spatial_targets else set())
+            ),
+            "blocks": _blocks(layers["temporal"]),
+            "layers": layers["temporal"],
+            "parameters": lora_parameter_count(denoiser, layers["temporal"], rank),
+            "used_at_inference": True,
+        }
+    }
+    if preset.dual_path:
+        paths["spatial"] = {
+            "targets": list(preset.spatial_targets),
+            "transformers": len(spatial_transformers(denoiser)),
+            "blocks": _blocks(layers["spatial"]),
+            "layers": layers["spatial"],
+            "parameters": lora_parameter_count(denoiser, layers["spatial"], rank),
+            "used_at_inference": False,
+        }
+    return paths
 
 
 def _memory(model: str, family, clip, plan: MemoryPlan, lora_layers: list[str], trainable: int) -> dict[str, Any]:
