@@ -236,9 +236,25 @@ def measure_training(model: str, method_name: str, settings: dict) -> dict:
         "seconds_per_step": statistics.median(times),
         "step_times": [round(t, 4) for t in times],
         "peak_memory_bytes": peak,
+        "predicted_memory_bytes": _predicted_above_model(model, state, s),
         "frozen_parameters": sum(p.numel() for p in state.denoiser.parameters() if not p.requires_grad),
         "latents": list(state.latents.shape),
     }
+
+
+def _predicted_above_model(model: str, state, s: CostSettings) -> int:
+    """What `motionsep inspect --frames --size` predicts for the measured part of the peak, above the loaded model
+    and LoRA: the activations, and the LoRA's gradients and AdamW moments (12 bytes a trainable parameter)."""
+    from ..memory import MemoryPlan, predict_training_memory
+    from ..models import build_denoiser_from_config, family_of, load_denoiser_config
+
+    meta = build_denoiser_from_config(load_denoiser_config(COST_MODEL_SOURCES[model]))
+    precision = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[s.dtype]
+    plan = MemoryPlan(precision, gradient_checkpointing=s.gradient_checkpointing)
+    trainable = sum(p.numel() for group in state.params.values() for p in group)
+    latents, text = tuple(state.latents.shape), tuple(state.text.shape)
+    parts = predict_training_memory(meta, family_of(meta), plan, state.targets["temporal"], 0, latents, text)
+    return parts["activations"] + 12 * trainable
 
 
 def _cost_state(model: str, method_name: str, s: CostSettings):

@@ -372,8 +372,8 @@ def _training_table(model: str, rows: list[dict]) -> list[str]:
         f"{rows[0]['latents']})",
         "",
         "| method | LoRA layers (temporal + spatial) | trainable parameters | motion LoRA file | all saved | s / "
-        "step | peak memory |",
-        "|---|---|---|---|---|---|---|",
+        "step | peak memory | predicted |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         layers = r["lora_layers"]
@@ -383,7 +383,8 @@ def _training_table(model: str, rows: list[dict]) -> list[str]:
             f"| {_bytes(r['motion_lora_bytes'])}{_ratio(r, 'motion_lora_bytes')} | "
             f"{_bytes(r['saved_bytes'])}{_ratio(r, 'saved_bytes')} "
             f"| {r['seconds_per_step']:.3f}{_ratio(r, 'seconds_per_step')} | "
-            f"{_bytes(r['peak_memory_bytes'])}{_ratio(r, 'peak_memory_bytes')} |"
+            f"{_bytes(r['peak_memory_bytes'])}{_ratio(r, 'peak_memory_bytes')} | "
+            f"{_bytes(r['predicted_memory_bytes']) if 'predicted_memory_bytes' in r else '-'} |"
         )
     return [*lines, ""]
 
@@ -404,7 +405,9 @@ def cost_report(result: dict) -> str:
         "`motiondirector` (on Wan, a DiT: to `full-lora`, what its trainers train) "
         "in the same run. A step is motionsep's training step (both paths for dual-path methods) plus AdamW, on "
         "cached latents; "
-        "peak memory is above the loaded model (CPU: peak resident memory, VmHWM; GPU: torch's peak allocation).",
+        "peak memory is above the loaded model (CPU: peak resident memory, VmHWM; GPU: torch's peak allocation); "
+        "predicted: what `motionsep inspect --frames --size` predicts for that part (activations traced on the "
+        "meta device, the LoRA's gradients and AdamW moments).",
         "",
     ]
     if any(r["model"] == "wan-1.3b" for r in result["training"]):
