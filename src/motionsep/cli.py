@@ -501,9 +501,9 @@ def _demo_parser(sub) -> None:
         "--method",
         action="append",
         help="method preset, repeatable; +AUGMENTATION trains it on 3 augmented copies of each clip (recolour, "
-        "swap-colours, recompose) and +LOSS with train.loss (across-frames), e.g. full-lora+swap-colours+across-frames "
-        "(default: tap, with the Appearance Highway, and motiondirector; on toy-wan, a DiT: "
-        "full-lora+swap-colours+across-frames and full-lora)",
+        "swap-colours, swap-scene, new-scenes, recompose) and +LOSS with train.loss (across-frames), e.g. "
+        "full-lora+new-scenes+across-frames (default: tap, with the Appearance Highway, and motiondirector; on "
+        "toy-wan, a DiT: full-lora+new-scenes+across-frames and full-lora)",
     )
     p.add_argument(
         "--model",

@@ -51,7 +51,7 @@ def _generate(
 # DiT the best one-look recipe the Wan-world bench measured (docs/shapes-world.md) against the LoRA on every
 # layer that its trainers train.
 DEMO_METHODS = ("tap", "motiondirector")
-DIT_DEMO_METHODS = ("full-lora+swap-colours+across-frames", "full-lora")
+DIT_DEMO_METHODS = ("full-lora+new-scenes+across-frames", "full-lora")
 
 
 def demo_methods(model: str) -> tuple[str, ...]:
@@ -63,7 +63,7 @@ def demo_methods(model: str) -> tuple[str, ...]:
 def demo_training(method: str) -> dict:
     """The training settings of a demo method: a preset, optionally followed by "+AUGMENTATION" (the preset
     trained on augmented copies of the reference clips, data.augment) and "+LOSS" (train.loss), e.g.
-    full-lora+swap-colours+across-frames."""
+    full-lora+new-scenes+across-frames."""
     from .config import AUGMENTATIONS, LOSSES
 
     preset, *extras = method.split("+")

@@ -84,6 +84,12 @@ TRAININGS = {
     "full-lora-new-scenes-across": Training(
         "full-lora", augment_copies=AUGMENTED_COPIES, augment="new-scenes", loss="across-frames"
     ),
+    "tap-new-scenes-across": Training(
+        "tap", augment_copies=AUGMENTED_COPIES, augment="new-scenes", loss="across-frames"
+    ),
+    "motiondirector-new-scenes-across": Training(
+        "motiondirector", augment_copies=AUGMENTED_COPIES, augment="new-scenes", loss="across-frames"
+    ),
     "full-lora-many-looks": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=NAMED),
     "full-lora-many-shapes": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=("shape",)),
     "full-lora-many-colours": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=("colour", "background")),
@@ -147,6 +153,10 @@ VARIANTS = (
     # swapped colours over scenes the base model draws for the world's other background words (captions true)
     Variant("full-lora + new scenes", "full-lora-new-scenes", group="augmentation"),
     Variant("full-lora + new scenes, across-frames loss", "full-lora-new-scenes-across", group="augmentation"),
+    Variant("tap + new scenes, across-frames loss", "tap-new-scenes-across", group="augmentation"),
+    Variant(
+        "motiondirector + new scenes, across-frames loss", "motiondirector-new-scenes-across", group="augmentation"
+    ),
     # which variety frees the motion: the multi-look control's clips with one attribute group varied, the rest the
     # reference look (the world's own renderer: a diagnostic of the world, not a method)
     Variant("full-lora, 16 clips, shapes vary", "full-lora-many-shapes", group="look variety"),
