@@ -101,7 +101,7 @@ def test_a_demo_method_can_train_on_augmented_copies_and_a_wrong_name_stops_befo
         "loss": "across-frames",
     }
     with pytest.raises(MotionsepError, match="did you mean 'swap-colours'"):
-        run_demo(tmp_path / "bad", methods=("tap", "tap+swap"), model=toy_like_model, progress=False)
+        run_demo(tmp_path / "bad", methods=("tap", "tap+swap-colors"), model=toy_like_model, progress=False)
     with pytest.raises(MotionsepError, match="unknown method 'tapp'"):
         run_demo(tmp_path / "bad", methods=("tapp",), model=toy_like_model, progress=False)
     assert not (tmp_path / "bad").exists()

@@ -635,6 +635,15 @@ def test_the_base_loads_at_the_weight_dtype_keeping_wans_fp32_modules_and_an_fp3
     assert all(p.dtype == torch.float32 for p in state.params[MOTION])
 
 
+def test_new_scenes_are_drawn_by_the_base_model_inside_training(wan_config):
+    """data.augment: new-scenes through `prepare`: the base pipeline draws each copy's caption before any LoRA."""
+    scenes = {"phrase": "moving right", "prompts": ["moving left"], "steps": 2, "guidance": 1.0}
+    data = {"augment": "new-scenes", "augment_copies": 1, "colour_words": {"red": [220, 60, 40], "blue": [40, 80, 230]}}
+    state = prepare(wan_config("tap", data=data | {"new_scenes": scenes}))
+    assert state.latents.shape[0] == 2 and state.text.shape[0] == 2  # the clip and its copy
+    assert not torch.equal(state.latents[0], state.latents[1]) and not torch.equal(state.text[0], state.text[1])
+
+
 def test_the_encoders_visit_the_device_to_cache_and_leave_before_the_denoiser_arrives(wan_config):
     """Never the text encoder (Wan's UMT5: 11 GB in bf16) beside the denoiser on the device. "cpu:0" stands in for
     the GPU here: the same memory, a device name of its own."""
