@@ -84,6 +84,9 @@ TRAININGS = {
     "full-lora-new-scenes-across": Training(
         "full-lora", augment_copies=AUGMENTED_COPIES, augment="new-scenes", loss="across-frames"
     ),
+    "full-lora-new-scenes-across-7": Training(
+        "full-lora", augment_copies=7, augment="new-scenes", loss="across-frames"
+    ),
     "tap-new-scenes-across": Training(
         "tap", augment_copies=AUGMENTED_COPIES, augment="new-scenes", loss="across-frames"
     ),
@@ -154,6 +157,10 @@ VARIANTS = (
     Variant("full-lora + new scenes", "full-lora-new-scenes", group="augmentation"),
     Variant("full-lora + new scenes, across-frames loss", "full-lora-new-scenes-across", group="augmentation"),
     Variant("tap + new scenes, across-frames loss", "tap-new-scenes-across", group="augmentation"),
+    # twice the copies: does more scene variety from the one look carry the motion further?
+    Variant(
+        "full-lora + new scenes (7 copies), across-frames loss", "full-lora-new-scenes-across-7", group="augmentation"
+    ),
     Variant(
         "motiondirector + new scenes, across-frames loss", "motiondirector-new-scenes-across", group="augmentation"
     ),
