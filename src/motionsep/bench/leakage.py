@@ -87,6 +87,9 @@ TRAININGS = {
     "full-lora-new-scenes-across-7": Training(
         "full-lora", augment_copies=7, augment="new-scenes", loss="across-frames"
     ),
+    "full-lora-new-scenes-across-15": Training(
+        "full-lora", augment_copies=15, augment="new-scenes", loss="across-frames"
+    ),
     "tap-new-scenes-across": Training(
         "tap", augment_copies=AUGMENTED_COPIES, augment="new-scenes", loss="across-frames"
     ),
@@ -160,6 +163,9 @@ VARIANTS = (
     # twice the copies: does more scene variety from the one look carry the motion further?
     Variant(
         "full-lora + new scenes (7 copies), across-frames loss", "full-lora-new-scenes-across-7", group="augmentation"
+    ),
+    Variant(
+        "full-lora + new scenes (15 copies), across-frames loss", "full-lora-new-scenes-across-15", group="augmentation"
     ),
     Variant(
         "motiondirector + new scenes, across-frames loss", "motiondirector-new-scenes-across", group="augmentation"
