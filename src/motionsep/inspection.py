@@ -47,7 +47,8 @@ def inspect_model(
     """What `method` trains on `model` and where the highway acts; with `clip` ((frames, (height, width))) the
     predicted peak memory of training on such clips under `plan` (memory.py)."""
     preset = resolve_method(method, targets)
-    denoiser = build_denoiser_from_config(load_denoiser_config(model))
+    config = load_denoiser_config(model)
+    denoiser = build_denoiser_from_config(config)
     family = family_of(denoiser)
     layers = lora_targets(denoiser, preset)
     paths = _lora_paths(denoiser, preset, layers, rank)
@@ -57,7 +58,7 @@ def inspect_model(
         p["parameters"] for p in extras.get("parts", {}).values()
     )
     if clip is not None:
-        extras["memory"] = _memory(model, family, clip, plan or MemoryPlan(), layers["temporal"], trainable)
+        extras["memory"] = _memory(model, config, family, clip, plan or MemoryPlan(), layers["temporal"], trainable)
     return {
         "model": model,
         "family": family.name,
@@ -106,11 +107,13 @@ def _lora_paths(denoiser, preset, layers: dict[str, list[str]], rank: int) -> di
     return paths
 
 
-def _memory(model: str, family, clip, plan: MemoryPlan, lora_layers: list[str], trainable: int) -> dict[str, Any]:
+def _memory(
+    model: str, config: dict, family, clip, plan: MemoryPlan, lora_layers: list[str], trainable: int
+) -> dict[str, Any]:
     """The memory prediction on a fresh meta denoiser (the prediction changes the one it is given)."""
     frames, size = clip
-    denoiser = build_denoiser_from_config(load_denoiser_config(model))
-    shape = latent_shape(denoiser, model, family, frames, size)
+    denoiser = build_denoiser_from_config(config)
+    shape = latent_shape(denoiser, model, family, config, frames, size)
     text = (1, family.text_tokens, family.text_width(denoiser))
     parts = predict_training_memory(denoiser, family, plan, lora_layers, trainable, shape, text)
     return {"frames": frames, "size": list(size), "latent_shape": list(shape), "plan": asdict(plan), **parts}

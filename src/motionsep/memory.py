@@ -172,19 +172,18 @@ def predict_training_memory(
     }
 
 
-def vae_factors(model: str, family: Family) -> tuple[int, int]:
-    """(temporal, spatial) factors of the model's VAE: its own config where the model is a pipeline folder, a
-    shipped config's `_vae_factors`, else the family's published VAE."""
+def vae_factors(model: str, family: Family, denoiser_config: dict[str, Any]) -> tuple[int, int]:
+    """(temporal, spatial) factors of the model's VAE: a shipped denoiser config's `_vae_factors`, the VAE's own
+    config where the model is a pipeline folder, else the family's published VAE."""
     import json
     from pathlib import Path
 
     from .models import resolve_model
 
-    path = Path(resolve_model(model))
-    if path.is_file():
-        shipped = json.loads(path.read_text(encoding="utf-8")).get("_vae_factors")
-        return (int(shipped[0]), int(shipped[1])) if shipped else family.vae_factors
-    config_file = path / "vae" / "config.json"
+    shipped = denoiser_config.get("_vae_factors")
+    if shipped:
+        return int(shipped[0]), int(shipped[1])
+    config_file = Path(resolve_model(model)) / "vae" / "config.json"
     if not config_file.is_file():
         return family.vae_factors
     config = json.loads(config_file.read_text(encoding="utf-8"))
@@ -193,7 +192,10 @@ def vae_factors(model: str, family: Family) -> tuple[int, int]:
     return int(temporal or family.vae_factors[0]), int(spatial)
 
 
-def latent_shape(denoiser, model: str, family: Family, frames: int, size: tuple[int, int]) -> tuple[int, ...]:
+def latent_shape(
+    denoiser, model: str, family: Family, denoiser_config: dict[str, Any], frames: int, size: tuple[int, int]
+) -> tuple[int, ...]:
     """(1, channels, latent frames, height, width) of one clip of `frames` at `size` (height, width)."""
-    temporal, spatial = vae_factors(model, family)
-    return (1, int(denoiser.config.in_channels), (frames - 1) // temporal + 1, size[0] // spatial, size[1] // spatial)
+    temporal, spatial = vae_factors(model, family, denoiser_config)
+    channels = int(denoiser.config.in_channels)  # the built model's: a config may leave it to the class default
+    return (1, channels, (frames - 1) // temporal + 1, size[0] // spatial, size[1] // spatial)

@@ -202,30 +202,31 @@ def prepare(
 
 
 def training_clips(config: TrainConfig, pipe, family: Family, device) -> list:
-    """The reference clips and their augmented copies (data.augment_copies)."""
+    """The reference clips and their augmented copies (data.augment_copies). For `data.augment: new-scenes` the
+    whole pipeline visits the device once, before any LoRA exists, to draw every copy's scene."""
     data = config.data
     clips = load_clips(data)
-    draw = scene_drawer(pipe, family, config, device) if data.augment == "new-scenes" else None
-    settings = (data.augment, data.colour_words, data.new_scenes, draw)
-    return clips + augmented(clips, data.augment_copies, data.jitter, config.train.seed, *settings)
+    drawing = data.augment == "new-scenes" and data.augment_copies > 0
+    draw = scene_drawer(pipe, family, config) if drawing else None
+    if drawing:
+        pipe.to(device)
+    try:
+        settings = (data.augment, data.colour_words, data.new_scenes, draw)
+        return clips + augmented(clips, data.augment_copies, data.jitter, config.train.seed, *settings)
+    finally:
+        if drawing:
+            pipe.to("cpu")
 
 
-def scene_drawer(pipe, family: Family, config: TrainConfig, device) -> Callable[[str, int], np.ndarray]:
+def scene_drawer(pipe, family: Family, config: TrainConfig) -> Callable[[str, int], np.ndarray]:
     """`draw(caption, seed)`: the base model's video of a caption at the training clips' frames and size, for
-    `data.augment: new-scenes` (before any LoRA exists; the whole pipeline visits the device for it)."""
+    `data.augment: new-scenes`, on whatever device the pipeline is."""
     from .generate import MotionPipeline, SamplingSettings
 
     data, scenes = config.data, config.data.new_scenes
     settings = SamplingSettings(data.frames, data.size[0], data.size[1], scenes.steps, scenes.guidance)
-
-    def draw(caption: str, seed: int) -> np.ndarray:
-        pipe.to(device)
-        try:
-            return MotionPipeline(pipe, family).videos([caption], [seed], settings)[0]
-        finally:
-            pipe.to("cpu")
-
-    return draw
+    sampler = MotionPipeline(pipe, family)  # once: it reads the model card as it is made
+    return lambda caption, seed: sampler.videos([caption], [seed], settings)[0]
 
 
 def cache_inputs(pipe, family: Family, clips: list, dual_path: bool, device) -> tuple[torch.Tensor, ...]:
