@@ -26,6 +26,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _fill(page, selector: str, value: str) -> None:
+    """Fill a Gradio box once the tab has shown it, and leave it (its change event sends the value).
+
+    A fill that lands while the tab's components are still being mounted is overwritten by the default; seen
+    once on a slow CI machine, where the run then trained the default 300 steps."""
+    box = page.locator(selector)
+    box.wait_for(state="visible")
+    for _ in range(20):
+        box.fill(value)
+        box.press("Tab")
+        page.wait_for_timeout(250)
+        if box.input_value() == value:
+            return
+    raise AssertionError(f"{selector} kept {box.input_value()!r}, not {value!r}")
+
+
 def test_render_train_generate_in_the_browser(tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -46,12 +62,13 @@ def test_render_train_generate_in_the_browser(tmp_path):
             height = page.eval_on_selector("#reference video", "e => e.getBoundingClientRect().height")
             assert 0 < height <= 300  # a 32-pixel clip shown at a size that stays sharp, not the page's width
             page.get_by_role("tab", name="2. train").click()
-            page.fill("#steps input", "2")
+            _fill(page, "#steps input", "2")
             page.click("#train")
             page.wait_for_selector("#train-status:has-text('training finished')", timeout=300_000)
+            assert "training finished: 2 steps" in page.inner_text("#train-status")  # the run the page asked for
             assert any((tmp_path / "runs").glob("run-*/lora/samples/step-000002/*.mp4"))  # validation samples
             page.get_by_role("tab", name="3. generate").click()
-            page.fill("#prompts textarea", "a green triangle moving in a zigzag on a stripes background")
+            _fill(page, "#prompts textarea", "a green triangle moving in a zigzag on a stripes background")
             page.click("#generate")
             page.wait_for_selector("#lora-videos video", timeout=300_000)
             page.wait_for_selector("#base-videos video", timeout=60_000)
