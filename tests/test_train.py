@@ -238,6 +238,29 @@ def test_new_scenes_paint_the_swapped_object_over_a_scene_the_model_draws_withou
     assert plain.caption in ("a blue square", "a green square") and len(drawn) == 3
 
 
+def test_new_scenes_scale_the_object_about_its_centre_so_its_path_stays_the_clips():
+    from motionsep.config import NewScenes
+    from motionsep.data import Clip, augmented
+
+    words = {"red": (220, 30, 30), "blue": (40, 80, 230)}
+    frames = np.full((4, 24, 24, 3), 90, np.uint8)
+    for i in range(4):  # an 8x8 red square moving right
+        frames[i, 6:14, 2 * i + 4 : 2 * i + 12] = words["red"]
+
+    def draw(caption, seed):
+        return np.full((4, 24, 24, 3), (120, 120, 40), np.uint8)
+
+    scenes = NewScenes("on grey", ["on grey", "on olive"], object_scale=[0.5, 0.5])
+    (copy,) = augmented(
+        [Clip(Path("a.mp4"), frames, "a red square on grey")], 1, 0.5, 0, "new-scenes", words, scenes, draw
+    )
+    blue = np.abs(copy.frames.astype(int) - words["blue"]).sum(-1) < 30
+    for i, frame in enumerate(blue):
+        ys, xs = np.nonzero(frame)
+        assert len(ys) == 16  # a 4x4 square: half the side
+        assert (ys.mean(), xs.mean()) == (9.5, 2 * i + 7.5)  # centred where the clip's square is
+
+
 def test_recompose_keeps_the_moving_pixels_where_they_are_and_changes_the_background():
     from motionsep.data import Clip, augmented, split_layers
 

@@ -30,6 +30,9 @@ class NewScenes:
     prompts: list[str] = field(default_factory=list)  # e.g. ["on a plain background", "on a stripes background"]
     steps: int = 30  # sampling steps and guidance of the drawn scenes
     guidance: float = 12.0
+    # each copy's object scaled about its centre in every frame by a factor drawn from [low, high]: its size is
+    # look, not motion (the path of its centre stays the clip's); [1, 1] keeps the clip's size
+    object_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
 
 
 @dataclass
@@ -296,6 +299,9 @@ def _check_augmentation(data: DataConfig) -> None:
             "data.augment is new-scenes: set data.new_scenes.phrase (the captions' words for their scene) and "
             "data.new_scenes.prompts (words for other scenes)"
         )
+    scale = scenes.object_scale
+    if not (len(scale) == 2 and 0 < scale[0] <= scale[1] <= 4):
+        raise MotionsepError(f"data.new_scenes.object_scale must be [low, high] with 0 < low <= high <= 4, got {scale}")
 
 
 def validate(config: TrainConfig) -> None:

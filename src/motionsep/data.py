@@ -347,7 +347,25 @@ def new_scene(
     _, moved, weight, caption, colour = found
     caption = caption.replace(scenes.phrase, str(rng.choice([p for p in scenes.prompts if p != scenes.phrase])))
     scene = _without_object(draw(caption, int(rng.integers(2**31))), colour)
+    low, high = scenes.object_scale
+    if (low, high) != (1.0, 1.0):  # drawn only when asked: earlier configs keep their copies
+        moved, weight = _scaled_object(moved, weight, float(rng.uniform(low, high)))
     return Clip(clip.path, _as_uint8(scene + weight * (moved - scene)), caption)
+
+
+def _scaled_object(pixels: np.ndarray, weight: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The object's pixels and weight (frames, h, w, c and frames, h, w, 1) scaled by `scale` about the object's
+    centre in each frame (where weight > 0.5), so its path is the clip's at another size."""
+    pixels, weight = pixels.copy(), weight.copy()
+    for f in range(len(pixels)):
+        ys, xs = np.nonzero(weight[f, ..., 0] > 0.5)
+        if len(ys) == 0:
+            continue
+        warp = cv2.getRotationMatrix2D((float(xs.mean()), float(ys.mean())), 0.0, scale)
+        size = (pixels.shape[2], pixels.shape[1])
+        pixels[f] = cv2.warpAffine(pixels[f], warp, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        weight[f, ..., 0] = cv2.warpAffine(weight[f, ..., 0], warp, size, flags=cv2.INTER_LINEAR)
+    return pixels, weight
 
 
 def augmented(

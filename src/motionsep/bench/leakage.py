@@ -29,7 +29,7 @@ from ..toy.evaluate import evaluate_video
 from ..toy.metrics import score
 from ..toy.protocol import BENCH_LOOKS, REFERENCE_LOOK, TOY_SAMPLING, world_frames, world_sampling
 from ..toy.reference import AUGMENTED_COPIES, NAMED, toy_training_config, write_reference_clips
-from ..toy.world import HELD_OUT_MOTIONS, Scene, caption
+from ..toy.world import HELD_OUT_MOTIONS, SIZES, Scene, caption
 from ..train import train
 from ..video import contact_sheet
 from .foreign import run_foreign
@@ -50,6 +50,7 @@ class Training:
     augment_copies: int = 0  # augmented copies of every clip (data.augment_copies): many colours from one look
     augment: str = "recolour"  # how the copies differ (data.augment)
     loss: str = "standard"  # train.loss: "across-frames" leaves what every frame shares out of the loss
+    object_scale: tuple[float, float] | None = None  # new scenes: data.new_scenes.object_scale
 
 
 MANY_LOOK_CLIPS = 16
@@ -89,6 +90,14 @@ TRAININGS = {
     ),
     "full-lora-new-scenes-across-15": Training(
         "full-lora", augment_copies=15, augment="new-scenes", loss="across-frames"
+    ),
+    # the object drawn between the world's small and large sizes (its radii 5 and 7 pixels)
+    "full-lora-new-scenes-sized-across-7": Training(
+        "full-lora",
+        augment_copies=7,
+        augment="new-scenes",
+        loss="across-frames",
+        object_scale=(SIZES["small"] / SIZES["large"], 1.0),
     ),
     "tap-new-scenes-across": Training(
         "tap", augment_copies=AUGMENTED_COPIES, augment="new-scenes", loss="across-frames"
@@ -169,6 +178,12 @@ VARIANTS = (
     ),
     Variant(
         "motiondirector + new scenes, across-frames loss", "motiondirector-new-scenes-across", group="augmentation"
+    ),
+    # the size rise of the copies above: the object at the world's other sizes as well
+    Variant(
+        "full-lora + new scenes (7 copies, sizes vary), across-frames loss",
+        "full-lora-new-scenes-sized-across-7",
+        group="augmentation",
     ),
     # which variety frees the motion: the multi-look control's clips with one attribute group varied, the rest the
     # reference look (the world's own renderer: a diagnostic of the world, not a method)
@@ -328,6 +343,7 @@ def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, pr
         augment_copies=spec.augment_copies,
         augment=spec.augment,
         loss=spec.loss,
+        object_scale=spec.object_scale,
     )
     return train(config, resume=True, progress=progress)  # an interrupted training continues from its checkpoint
 

@@ -69,6 +69,7 @@ def toy_config_dict(
     augment_copies: int = 0,
     augment: str = "recolour",
     loss: str = "standard",
+    object_scale: tuple[float, float] | None = None,
 ) -> dict:
     """The training config for shapes-world clips (the world's clip length for the model; 32x32; no LoRA dropout) as
     plain data: the demo, the benchmarks and `toy render`'s config.yaml all train with it."""
@@ -80,7 +81,7 @@ def toy_config_dict(
         "method": method,
         "output_dir": str(output_dir),
         "data": {"path": str(data), "frames": world_frames(model), "size": [32, 32]}
-        | (_augmentation(augment_copies, augment) if augment_copies else {}),
+        | (_augmentation(augment_copies, augment, object_scale) if augment_copies else {}),
         "lora": lora,
         "train": {
             "steps": steps,
@@ -97,9 +98,10 @@ def toy_config_dict(
 AUGMENTED_COPIES = 3
 
 
-def _augmentation(copies: int, kind: str) -> dict:
+def _augmentation(copies: int, kind: str, object_scale: tuple[float, float] | None = None) -> dict:
     """The data keys of appearance augmentation. The swaps read and write the world's own colour words; new scenes
-    replace the reference look's background words by the world's other backgrounds, drawn as the bench samples."""
+    replace the reference look's background words by the world's other backgrounds, drawn as the bench samples,
+    with the object scaled by `object_scale` when given."""
     from .protocol import TOY_SAMPLING
     from .world import BACKGROUNDS, COLOURS
 
@@ -111,7 +113,7 @@ def _augmentation(copies: int, kind: str) -> dict:
             "prompts": [f"on a {b} background" for b in BACKGROUNDS if b != REFERENCE_LOOK["background"]],
             "steps": TOY_SAMPLING.steps,
             "guidance": TOY_SAMPLING.guidance,
-        }
+        } | ({"object_scale": list(object_scale)} if object_scale else {})
     return {"augment_copies": copies} | ({"augment": kind} if kind != "recolour" else {}) | words
 
 
