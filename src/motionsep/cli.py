@@ -89,6 +89,7 @@ def cmd_generate(args) -> None:
         fps=args.fps,
         noise_prior=args.noise_prior,
         prior_clip=args.prior_clip,
+        image=args.image,
     )
     records = generate_videos(
         pipeline, args.prompt, args.seed or [0], args.out, settings, args.overwrite, not args.no_progress
@@ -480,6 +481,11 @@ def _generate_parser(sub) -> None:
         "noise (default 0: off)",
     )
     p.add_argument("--prior-clip", help="the reference clip whose inversion the noise prior mixes in")
+    p.add_argument(
+        "--image",
+        metavar="START.png",
+        help="an image-to-video model's first frame (Wan I2V): the motion LoRA moves it; refused by text-to-video",
+    )
     # resolved when the command runs: asking torch here would import it for `--help` (seconds, for a help text)
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     _out(p, "outputs", "output folder")

@@ -109,6 +109,8 @@ class ValidationConfig:
     num_frames: int | None = None  # None: the training clips' length and size
     height: int | None = None
     width: int | None = None
+    # an image-to-video model's first frame for every sample; None: the first training clip's first frame
+    image: str | None = None
 
 
 @dataclass

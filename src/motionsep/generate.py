@@ -48,6 +48,7 @@ class SamplingSettings:
     fps: int = 8
     noise_prior: float = 0.0  # MotionDirector's noise prior P (0: plain noise); needs prior_clip
     prior_clip: str | None = None
+    image: str | None = None  # an image-to-video model's first frame (an image file); required there, refused else
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,7 @@ class MotionPipeline:
             raise MotionsepError(f"--steps {settings.steps}: give 1 or more denoising steps")
         if not math.isfinite(settings.guidance) or settings.fps < 1:
             raise MotionsepError("--guidance must be a finite number and --fps at least 1")
+        self._first_frame(settings.image)  # given where it must be, and readable
         m = self.size_multiple()
         if height < m or width < m or height % m or width % m:
             near = [max(m, m * round(v / m)) for v in (height, width)]
@@ -274,6 +276,7 @@ class MotionPipeline:
         self.check_settings(settings, num_frames, height, width)
         self.family.check_frames(self.pipe, num_frames)
         self._check_position_reach(height, width)
+        first_frame = self._first_frame(settings.image)
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         latents = self._prior_latents(settings, num_frames, height, width, generators) if settings.noise_prior else None
         with warnings.catch_warnings():
@@ -290,9 +293,32 @@ class MotionPipeline:
                 latents=latents,
                 output_type="np",
                 **self.family.sampling_arguments(self.pipe),
+                **({"image": first_frame} if first_frame is not None else {}),
             )
         frames = np.asarray(result.frames)
         return (np.clip(frames, 0, 1) * 255).round().astype(np.uint8)
+
+    def _first_frame(self, image: str | None):
+        """The image an image-to-video model starts from (the pipeline resizes it to the video's size); one-line
+        errors for a missing or unreadable one, or for an image given to a text-to-video model."""
+        if self.family.takes_image() and not image:
+            raise MotionsepError("this is an image-to-video model: pass --image START.png, the video's first frame")
+        if image and not self.family.takes_image():
+            raise MotionsepError(
+                f"--image needs an image-to-video model (a WanImageToVideoPipeline); this {self.family.name} model "
+                "makes videos from text alone: drop --image or pass such a model"
+            )
+        if not image:
+            return None
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(image) as opened:
+                return opened.convert("RGB")
+        except (OSError, UnidentifiedImageError):
+            raise MotionsepError(
+                f"--image '{image}' is not an image file PIL can read (PNG, JPEG, WebP, ...)"
+            ) from None
 
     def _prior_latents(self, settings: SamplingSettings, frames: int, height: int, width: int, generators):
         """Initial latents with the noise prior: the inverted prior clip mixed with each seed's own noise."""

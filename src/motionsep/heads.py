@@ -89,10 +89,12 @@ def cross_frame_shares(
     objective: Objective,
     latents: torch.Tensor,
     text: torch.Tensor,
+    conditions: dict[str, torch.Tensor] | None = None,
     seed: int = 0,
 ) -> dict[str, list[float]]:
-    """Each cross-frame attention's heads' shares on `latents` (the reference clips), noised to the middle of the
-    schedule with a fixed generator: {module name: [share of head 0, ...]}."""
+    """Each cross-frame attention's heads' shares on `latents` (the reference clips, with their `conditions`
+    where the family has any), noised to the middle of the schedule with a fixed generator: {module name: [share
+    of head 0, ...]}."""
     names = cross_frame_attentions(denoiser, family)
     modules = dict(denoiser.named_modules())
     recorders = {n: _QueryKeyRecorder(modules[n]) for n in names}
@@ -100,7 +102,7 @@ def cross_frame_shares(
     noise = torch.randn(latents.shape, generator=g).to(latents)
     t = objective.middle_timesteps(latents.shape[0]).to(latents.device)
     try:
-        family.predict(denoiser, objective.noisy(latents, noise, t), t, text)
+        family.predict(denoiser, objective.noisy(latents, noise, t), t, text, conditions or None)
     finally:
         for recorder in recorders.values():
             recorder.remove()

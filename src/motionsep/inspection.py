@@ -17,7 +17,7 @@ from .methods import lora_parameter_count, lora_targets, resolve_method
 from .models import (
     build_denoiser_from_config,
     expert_boundary,
-    family_of,
+    family_of_model,
     load_denoiser_config,
     spatial_transformers,
     temporal_transformers,
@@ -49,7 +49,7 @@ def inspect_model(
     preset = resolve_method(method, targets)
     config = load_denoiser_config(model)
     denoiser = build_denoiser_from_config(config)
-    family = family_of(denoiser)
+    family = family_of_model(model)  # its pipeline tells apart families that share a denoiser class
     layers = lora_targets(denoiser, preset)
     paths = _lora_paths(denoiser, preset, layers, rank)
     extras = _method_extras(denoiser, family, preset)

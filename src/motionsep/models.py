@@ -25,14 +25,25 @@ from .families.animatediff import ANIMATEDIFF
 Denoiser = Any
 
 
-_BY_DENOISER_CLASS = {f.denoiser_class: f for f in FAMILIES.values()}
+# Wan's text-to-video and image-to-video pipelines share their transformer class: a denoiser alone names the first
+# family listed with it (text-to-video), its pipeline's class tells them apart
+_BY_DENOISER_CLASS: dict[str, Family] = {}
+for _family in FAMILIES.values():
+    _BY_DENOISER_CLASS.setdefault(_family.denoiser_class, _family)
+_BY_PIPELINE_CLASS = {f.pipeline_class: f for f in FAMILIES.values()}
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def family_of_denoiser_class(class_name: str, has_motion_adapter: bool = False) -> Family:
+def family_of_denoiser_class(
+    class_name: str, has_motion_adapter: bool = False, pipeline_class: str | None = None
+) -> Family:
+    """The family of a denoiser class, told apart by its pipeline's class where two families share one."""
     if class_name == "UNet2DConditionModel" and has_motion_adapter:
         return ANIMATEDIFF
+    by_pipeline = _BY_PIPELINE_CLASS.get(pipeline_class or "")
+    if by_pipeline is not None and by_pipeline.denoiser_class == class_name:
+        return by_pipeline
     if class_name not in _BY_DENOISER_CLASS:
         supported = ", ".join(f"{f.denoiser_class} ({f.name})" for f in FAMILIES.values())
         hint = (
@@ -46,8 +57,15 @@ def family_of_denoiser_class(class_name: str, has_motion_adapter: bool = False) 
 
 
 def family_of_model(model: str) -> Family:
-    """The family of a pipeline folder, hub id or name motionsep knows, read from its denoiser's config alone."""
-    return family_of_denoiser_class(load_denoiser_config(model).get("_class_name", ""))
+    """The family of a pipeline folder, hub id or name motionsep knows, read from its denoiser's config and its
+    pipeline's class (a folder's model_index.json, a shipped config's `_pipeline_class`)."""
+    config = load_denoiser_config(model)
+    path = Path(resolve_model(model))
+    index = path / "model_index.json"
+    pipeline_class = config.get("_pipeline_class")
+    if index.is_file():
+        pipeline_class = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+    return family_of_denoiser_class(config.get("_class_name", ""), pipeline_class=pipeline_class)
 
 
 def expert_boundary(model: str) -> float | None:
@@ -74,6 +92,10 @@ def has_highway(model: str) -> bool:
 
 def family_of(denoiser: Denoiser) -> Family:
     return family_of_denoiser_class(type(denoiser).__name__)
+
+
+def family_of_pipe(pipe) -> Family:
+    return family_of_denoiser_class(type(denoiser_of(pipe)).__name__, pipeline_class=type(pipe).__name__)
 
 
 def token_grid(denoiser: Denoiser, latent_shape) -> tuple[int, int, int]:
@@ -120,7 +142,9 @@ def experts_of(pipe) -> bool:
 # Published denoiser configs, shipped so `inspect`, `probe` and `bench cost` can build the real architectures
 # (random weights) with nothing downloaded: the ModelScope/ZeroScope UNet (REFERENCE.md) and the transformers of
 # Wan-AI/Wan2.1-T2V-1.3B-Diffusers, Wan-AI/Wan2.1-T2V-14B-Diffusers, Wan-AI/Wan2.2-T2V-A14B-Diffusers (each of its two
-# experts; `_boundary_ratio` says where they switch), Wan-AI/Wan2.2-TI2V-5B-Diffusers, THUDM/CogVideoX-2b and
+# experts; `_boundary_ratio` says where they switch), Wan-AI/Wan2.2-TI2V-5B-Diffusers, the image-to-video
+# Wan-AI/Wan2.1-I2V-14B-480P-Diffusers and Wan-AI/Wan2.2-I2V-A14B-Diffusers (`_pipeline_class` names their pipeline:
+# they share the text-to-video transformer class), THUDM/CogVideoX-2b and
 # THUDM/CogVideoX-5b (the 5B differs from the 2B in 48 heads, 42 blocks and 3D RoPE).
 _CONFIGS = Path(__file__).parent / "configs"
 ZEROSCOPE_UNET_CONFIG = _CONFIGS / "zeroscope_unet_config.json"
@@ -130,6 +154,8 @@ SHIPPED_CONFIGS = {
     "wan-14b-config": _CONFIGS / "wan2.1_t2v_14b_transformer_config.json",
     "wan2.2-a14b-config": _CONFIGS / "wan2.2_t2v_a14b_transformer_config.json",
     "wan2.2-ti2v-5b-config": _CONFIGS / "wan2.2_ti2v_5b_transformer_config.json",
+    "wan-i2v-14b-config": _CONFIGS / "wan2.1_i2v_14b_transformer_config.json",
+    "wan2.2-i2v-a14b-config": _CONFIGS / "wan2.2_i2v_a14b_transformer_config.json",
     "cogvideox-2b-config": _CONFIGS / "cogvideox_2b_transformer_config.json",
     "cogvideox-5b-config": _CONFIGS / "cogvideox_5b_transformer_config.json",
 }
@@ -265,8 +291,8 @@ def load_pipeline(
             raise MotionsepError(f"'{model}' is not a diffusers pipeline folder: it has no model_index.json")
         index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
         denoiser_class = load_denoiser_config(model).get("_class_name", "unknown")
-        family = family_of_denoiser_class(denoiser_class, has_motion_adapter=motion_adapter is not None)
         pipeline_class = index.get("_class_name")
+        family = family_of_denoiser_class(denoiser_class, motion_adapter is not None, pipeline_class)
         if motion_adapter is None and pipeline_class not in (None, family.pipeline_class):
             raise MotionsepError(
                 f"'{model}' holds a {pipeline_class} with a {denoiser_class}; motionsep's {family.name} family reads "
@@ -282,7 +308,7 @@ def load_pipeline(
         pipe = pipe_cls.from_pretrained(model, **kwargs)
     except (OSError, ValueError, json.JSONDecodeError) as exc:
         raise MotionsepError(f"cannot load pipeline '{model}': {str(exc).splitlines()[0]}") from None
-    family = family_of(denoiser_of(pipe))
+    family = family_of_pipe(pipe)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe, family

@@ -39,6 +39,7 @@ from .models import (
     _Bypass,
     denoiser_of,
     family_of,
+    family_of_pipe,
     frame_of_token,
     temporal_layers_bypassed,
 )
@@ -193,7 +194,7 @@ def probe_batch_from_videos(pipe, videos: np.ndarray, captions: list[str]) -> Pr
     from .encoding import encode_clips, encode_text
 
     clips = [Clip(path=None, frames=v, caption=c) for v, c in zip(videos, captions)]  # type: ignore[arg-type]
-    family = family_of(denoiser_of(pipe))
+    family = family_of_pipe(pipe)
     return ProbeBatch(encode_clips(pipe, family, clips, "cpu"), encode_text(pipe, family, captions, "cpu"))
 
 

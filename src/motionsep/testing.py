@@ -18,6 +18,7 @@ __all__ = [
     "tiny_animatediff_pipeline",
     "tiny_cogvideox_pipeline",
     "tiny_modelscope_pipeline",
+    "tiny_wan_i2v_pipeline",
     "tiny_wan_pipeline",
 ]
 
@@ -207,6 +208,47 @@ def tiny_wan22_ti2v_pipeline(seed: int = 0):
     transformer = WanTransformer3DModel(**{**dict(wan.transformer.config), "in_channels": 48, "out_channels": 48})
     parts = {k: wan.components[k] for k in ("tokenizer", "text_encoder", "scheduler")}
     return WanPipeline(**parts, vae=vae, transformer=transformer, expand_timesteps=True)
+
+
+def tiny_wan_i2v_pipeline(seed: int = 0, image_encoder: bool = True, experts: bool = False):
+    """A WanImageToVideoPipeline of diffusers' own tiny test shapes: the tiny Wan's VAE and text encoder, a
+    transformer over 36 channels (the 16 noisy ones, a 4-channel first-frame mask and the 16 of the encoded first
+    frame). `image_encoder`: Wan 2.1 I2V's CLIP image encoder and the transformer's image cross-attention (a tiny
+    CLIPVisionModel); else Wan 2.2 I2V's text-and-frame conditioning alone. `experts`: Wan 2.2 I2V A14B's two
+    experts switched at its boundary 0.9."""
+    from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    wan = tiny_wan_pipeline(seed)
+    shape = {**dict(wan.transformer.config), "in_channels": 36, "out_channels": 16}
+    if image_encoder:
+        shape |= {"image_dim": 4, "added_kv_proj_dim": 24}
+    torch.manual_seed(seed)
+    transformer = WanTransformer3DModel(**shape)
+    transformer_2 = WanTransformer3DModel(**shape) if experts else None
+    encoder = processor = None
+    if image_encoder:
+        encoder = CLIPVisionModel(
+            CLIPVisionConfig(
+                hidden_size=4,
+                projection_dim=4,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=32,
+                intermediate_size=16,
+                patch_size=1,
+            )
+        ).eval()
+        processor = CLIPImageProcessor(crop_size=32, size=32)
+    parts = {k: wan.components[k] for k in ("tokenizer", "text_encoder", "vae", "scheduler")}
+    return WanImageToVideoPipeline(
+        **parts,
+        image_encoder=encoder,
+        image_processor=processor,
+        transformer=transformer,
+        transformer_2=transformer_2,
+        boundary_ratio=0.9 if experts else None,
+    )
 
 
 # CogVideoX: the same 32x32 frames and 9 frames (3 latent frames); patch 2 gives 2x2 tokens a frame, and the text

@@ -54,7 +54,7 @@ from .checkpoint import (
 )
 from .config import LoraSettings, TrainConfig
 from .data import augmented, load_clips
-from .encoding import encode_clips, encode_text
+from .encoding import encode_clips, encode_conditions, encode_text
 from .errors import MotionsepError, refuse_nonempty
 from .heads import choose_heads, confine_to_heads, cross_frame_shares
 from .highway import AppearanceHighway
@@ -100,6 +100,9 @@ class TrainingState:
     parts: dict[str, Part] = field(default_factory=dict)  # motion parts that are not LoRAs (Method.parts)
     # (clips, tracks, latent frames, 2): the reference clips' optical-flow tracks (Method.tracking_weight)
     tracks: torch.Tensor | None = None
+    # what the denoiser is conditioned on besides text, clips first (an image-to-video model: each clip's first
+    # frame, `Family.encode_conditions`); empty for a text-to-video model
+    conditions: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 # --- caching -----------------------------------------------------------------------------------
@@ -161,6 +164,11 @@ def prepare(
             f"the {family.name} family (a DiT) has none: remove it or set it to false"
         )
     family.check_clip_shape(pipe, config.data.frames, config.data.size)
+    if method.dual_path and family.takes_image():
+        raise MotionsepError(
+            f"{method.name}'s spatial path trains on single frames, which an image-to-video model takes as its given "
+            "first frame (it would learn to copy it): use tap, full-lora or another one-path method"
+        )
     clips = training_clips(config, pipe, family, device)
     if config.train.memory.fp8_text_encoder:
         from diffusers.hooks import apply_layerwise_casting
@@ -170,7 +178,7 @@ def prepare(
         kept = tuple(getattr(pipe.text_encoder, "_keep_in_fp32_modules", None) or ())
         skip = DEFAULT_SKIP_MODULES_PATTERN + kept
         apply_layerwise_casting(pipe.text_encoder, torch.float8_e4m3fn, dtype, skip_modules_pattern=skip)
-    latents, frame_latents, text = cache_inputs(pipe, family, clips, method.dual_path, device)
+    latents, frame_latents, text, conditions = cache_inputs(pipe, family, clips, method.dual_path, device)
     denoiser = denoiser_of(pipe, config.expert)
     if config.train.memory.fp8_base:  # before the LoRA exists: only the frozen base is stored in float8
         denoiser.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
@@ -192,7 +200,7 @@ def prepare(
         targets,
         objective_for(pipe.scheduler, family.timestep_range(pipe, config.expert)),
     )
-    state.frame_latents, state.params = frame_latents, params
+    state.frame_latents, state.params, state.conditions = frame_latents, params, conditions
     attach_method_parts(state, clips)
     if config.appearance_highway.during_training:
         state.highway = AppearanceHighway(denoiser, config.appearance_highway)
@@ -229,20 +237,23 @@ def scene_drawer(pipe, family: Family, config: TrainConfig) -> Callable[[str, in
     return lambda caption, seed: sampler.videos([caption], [seed], settings)[0]
 
 
-def cache_inputs(pipe, family: Family, clips: list, dual_path: bool, device) -> tuple[torch.Tensor, ...]:
-    """Latents (and, for a dual-path method on a clip-wise VAE, every frame's as a one-frame clip) and caption
-    embeddings, computed once with the VAE and text encoder on the device and then sent back to the CPU, so they
-    never sit on the device beside the denoiser. Returns (latents, frame_latents, text)."""
-    encoders = [getattr(pipe, name) for name in ("vae", "text_encoder")]
+def cache_inputs(pipe, family: Family, clips: list, dual_path: bool, device) -> tuple[Any, ...]:
+    """Latents (and, for a dual-path method on a clip-wise VAE, every frame's as a one-frame clip), caption
+    embeddings and the family's other conditions (an image-to-video model's first frames), computed once with the
+    encoders on the device and then sent back to the CPU, so they never sit on the device beside the denoiser.
+    Returns (latents, frame_latents, text, conditions)."""
+    found = [getattr(pipe, n, None) for n in ("vae", "text_encoder", "image_encoder")]
+    encoders = [m for m in found if isinstance(m, torch.nn.Module)]
     for module in encoders:
         module.to(device)
     latents = frame_latents = encode_clips(pipe, family, clips, device)
     if dual_path and not family.encodes_frames_alone():
         frame_latents = encode_clips(pipe, family, clips, device, one_frame_clips=True)
     text = encode_text(pipe, family, [c.caption for c in clips], device)
+    conditions = encode_conditions(pipe, family, clips, device)
     for module in encoders:
         module.to("cpu")
-    return latents, frame_latents, text
+    return latents, frame_latents, text, conditions
 
 
 def attach_method_parts(state: TrainingState, clips: list) -> None:
@@ -251,7 +262,9 @@ def attach_method_parts(state: TrainingState, clips: list) -> None:
     the reference clips' tracks for its tracking loss."""
     method, denoiser, frames = state.method, state.denoiser, state.latents.shape[2]
     if method.head_fraction is not None:
-        shares = cross_frame_shares(denoiser, state.family, state.objective, state.latents, state.text)
+        shares = cross_frame_shares(
+            denoiser, state.family, state.objective, state.latents, state.text, state.conditions
+        )
         state.heads = choose_heads(shares, method.head_fraction)
         layers = tuple(layer for t in method.temporal_targets if t in ("q", "k", "v") for layer in TARGET_LAYERS[t])
         confine_to_heads(denoiser, state.heads, MOTION, layers)
@@ -306,7 +319,8 @@ def step_losses(
         middle_block_features(denoiser, latents.shape) if state.tracks is not None else contextlib.nullcontext({})
     )
     with spatial_off, tracked as features:
-        pred = state.family.predict(denoiser, noisy, t, text)
+        conditions = {k.removeprefix(CONDITION): v for k, v in batch.items() if k.startswith(CONDITION)}
+        pred = state.family.predict(denoiser, noisy, t, text, conditions or None)
         if state.config.train.loss == "across-frames" and num_frames > 1:
             temporal = objective.loss(across_frames(pred), across_frames(target), t)
         else:
@@ -340,6 +354,9 @@ def middle_block_features(denoiser: Denoiser, latent_shape):
         handle.remove()
 
 
+CONDITION = "condition."  # a batch's keys for the family's conditions (`TrainingState.conditions`)
+
+
 def sample_batch(state: TrainingState, generator: torch.Generator, device) -> dict[str, torch.Tensor]:
     shard = state.clip_indices or list(range(state.latents.shape[0]))
     idx = torch.tensor(shard)[torch.randint(len(shard), (state.config.train.batch_size,), generator=generator)]
@@ -353,6 +370,8 @@ def sample_batch(state: TrainingState, generator: torch.Generator, device) -> di
     batch["frame_latents"], batch["frame_noise"] = batch["latents"], batch["noise"]
     if state.tracks is not None:
         batch["tracks"] = state.tracks[idx].to(device)
+    for name, condition in state.conditions.items():
+        batch[CONDITION + name] = condition[idx].to(device)
     if state.frame_latents is not None and state.frame_latents is not state.latents:  # one-frame clips of their own
         batch["frame_latents"] = state.frame_latents[idx].to(device)
         batch["frame_noise"] = torch.randn(batch["frame_latents"].shape, generator=generator).to(device)

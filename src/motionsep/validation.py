@@ -25,14 +25,16 @@ from .generate import MotionPipeline, SamplingSettings, generate_videos
 from .highway import AppearanceHighway
 
 
-def sampling_settings(validation: ValidationConfig) -> SamplingSettings:
-    """The `generate` settings a validation config stands for (frames and size default to the LoRA's)."""
+def sampling_settings(validation: ValidationConfig, image: str | None = None) -> SamplingSettings:
+    """The `generate` settings a validation config stands for (frames and size default to the LoRA's; `image`:
+    an image-to-video model's first frame when the config names none)."""
     return SamplingSettings(
         num_frames=validation.num_frames,
         height=validation.height,
         width=validation.width,
         steps=validation.steps,
         guidance=validation.guidance,
+        image=validation.image or image,
     )
 
 
@@ -46,6 +48,17 @@ class ValidationSampler:
 
     def __init__(self, state: Any):
         self.state = state  # train.TrainingState: its pipe, family, denoiser, highway and method
+        self.first_frame: str | None = None  # an image-to-video model's: the first training clip's first frame
+        validation = state.config.train.validation
+        if state.family.takes_image() and not validation.image and validation.prompts:
+            from PIL import Image
+
+            from .data import load_clips
+
+            path = Path(state.config.output_dir) / "samples" / "first-frame.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(load_clips(state.config.data)[0].frames[0]).save(path)
+            self.first_frame = str(path)
 
     def sample(self, step: int, lora_folder: Path) -> Path:
         state, validation = self.state, self.state.config.train.validation
@@ -59,7 +72,7 @@ class ValidationSampler:
                     list(validation.prompts),
                     list(validation.seeds),
                     out,
-                    sampling_settings(validation),
+                    sampling_settings(validation, self.first_frame),
                     overwrite=True,  # a resumed run samples its steps again
                     progress=False,
                 )

@@ -10,7 +10,8 @@ from .base import DiTFamily, Family, Pathway
 from .cogvideox import COGVIDEOX
 from .modelscope import MODELSCOPE
 from .wan import WAN
+from .wan_i2v import WAN_I2V
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (MODELSCOPE, ANIMATEDIFF, WAN, COGVIDEOX)}
+FAMILIES: dict[str, Family] = {f.name: f for f in (MODELSCOPE, ANIMATEDIFF, WAN, WAN_I2V, COGVIDEOX)}
 
-__all__ = ["ANIMATEDIFF", "COGVIDEOX", "FAMILIES", "MODELSCOPE", "WAN", "DiTFamily", "Family", "Pathway"]
+__all__ = ["ANIMATEDIFF", "COGVIDEOX", "FAMILIES", "MODELSCOPE", "WAN", "WAN_I2V", "DiTFamily", "Family", "Pathway"]

@@ -8,6 +8,7 @@ VAE does (Wan); a family that differs overrides what differs, in its own file.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,9 +77,17 @@ class Family:
 
     # --- behaviour: what the rest asks of a family. The U-Nets' here; a family that differs overrides it. ---
 
-    def predict(self, denoiser, latents: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def predict(
+        self,
+        denoiser,
+        latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        text: torch.Tensor,
+        conditions: Mapping[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """The denoiser's prediction for latents (batch, channels, frames, h, w), in the same layout: the one call
-        training, the probe, the heads, the noise prior and the cost bench make."""
+        training, the probe, the heads, the noise prior and the cost bench make. `conditions`: a batch of what
+        `encode_conditions` gives (an image-to-video model's first frame); a text-to-video model has none."""
         frames = latents.shape[2]
         text = text.repeat_interleave(frames, dim=0) if self.text_per_frame else text
         return denoiser(latents, timesteps, encoder_hidden_states=text).sample
@@ -87,6 +96,15 @@ class Family:
         """Latents of one clip, frames (F, 3, H, W) in [-1, 1] -> (C, latent frames, h, w): SD's VAE encodes each
         frame alone, scaled by `scaling_factor` (`one_frame_clips` changes nothing: every frame is one already)."""
         return (vae.encode(frames).latent_dist.mode() * vae.config.scaling_factor).permute(1, 0, 2, 3)
+
+    def takes_image(self) -> bool:
+        """Whether videos start from a given first frame (an image-to-video model): `generate --image`."""
+        return False
+
+    def encode_conditions(self, pipe, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the denoiser is conditioned on besides text, from one clip's frames (F, 3, H, W) in [-1, 1],
+        computed once like its latents; a text-to-video model: nothing."""
+        return {}
 
     def encodes_frames_alone(self) -> bool:
         """Whether a clip's latents are its frames' latents (a frame-by-frame VAE): then MotionDirector's

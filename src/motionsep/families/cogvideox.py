@@ -41,7 +41,7 @@ def rotary_embedding(denoiser, latent_shape, device) -> tuple[torch.Tensor, torc
 
 @dataclass(frozen=True)
 class CogVideoXFamily(DiTFamily):
-    def predict(self, denoiser, latents: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def predict(self, denoiser, latents: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor, conditions=None):
         out = denoiser(
             hidden_states=latents.transpose(1, 2),  # frames first, as the pipeline calls it
             encoder_hidden_states=text,
