@@ -22,7 +22,9 @@ FAMILIES = ("modelscope", "animatediff")  # the U-Net families, which share the 
 @pytest.fixture(scope="session")
 def pipeline_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipelines")
-    return {family: str(save_tiny_pipeline(root / family, family)) for family in (*FAMILIES, "wan", "cogvideox")}
+    return {
+        family: str(save_tiny_pipeline(root / family, family)) for family in (*FAMILIES, "wan", "wan-i2v", "cogvideox")
+    }
 
 
 def moving_square(frames: int = 12, size: int = 16) -> np.ndarray:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+from PIL import Image
 from safetensors.torch import load_file
 
 from motionsep.config import config_from_dict
@@ -19,7 +20,7 @@ from motionsep.models import load_pipeline
 from motionsep.train import prepare, train
 
 # (frames, side) of the clips each tiny pipeline takes: any count for a frame-by-frame VAE, 1 + 4k for a causal one
-SHAPES = {"modelscope": (8, 16), "animatediff": (8, 16), "wan": (9, 32), "cogvideox": (9, 32)}
+SHAPES = {"modelscope": (8, 16), "animatediff": (8, 16), "wan": (9, 32), "wan-i2v": (9, 32), "cogvideox": (9, 32)}
 
 
 def test_every_family_is_checked_here():
@@ -82,7 +83,10 @@ def test_lora_loads_with_plain_diffusers_and_gives_the_same_video(pipeline_dirs,
     config = family_config(pipeline_dirs, clip_dir, tmp_path / "lora", family, "temporal-lora", learning_rate=0.05)
     lora = train(config, progress=False)
     frames, side = SHAPES[family]
-    settings = SamplingSettings(num_frames=frames, height=side, width=side, steps=3, guidance=1.0)
+    image = tmp_path / "start.png"  # an image-to-video model's first frame
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)).save(image)
+    given = {"image": str(image)} if fam.takes_image() else {}
+    settings = SamplingSettings(num_frames=frames, height=side, width=side, steps=3, guidance=1.0, **given)
     prompt = "a red square moving right"
     ours = MotionPipeline.from_pretrained(pipeline_dirs[family], lora=str(lora))(prompt, 0, settings)
     base = MotionPipeline.from_pretrained(pipeline_dirs[family])(prompt, 0, settings)
@@ -100,5 +104,6 @@ def test_lora_loads_with_plain_diffusers_and_gives_the_same_video(pipeline_dirs,
         generator=[torch.Generator("cpu").manual_seed(0)],
         output_type="np",
         **fam.sampling_arguments(plain),
+        **({"image": Image.open(image)} if given else {}),
     ).frames
     assert np.array_equal((np.clip(np.asarray(video)[0], 0, 1) * 255).round().astype(np.uint8), ours)

@@ -320,6 +320,7 @@ TINY_PIPELINES = {
     "modelscope": tiny_modelscope_pipeline,
     "animatediff": tiny_animatediff_pipeline,
     "wan": tiny_wan_pipeline,
+    "wan-i2v": tiny_wan_i2v_pipeline,
     "cogvideox": tiny_cogvideox_pipeline,
 }
 
