@@ -43,6 +43,23 @@ def clip_dir(tmp_path_factory):
     return root
 
 
+def wan_square(frames: int = 12, size: int = 32) -> np.ndarray:
+    """A red square moving right 2 pixels a frame over 32 x 32: the Wan tests' clip (1 + 4k frames are cut from
+    it: 9)."""
+    video = np.full((frames, size, size, 3), 30, np.uint8)
+    for i in range(frames):
+        video[i, 10:18, 2 * i : 2 * i + 8] = (220, 60, 40)
+    return video
+
+
+@pytest.fixture(scope="session")
+def wan_clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wan-clips")
+    write_mp4(wan_square(), root / "square.mp4")
+    (root / "square.txt").write_text("a red square moving right\n")
+    return root
+
+
 @pytest.fixture
 def make_config(pipeline_dirs, clip_dir, tmp_path):
     def make(family="modelscope", method="tap", **sections):

@@ -24,7 +24,7 @@ from motionsep.methods import METHODS, lora_targets
 from motionsep.probe import pathways_off
 from motionsep.testing import WAN_FRAMES, WAN_SIZE, tiny_wan22_ti2v_pipeline, tiny_wan_pipeline
 from motionsep.train import prepare, sample_batch, step_losses, train
-from motionsep.video import read_video, write_mp4
+from motionsep.video import read_video
 
 
 def _block_layers(block: int, attention: str, names=("to_q", "to_k", "to_v", "to_out.0")) -> set[str]:
@@ -47,21 +47,6 @@ EXPECTED = {  # (motion LoRA, spatial LoRA) of every preset on the 2-block tiny 
     "tap-offsets": ({f"blocks.{b}.attn1.{n}" for b in (0, 1) for n in ("to_q", "to_k")}, set()),
     "det": (set(), set()),  # no LoRA: side branches beside the attentions (test_det_...)
 }
-
-
-def moving_square(frames: int = 12, size: int = WAN_SIZE) -> np.ndarray:
-    video = np.full((frames, size, size, 3), 30, np.uint8)
-    for i in range(frames):
-        video[i, 10:18, 2 * i : 2 * i + 8] = (220, 60, 40)
-    return video
-
-
-@pytest.fixture(scope="module")
-def wan_clips(tmp_path_factory):
-    root = tmp_path_factory.mktemp("wan-clips")
-    write_mp4(moving_square(), root / "square.mp4")
-    (root / "square.txt").write_text("a red square moving right\n")
-    return root
 
 
 @pytest.fixture

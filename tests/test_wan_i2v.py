@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import wan_square
 from motionsep.adapters import MOTION, lora_layers
 from motionsep.cli import main
 from motionsep.config import config_from_dict
@@ -18,28 +19,13 @@ from motionsep.families import WAN_I2V
 from motionsep.generate import MotionPipeline, SamplingSettings
 from motionsep.testing import WAN_FRAMES, WAN_SIZE, tiny_wan_i2v_pipeline, tiny_wan_pipeline
 from motionsep.train import prepare, train
-from motionsep.video import read_video, write_mp4
+from motionsep.video import read_video
 
 PROMPT = "a red square moving right"
 SAMPLING = SamplingSettings(num_frames=WAN_FRAMES, height=WAN_SIZE, width=WAN_SIZE, steps=4, guidance=1.0)
 TAP = {f"blocks.{b}.attn1.{n}" for b in (0, 1) for n in ("to_q", "to_k")}
 # Wan 2.1 I2V: a CLIP image encoder, one transformer; Wan 2.2 I2V A14B: no image encoder, two experts
 VARIANTS = {"wan2.1-i2v": {"image_encoder": True}, "wan2.2-i2v-a14b": {"image_encoder": False, "experts": True}}
-
-
-def moving_square(frames: int = 12, size: int = WAN_SIZE) -> np.ndarray:
-    video = np.full((frames, size, size, 3), 30, np.uint8)
-    for i in range(frames):
-        video[i, 10:18, 2 * i : 2 * i + 8] = (220, 60, 40)
-    return video
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    root = tmp_path_factory.mktemp("i2v-clips")
-    write_mp4(moving_square(), root / "square.mp4")
-    (root / "square.txt").write_text(PROMPT + "\n")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +74,7 @@ def plain_i2v_video(model: str, lora, image: str) -> np.ndarray:
 
 def test_the_first_frame_conditions_training_as_the_pipeline_conditions_a_video():
     pipe = tiny_wan_i2v_pipeline()
-    clip = moving_square()[:WAN_FRAMES]
+    clip = wan_square()[:WAN_FRAMES]
     frames = torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 127.5 - 1
     ours = WAN_I2V.encode_conditions(pipe, frames)
     image = pipe.video_processor.preprocess(Image.fromarray(clip[0]), height=WAN_SIZE, width=WAN_SIZE)
@@ -100,11 +86,11 @@ def test_the_first_frame_conditions_training_as_the_pipeline_conditions_a_video(
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_image_to_video_trains_on_first_frames_and_plain_diffusers_loads_its_lora(
-    clips, start_image, tmp_path, variant
+    wan_clips, start_image, tmp_path, variant
 ):
     model = str(tmp_path / variant)
     tiny_wan_i2v_pipeline(**VARIANTS[variant]).save_pretrained(model)
-    config = _config(model, clips, tmp_path / "lora")
+    config = _config(model, wan_clips, tmp_path / "lora")
     state = prepare(config)
     assert state.family is WAN_I2V
     assert set(state.conditions) == (
@@ -120,16 +106,16 @@ def test_image_to_video_trains_on_first_frames_and_plain_diffusers_loads_its_lor
     assert not np.array_equal(plain_i2v_video(model, None, start_image), video)  # the LoRA changed it
 
 
-def test_a_text_to_video_lora_moves_an_image_as_plain_diffusers_does(clips, start_image, tmp_path):
+def test_a_text_to_video_lora_moves_an_image_as_plain_diffusers_does(wan_clips, start_image, tmp_path):
     t2v, i2v = str(tmp_path / "t2v"), str(tmp_path / "i2v")
     tiny_wan_pipeline().save_pretrained(t2v)
     tiny_wan_i2v_pipeline().save_pretrained(i2v)  # the same transformer shape, over 36 channels, image layers added
-    lora = train(_config(t2v, clips, tmp_path / "lora", method="full-lora"), progress=False)
+    lora = train(_config(t2v, wan_clips, tmp_path / "lora", method="full-lora"), progress=False)
     video = MotionPipeline.from_pretrained(i2v, lora=str(lora))(PROMPT, 0, replace(SAMPLING, image=start_image))
     assert np.array_equal(plain_i2v_video(i2v, lora, start_image), video)
 
 
-def test_generate_image_on_the_command_line_and_one_line_errors(clips, start_image, tmp_path, capsys):
+def test_generate_image_on_the_command_line_and_one_line_errors(wan_clips, start_image, tmp_path, capsys):
     i2v, t2v = str(tmp_path / "i2v"), str(tmp_path / "t2v")
     tiny_wan_i2v_pipeline(image_encoder=False).save_pretrained(i2v)
     tiny_wan_pipeline().save_pretrained(t2v)
@@ -146,16 +132,16 @@ def test_generate_image_on_the_command_line_and_one_line_errors(clips, start_ima
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
     with pytest.raises(MotionsepError, match="spatial path trains on single frames"):
-        prepare(_config(i2v, clips, tmp_path / "md", method="motiondirector"))
+        prepare(_config(i2v, wan_clips, tmp_path / "md", method="motiondirector"))
 
 
-def test_validation_samples_an_image_to_video_run_from_its_first_clips_first_frame(clips, tmp_path):
+def test_validation_samples_an_image_to_video_run_from_its_first_clips_first_frame(wan_clips, tmp_path):
     model = str(tmp_path / "i2v")
     tiny_wan_i2v_pipeline(image_encoder=False).save_pretrained(model)
-    config = _config(model, clips, tmp_path / "lora", validation={"prompts": [PROMPT], "steps": 2})
+    config = _config(model, wan_clips, tmp_path / "lora", validation={"prompts": [PROMPT], "steps": 2})
     lora = train(config, progress=False)
     first = np.asarray(Image.open(lora / "samples" / "first-frame.png"))
-    assert np.array_equal(first, read_video(clips / "square.mp4")[0])  # the clip's first frame, as training read it
+    assert np.array_equal(first, read_video(wan_clips / "square.mp4")[0])  # the clip's first frame, as training read it
     assert list((lora / "samples" / "step-000002").glob("*.mp4"))
 
 
