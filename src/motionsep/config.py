@@ -138,8 +138,9 @@ class OptimConfig:
     spatial_skip_probability: float = 0.2  # dual-path methods: temporal steps without the spatial LoRA
     # the motion LoRA's loss: "standard" (the model's objective on every frame) or "across-frames" (the same on
     # prediction and target minus their mean over frames: what every frame shares, the static look, then gives
-    # no gradient; after VMC's motion distillation on frame residuals)
-    loss: str = "standard"
+    # no gradient; after VMC's motion distillation on frame residuals); "auto": the family's default (Wan:
+    # across-frames, the U-Nets and CogVideoX: standard)
+    loss: str = "auto"
     gradient_accumulation_steps: int = 1  # batches a step; the effective batch is batch_size times this
     max_grad_norm: float = 0.0  # clip the LoRA gradients' norm to this (0: no clipping, the release's choice)
     lr_scheduler: str = "constant"  # diffusers.optimization.get_scheduler: constant, linear, cosine, ...
@@ -153,7 +154,7 @@ class OptimConfig:
 class TrainConfig:
     model: str = ""
     motion_adapter: str | None = None  # AnimateDiff: a MotionAdapter folder when `model` is an SD1.5 pipeline
-    method: str = "tap"
+    method: str = "auto"  # a preset of methods.METHODS; "auto": the family's default (Wan: full-lora, else tap)
     output_dir: str = "runs/motion-lora"
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -285,6 +286,7 @@ def _check_schedule(train: OptimConfig) -> None:
 EXPERTS = ("high", "low")
 AUGMENTATIONS = ("recolour", "swap-colours", "swap-scene", "new-scenes", "recompose")
 LOSSES = ("standard", "across-frames")
+AUTO = "auto"  # `method` and `train.loss`: the family's default (Family.default_method, .default_loss)
 
 
 def _check_augmentation(data: DataConfig) -> None:
@@ -335,7 +337,7 @@ def validate(config: TrainConfig) -> None:
     if config.train.steps < 1 or config.train.batch_size < 1:
         raise MotionsepError("train.steps and train.batch_size must be at least 1")
     _check_schedule(config.train)
-    if config.train.loss not in LOSSES:
+    if config.train.loss not in (*LOSSES, AUTO):
         raise MotionsepError(f"train.loss '{config.train.loss}' is unknown{closest(config.train.loss, LOSSES)}")
     for key in ("learning_rate", "weight_decay"):
         value = getattr(config.train, key)

@@ -52,7 +52,7 @@ from .checkpoint import (
     save_rng_state,
     save_training_state,
 )
-from .config import LoraSettings, TrainConfig
+from .config import AUTO, LoraSettings, TrainConfig
 from .data import augmented, load_clips
 from .encoding import encode_clips, encode_conditions, encode_text
 from .errors import MotionsepError, refuse_nonempty
@@ -154,10 +154,13 @@ def prepare(
 ) -> TrainingState:
     """Load the model at `dtype` (diffusers keeps each model's `_keep_in_fp32_modules` in fp32), cache latents and
     text, inject LoRA (and the method's other parts) as the method says."""
-    method = resolve_method(config.method, config.lora.targets)
+    if config.method != AUTO:  # a misspelt method fails before the model loads
+        resolve_method(config.method, config.lora.targets)
     if pipe is None:  # on the CPU: the modules visit the device one phase at a time (`cache_inputs`)
         pipe, family = load_pipeline(config.model, config.motion_adapter, dtype=dtype, device="cpu")
     assert family is not None  # load_pipeline returns it with the pipeline
+    config = with_family_defaults(config, family)
+    method = resolve_method(config.method, config.lora.targets)
     if config.appearance_highway.enabled and not family.supports_highway:
         raise MotionsepError(
             f"appearance_highway.enabled is true, but the Appearance Highway reroutes U-Net skip connections and "
@@ -207,6 +210,13 @@ def prepare(
     if config.train.gradient_checkpointing:
         enable_gradient_checkpointing(denoiser)
     return state
+
+
+def with_family_defaults(config: TrainConfig, family: Family) -> TrainConfig:
+    """The config with `method: auto` and `train.loss: auto` made the family's own defaults."""
+    method = family.default_method if config.method == AUTO else config.method
+    loss = family.default_loss if config.train.loss == AUTO else config.train.loss
+    return replace(config, method=method, train=replace(config.train, loss=loss))
 
 
 def training_clips(config: TrainConfig, pipe, family: Family, device) -> list:
@@ -524,6 +534,7 @@ def train(
     if accelerator.mixed_precision != "no" and accelerator.device.type == "cuda":
         dtype = torch.float16 if accelerator.mixed_precision == "fp16" else torch.bfloat16
     state = prepare(config, pipe, family, accelerator.device, dtype)  # the data and the model pass their checks
+    config = state.config  # `auto` method and loss made the family's own
     groups = [{"params": p} for p in state.params.values()]
     optimizer = torch.optim.AdamW(groups, lr=config.train.learning_rate, weight_decay=config.train.weight_decay)
     generator = torch.Generator().manual_seed(config.train.seed + accelerator.process_index)

@@ -66,6 +66,10 @@ class Family:
     text_encoder_unscaled_parameters: int = 0
     vae_factors: tuple[int, int] = (1, 8)
     text_tokens: int = 77
+    # what a run trains when its config says `auto` (`method`, `train.loss`): the choice the family's evidence
+    # supports (docs/results.md); the U-Nets: the paper's TAP on the model's objective
+    default_method: str = "tap"
+    default_loss: str = "standard"
 
     @property
     def supports_highway(self) -> bool:

@@ -41,6 +41,13 @@ _FROM_COMFYUI = (
 
 @dataclass(frozen=True)
 class WanFamily(DiTFamily):
+    # Measured on the Wan world (docs/benchmarks/toy-wan, 2026-12-02): no LoRA confined to q/k (tap, tap-heads,
+    # tap-offsets) nor DeT's side branch carries a learned motion to a new look; full-lora does once the clips'
+    # looks vary (data.augment: new-scenes: 51%, 67% with 7 copies), and the across-frames loss adds motion
+    # (51% -> 57%) and removes the static leak (the window's rise +45 -> -19 points without augmentation)
+    default_method: str = "full-lora"
+    default_loss: str = "across-frames"
+
     def encode_video(self, vae, frames: torch.Tensor, one_frame_clips: bool = False) -> torch.Tensor:
         """The clip at once (with `one_frame_clips` each frame as a clip of its own: one latent frame each),
         normalised by the VAE's per-channel latents_mean and latents_std as the pipeline decodes them."""
