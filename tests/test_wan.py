@@ -147,6 +147,7 @@ def wan_lora(pipeline_dirs, wan_clips, tmp_path_factory):
     config = config_from_dict(
         {
             "model": pipeline_dirs["wan"],
+            "method": "tap",
             "output_dir": str(tmp_path_factory.mktemp("wan-lora") / "tap"),
             "data": {"path": str(wan_clips), "frames": WAN_FRAMES, "size": [WAN_SIZE, WAN_SIZE]},
             "train": {"steps": 3, "checkpoint_every": 0, "learning_rate": 0.05},
@@ -693,3 +694,25 @@ def test_inspect_counts_the_dit_methods_parts_and_says_how_heads_are_chosen(pipe
     assert offsets["parts"]["frame_offsets"] == {"parameters": 2 * 2 * width, "per_latent_frame": True}
     heads = inspect_model(pipeline_dirs["wan"], "tap-heads", rank=4)
     assert "in each of 2 self-attentions, the 1 of 2 heads" in heads["heads"]
+
+
+def test_method_and_loss_auto_are_each_familys_evidence_backed_default(pipeline_dirs, wan_clips, clip_dir, tmp_path):
+    """Wan: full-lora with the across-frames loss (the Wan world's measurements); a U-Net: tap, standard."""
+    for family, clips, frames, side, method, loss in (
+        ("wan", wan_clips, WAN_FRAMES, WAN_SIZE, "full-lora", "across-frames"),
+        ("modelscope", clip_dir, 8, 16, "tap", "standard"),
+    ):
+        config = config_from_dict(
+            {
+                "model": pipeline_dirs[family],
+                "output_dir": str(tmp_path / family),
+                "data": {"path": str(clips), "frames": frames, "size": [side, side]},
+                "train": {"steps": 1, "checkpoint_every": 0},
+                "lora": {"rank": 4, "dropout": 0.0},
+            }
+        )
+        assert (config.method, config.train.loss) == ("auto", "auto")
+        state = prepare(config)
+        assert (state.method.name, state.config.train.loss) == (method, loss)
+    lora = train(config, progress=False)  # the record says what was trained, not "auto"
+    assert json.loads((lora / "motionsep.json").read_text())["method"] == "tap"

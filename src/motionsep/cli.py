@@ -787,14 +787,15 @@ def _inspect_parser(sub) -> None:
         "--model",
         required=True,
         help=MODEL_HELP + ", a UNet or transformer folder, its config.json, or a shipped config: zeroscope-config, "
-        "wan-1.3b-config, wan-14b-config, wan2.2-a14b-config, wan2.2-ti2v-5b-config, cogvideox-2b-config, "
-        "cogvideox-5b-config",
+        "wan-1.3b-config, wan-14b-config, wan2.2-a14b-config, wan2.2-ti2v-5b-config, wan-i2v-14b-config, "
+        "wan2.2-i2v-a14b-config, cogvideox-2b-config, cogvideox-5b-config",
     )
     p.add_argument(
         "--method",
-        default="tap",
+        default="auto",
         help="a preset: tap, tap-official, motiondirector, temporal-lora, full-lora, or on a DiT tap-heads, "
-        "tap-offsets, det (default tap)",
+        "tap-offsets, det (default auto: what training's method: auto picks for the model, full-lora on Wan, "
+        "else tap)",
     )
     p.add_argument("--targets", help="override temporal targets, e.g. q,k")
     p.add_argument("--rank", type=int, default=32, help="LoRA rank for the parameter totals (default 32)")

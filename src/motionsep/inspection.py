@@ -11,6 +11,7 @@ import re
 from dataclasses import asdict
 from typing import Any
 
+from .config import AUTO
 from .highway import HighwaySettings, hook_points
 from .memory import MemoryPlan, latent_shape, predict_training_memory
 from .methods import lora_parameter_count, lora_targets, resolve_method
@@ -37,7 +38,7 @@ def _highway_summary(denoiser, family, preset, highway_blocks: str | list[int]) 
 
 def inspect_model(
     model: str,
-    method: str = "tap",
+    method: str = AUTO,
     targets: list[str] | None = None,
     rank: int = 32,
     highway_blocks: str | list[int] = "deepest",
@@ -46,10 +47,10 @@ def inspect_model(
 ) -> dict[str, Any]:
     """What `method` trains on `model` and where the highway acts; with `clip` ((frames, (height, width))) the
     predicted peak memory of training on such clips under `plan` (memory.py)."""
-    preset = resolve_method(method, targets)
     config = load_denoiser_config(model)
-    denoiser = build_denoiser_from_config(config)
     family = family_of_model(model)  # its pipeline tells apart families that share a denoiser class
+    preset = resolve_method(family.default_method if method == AUTO else method, targets)
+    denoiser = build_denoiser_from_config(config)
     layers = lora_targets(denoiser, preset)
     paths = _lora_paths(denoiser, preset, layers, rank)
     extras = _method_extras(denoiser, family, preset)
