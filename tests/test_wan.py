@@ -150,7 +150,7 @@ def wan_lora(pipeline_dirs, wan_clips, tmp_path_factory):
             "method": "tap",
             "output_dir": str(tmp_path_factory.mktemp("wan-lora") / "tap"),
             "data": {"path": str(wan_clips), "frames": WAN_FRAMES, "size": [WAN_SIZE, WAN_SIZE]},
-            "train": {"steps": 3, "checkpoint_every": 0, "learning_rate": 0.05},
+            "train": {"steps": 3, "checkpoint_every": 0, "learning_rate": 0.05, "loss": "standard"},
             "lora": {"rank": 4, "dropout": 0.0},
         }
     )

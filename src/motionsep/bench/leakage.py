@@ -179,6 +179,13 @@ VARIANTS = (
     Variant(
         "motiondirector + new scenes, across-frames loss", "motiondirector-new-scenes-across", group="augmentation"
     ),
+    # PLI on the best recipe: its LoRA only over the high-noise steps, the base model settling the look after
+    Variant(
+        "full-lora + new scenes (7 copies), across-frames loss + PLI",
+        "full-lora-new-scenes-across-7",
+        pli_tau=333,
+        group="augmentation",
+    ),
     # the size rise of the copies above: the object at the world's other sizes as well
     Variant(
         "full-lora + new scenes (7 copies, sizes vary), across-frames loss",
