@@ -374,3 +374,13 @@ def test_foreign_clips_train_with_the_trainings_augmentation_and_loss(toy_like_m
         TRAININGS["full-lora-swap-across"].augment_copies,
         "across-frames",
     )
+
+
+def test_every_variant_keeps_its_own_scores_however_long_its_name():
+    from motionsep.bench.leakage import VARIANTS, scored_stem
+
+    stems = [scored_stem(v.name) for v in VARIANTS]
+    assert len(set(stems)) == len(stems)  # a resumed bench never reads another variant's scores
+    assert scored_stem("full-lora + new scenes (7 copies), across-frames loss + PLI") != scored_stem(
+        "full-lora + new scenes (7 copies), across-frames loss"
+    )

@@ -355,6 +355,12 @@ def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, pr
     return train(config, resume=True, progress=progress)  # an interrupted training continues from its checkpoint
 
 
+def scored_stem(name: str) -> str:
+    """A variant's file names in a motion's scored/ folder: its whole name as a slug. (The 48-character slug of
+    generated videos made "... across-frames loss + PLI" reuse the scores of "... across-frames loss".)"""
+    return slug(name, limit=200)
+
+
 def _videos(
     pipeline: MotionPipeline, scenes: list[Scene], settings: LeakageSettings, prior: tuple[float, Path] | None = None
 ) -> np.ndarray:
@@ -399,12 +405,12 @@ def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: boo
     base_file = folder / "base_predictions.json"
     if not base_file.is_file():  # the floor, and the prior every unnamed-attribute rise is measured from
         videos = _videos(MotionPipeline.from_pretrained(settings.model), scenes, settings)
-        np.save(scored_dir / f"{slug(FLOOR)}-first.npy", videos[0])
+        np.save(scored_dir / f"{scored_stem(FLOOR)}-first.npy", videos[0])
         write_json(base_file, _predictions(videos))
     base = json.loads(base_file.read_text())
     results = {}
     for variant in tqdm(chosen, desc=f"{motion}: variants", disable=not progress):
-        done = scored_dir / f"{slug(variant.name)}.json"
+        done = scored_dir / f"{scored_stem(variant.name)}.json"
         if done.is_file():
             results[variant.name] = json.loads(done.read_text())
             continue
@@ -415,7 +421,7 @@ def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: boo
             lora = _train_one(work, motion, variant.training, settings, progress)
             prior = (variant.noise_prior, reference / "clips" / f"{motion}-0.mp4")  # the one clip it learned from
             videos = _videos(_variant_pipeline(variant, lora, settings.model), scenes, settings, prior)
-            np.save(scored_dir / f"{slug(variant.name)}-first.npy", videos[0])
+            np.save(scored_dir / f"{scored_stem(variant.name)}-first.npy", videos[0])
             predictions = _predictions(videos)
         scored = score(predictions, prompt_scenes, REFERENCE_LOOK, base)
         scored["seconds"] = round(time.time() - started, 1)
@@ -429,7 +435,7 @@ def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: boo
     rows = [(f"reference ({motion})", render(Scene(**ref_scene), world_frames(settings.model)))] + [
         (
             f"{v.name}: {caption(scenes[0])} (seed {settings.seeds[0]})",
-            np.load(scored_dir / f"{slug(v.name)}-first.npy"),
+            np.load(scored_dir / f"{scored_stem(v.name)}-first.npy"),
         )
         for v in chosen
     ]
