@@ -131,6 +131,10 @@ def test_generate_image_on_the_command_line_and_one_line_errors(wan_clips, start
         assert main(["generate", "--model", model, *common, *extra, "--out", str(tmp_path / "w")]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
+    ti2v = tiny_wan_i2v_pipeline(image_encoder=False)
+    ti2v.register_to_config(expand_timesteps=True)  # Wan 2.2 TI2V-5B's image-to-video mode
+    with pytest.raises(MotionsepError, match="train on its text-to-video WanPipeline"):
+        WAN_I2V.encode_conditions(ti2v, torch.zeros(WAN_FRAMES, 3, WAN_SIZE, WAN_SIZE))
     with pytest.raises(MotionsepError, match="spatial path trains on single frames"):
         prepare(_config(i2v, wan_clips, tmp_path / "md", method="motiondirector"))
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import MotionsepError
 from .wan import WAN, WanFamily
 
 # CLIP ViT-H/14 at 224 x 224, Wan 2.1 I2V's image encoder: the class token and 16 x 16 patches
@@ -31,6 +32,12 @@ class WanImageToVideoFamily(WanFamily):
         """What the pipeline conditions a video on, from the clip's first frame (frames (F, 3, H, W) in [-1, 1]):
         `image_condition` (mask and encoded condition video, (4 + C, latent frames, h, w)) as `prepare_latents`
         makes it, and `image_embeds` (tokens, width) as `encode_image` does where the model has an image encoder."""
+        if getattr(pipe.config, "expand_timesteps", False):
+            raise MotionsepError(
+                "this image-to-video pipeline gives the first frame its own timestep (Wan 2.2 TI2V-5B's "
+                "expand_timesteps), which training does not do yet: train on its text-to-video WanPipeline; its LoRA "
+                "then moves images in this pipeline (generate --image)"
+            )
         video = torch.cat([frames[:1], torch.zeros_like(frames[1:])])  # the image, then black frames
         latent = self.encode_video(pipe.vae, video)
         per_latent = self.frames_per_latent(pipe)
