@@ -91,6 +91,9 @@ TRAININGS = {
     "full-lora-new-scenes-across-15": Training(
         "full-lora", augment_copies=15, augment="new-scenes", loss="across-frames"
     ),
+    "full-lora-new-scenes-across-7-rank-32": Training(
+        "full-lora", augment_copies=7, augment="new-scenes", loss="across-frames", rank=32
+    ),
     # the object drawn between the world's small and large sizes (its radii 5 and 7 pixels)
     "full-lora-new-scenes-sized-across-7": Training(
         "full-lora",
@@ -184,6 +187,12 @@ VARIANTS = (
         "full-lora + new scenes (7 copies), across-frames loss + PLI",
         "full-lora-new-scenes-across-7",
         pli_tau=333,
+        group="augmentation",
+    ),
+    # twice the rank: more room for the motion of 32 clips
+    Variant(
+        "full-lora + new scenes (7 copies), across-frames loss, rank 32",
+        "full-lora-new-scenes-across-7-rank-32",
         group="augmentation",
     ),
     # the size rise of the copies above: the object at the world's other sizes as well
