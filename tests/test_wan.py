@@ -310,6 +310,60 @@ def test_wan22_trains_one_expert_over_its_timesteps_and_plain_diffusers_loads_it
         export_lora(lora, tmp_path / f"motion_{other}_noise.safetensors")
 
 
+def test_wan22_both_experts_train_one_after_the_other_and_load_and_export_as_a_pair(wan_clips, tmp_path, capsys):
+    import copy
+
+    from diffusers import WanPipeline
+
+    from motionsep.adapters import read_lora_record
+
+    pipe = tiny_wan_pipeline()
+    both = WanPipeline(**pipe.components | {"transformer_2": copy.deepcopy(pipe.transformer)}, boundary_ratio=0.875)
+    model = str(tmp_path / "wan22")
+    both.save_pretrained(model)
+    config = config_from_dict(
+        {
+            "model": model,
+            "method": "tap",
+            "expert": "both",
+            "output_dir": str(tmp_path / "pair"),
+            "data": {"path": str(wan_clips), "frames": WAN_FRAMES, "size": [WAN_SIZE, WAN_SIZE]},
+            "train": {"steps": 2, "checkpoint_every": 0, "learning_rate": 1e-2},
+            "lora": {"rank": 4, "dropout": 0.0},
+        }
+    )
+    out = train(config, progress=False)
+    assert [read_lora_record(out / f).expert for f in ("high_noise", "low_noise")] == ["high", "low"]
+    ours = MotionPipeline.from_pretrained(model, lora=str(out))  # the pair's folder: each LoRA into its expert
+    assert lora_layers(ours.pipe.transformer) and lora_layers(ours.pipe.transformer_2)
+    plain = WanPipeline.from_pretrained(model)
+    plain.set_progress_bar_config(disable=True)
+    plain.load_lora_weights(str(out / "high_noise"))
+    plain.load_lora_weights(str(out / "low_noise"), load_into_transformer_2=True)
+    expected = plain(
+        prompt=["a red square moving right"],
+        num_frames=WAN_FRAMES,
+        height=WAN_SIZE,
+        width=WAN_SIZE,
+        num_inference_steps=4,
+        guidance_scale=1.0,
+        generator=[torch.Generator("cpu").manual_seed(0)],
+        output_type="np",
+    ).frames
+    expected = (np.clip(np.asarray(expected)[0], 0, 1) * 255).round().astype(np.uint8)
+    assert np.array_equal(ours("a red square moving right", 0, SAMPLING), expected)
+    capsys.readouterr()
+    assert main(["export", str(out), "--out", str(tmp_path / "motion.safetensors")]) == 0
+    assert sorted(p.name for p in tmp_path.glob("motion_*.safetensors")) == [
+        "motion_high_noise.safetensors",
+        "motion_low_noise.safetensors",
+    ]
+    one = str(tmp_path / "one-expert")
+    tiny_wan_pipeline().save_pretrained(one)
+    with pytest.raises(MotionsepError, match="this model has one denoiser: leave expert at high"):
+        train(replace(config, model=one, output_dir=str(tmp_path / "x")), progress=False)
+
+
 def test_wan22_ti2v_5b_trains_and_generates_like_wan21_and_plain_diffusers_loads_its_lora(wan_clips, tmp_path):
     model = str(tmp_path / "ti2v")
     tiny_wan22_ti2v_pipeline().save_pretrained(model)

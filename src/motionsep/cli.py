@@ -823,9 +823,10 @@ def _cuda() -> bool:
 
 
 def cmd_export(args) -> None:
-    from .export import export_lora
+    from .export import export_loras
 
-    print(f"exported: {export_lora(args.lora, args.out, args.format, args.overwrite)}")
+    for out in export_loras(args.lora, args.out, args.format, args.overwrite):
+        print(f"exported: {out}")
 
 
 def _export_parser(sub) -> None:

@@ -162,7 +162,8 @@ class TrainConfig:
     pli_tau: int | None = None  # stored as the generation default; None: PLI off
     # a model with two experts (Wan 2.2 A14B): the one the motion LoRA trains on, over its own timesteps: "high"
     # (`transformer`, t >= the boundary: it lays out the video, where motion is decided) or "low"
-    # (`transformer_2`, below it: detail); one expert a run, as diffusion-pipe trains and kohya advises
+    # (`transformer_2`, below it: detail); one expert a run, as diffusion-pipe trains and kohya advises; "both":
+    # the high-noise expert's LoRA, then the low-noise one's, in OUTPUT_DIR/high_noise and OUTPUT_DIR/low_noise
     expert: str = "high"
     train: OptimConfig = field(default_factory=OptimConfig)
 
@@ -283,7 +284,7 @@ def _check_schedule(train: OptimConfig) -> None:
         )
 
 
-EXPERTS = ("high", "low")
+EXPERTS = ("high", "low", "both")
 AUGMENTATIONS = ("recolour", "swap-colours", "swap-scene", "new-scenes", "recompose")
 LOSSES = ("standard", "across-frames")
 AUTO = "auto"  # `method` and `train.loss`: the family's default (Family.default_method, .default_loss)

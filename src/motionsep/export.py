@@ -18,6 +18,7 @@ from .adapters import WEIGHTS_NAME, read_lora_record, read_lora_weights
 from .checkpoint import readable_as_other_files
 from .errors import MotionsepError, refuse_existing
 from .families import FAMILIES
+from .record import expert_pair
 
 COMFYUI_FAMILIES = ("animatediff", "wan")  # the families whose `to_comfyui` has a ComfyUI loader to serve
 
@@ -30,6 +31,18 @@ def to_comfyui(weights: dict[str, torch.Tensor], family: str, alpha: float) -> d
 def to_diffusers(comfy: dict[str, torch.Tensor], family: str, alpha: float) -> dict[str, torch.Tensor]:
     """The inverse of `to_comfyui`: ComfyUI layout back to diffusers' peft keys."""
     return FAMILIES[family].from_comfyui(comfy, alpha)
+
+
+def export_loras(
+    folder: str | os.PathLike, out: str | os.PathLike, fmt: str = "comfyui", overwrite: bool = False
+) -> list[Path]:
+    """`export_lora` of a LoRA folder, or of both LoRAs of an `expert: both` run's folder (a file an expert)."""
+    pair = expert_pair(Path(folder))
+    if pair is None:
+        return [export_lora(folder, out, fmt, overwrite)]
+    names = [_named_for_expert(Path(out), f"{expert}_noise") for expert in ("high", "low")]
+    refuse_existing(names, overwrite)  # both checked before either is written
+    return [export_lora(one, name, fmt, overwrite) for one, name in zip(pair, names)]
 
 
 def export_lora(

@@ -33,7 +33,7 @@ from .highway import AppearanceHighway, HighwaySettings
 from .models import denoiser_of, load_pipeline, model_card
 from .parts import load_parts
 from .pli import PhasedLora
-from .record import METADATA_NAME, LoraRecord
+from .record import METADATA_NAME, LoraRecord, expert_pair
 from .video import contact_sheet, write_gif, write_mp4
 
 
@@ -76,6 +76,11 @@ class LoraSpec:
     @property
     def is_motion(self) -> bool:
         return (Path(self.path) / METADATA_NAME).is_file()
+
+    def expanded(self) -> list[LoraSpec]:
+        """The LoRAs this stands for: an `expert: both` run's folder is its two experts' LoRAs, at its weight."""
+        pair = expert_pair(self.path)
+        return [self] if pair is None else [LoraSpec(str(folder), self.weight) for folder in pair]
 
 
 def _load_motion_loras(pipe, family, specs: list[LoraSpec], lora_scale: float):
@@ -134,7 +139,7 @@ class MotionPipeline:
         swaps the fused and plain weights, exactly).
         """
         given = [] if lora is None else [lora] if isinstance(lora, (str, LoraSpec)) else list(lora)
-        specs = [s if isinstance(s, LoraSpec) else LoraSpec.parse(s) for s in given]
+        specs = [x for s in given for x in (s if isinstance(s, LoraSpec) else LoraSpec.parse(s)).expanded()]
         for spec in specs:
             if not Path(spec.path).exists():
                 raise MotionsepError(f"LoRA '{spec.path}' does not exist: give a LoRA folder or .safetensors file")

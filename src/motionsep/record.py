@@ -19,6 +19,15 @@ from .errors import MotionsepError
 
 FORMAT = "motionsep-lora/1"
 METADATA_NAME = "motionsep.json"
+# `expert: both` (Wan 2.2 A14B): one LoRA folder an expert, inside the run's folder, named as the Wan 2.2 trainers
+# and ComfyUI's nodes name them
+EXPERT_FOLDERS = {"high": "high_noise", "low": "low_noise"}
+
+
+def expert_pair(folder: str | Path) -> list[Path] | None:
+    """The two LoRA folders of an `expert: both` run's folder (high noise first); None for any other folder."""
+    folders = [Path(folder) / name for name in EXPERT_FOLDERS.values()]
+    return folders if all((f / METADATA_NAME).is_file() for f in folders) else None
 
 
 @dataclass

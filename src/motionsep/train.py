@@ -64,14 +64,16 @@ from .models import (
     Denoiser,
     Family,
     denoiser_of,
+    expert_boundary,
     experts_of,
     load_pipeline,
+    resolve_model,
     temporal_layers_bypassed,
     token_grid,
     transformer_blocks,
 )
 from .parts import PARTS, Part, save_parts
-from .record import LoraRecord
+from .record import EXPERT_FOLDERS, LoraRecord
 from .tracks import latent_tracks, reference_tracks, tracking_loss
 from .validation import ValidationSampler, is_validation_step
 
@@ -154,6 +156,8 @@ def prepare(
 ) -> TrainingState:
     """Load the model at `dtype` (diffusers keeps each model's `_keep_in_fp32_modules` in fp32), cache latents and
     text, inject LoRA (and the method's other parts) as the method says."""
+    if config.expert == "both":
+        raise MotionsepError("expert 'both' is two runs, one an expert: train() makes them (train_each_expert)")
     if config.method != AUTO:  # a misspelt method fails before the model loads
         resolve_method(config.method, config.lora.targets)
     if pipe is None:  # on the CPU: the modules visit the device one phase at a time (`cache_inputs`)
@@ -525,6 +529,8 @@ def train(
     passed its checks and written its first checkpoint (`Replacement`). Losses and the learning rate go to
     accelerate's trackers: train.log_with names them (tensorboard, wandb, ...), `trackers` adds tracker objects.
     """
+    if config.expert == "both":
+        return train_each_expert(config, overwrite, progress, resume, trackers)
     out = Path(config.output_dir)
     check_output_dir(out, overwrite, resume)
     accelerator = make_accelerator(config, trackers)
@@ -558,6 +564,23 @@ def train(
         replacement.commit()
     if state.highway is not None:
         state.highway.remove()
+    return out
+
+
+def train_each_expert(config: TrainConfig, overwrite: bool, progress: bool, resume: bool, trackers) -> Path:
+    """`expert: both` (Wan 2.2 A14B): the high-noise expert's LoRA, then the low-noise one's, each a run of its own
+    over its own timesteps (OUTPUT_DIR/high_noise, OUTPUT_DIR/low_noise; each resumes on its own). One expert is
+    on the device at a time, which a card that holds one 14B expert needs (ai-toolkit alternates both in one run,
+    holding both). `generate --lora OUTPUT_DIR` loads each into its expert; `export` writes both files."""
+    if Path(resolve_model(config.model)).exists() and expert_boundary(config.model) is None:
+        raise MotionsepError(
+            "expert 'both' trains the two experts of a model that has them (Wan 2.2 A14B's transformer and "
+            "transformer_2); this model has one denoiser: leave expert at high"
+        )
+    out = Path(config.output_dir)
+    for expert, folder in EXPERT_FOLDERS.items():
+        one = replace(config, expert=expert, output_dir=str(out / folder))
+        train(one, overwrite=overwrite, progress=progress, resume=resume, trackers=trackers)
     return out
 
 
