@@ -178,13 +178,7 @@ def prepare(
         )
     clips = training_clips(config, pipe, family, device)
     if config.train.memory.fp8_text_encoder:
-        from diffusers.hooks import apply_layerwise_casting
-        from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
-
-        # T5 casts its input to `wo`'s weight dtype before `wo` runs: the modules it keeps at its own dtype stay so
-        kept = tuple(getattr(pipe.text_encoder, "_keep_in_fp32_modules", None) or ())
-        skip = DEFAULT_SKIP_MODULES_PATTERN + kept
-        apply_layerwise_casting(pipe.text_encoder, torch.float8_e4m3fn, dtype, skip_modules_pattern=skip)
+        store_in_fp8(pipe.text_encoder, dtype)
     latents, frame_latents, text, conditions = cache_inputs(pipe, family, clips, method.dual_path, device)
     denoiser = denoiser_of(pipe, config.expert)
     if config.train.memory.fp8_base:  # before the LoRA exists: only the frozen base is stored in float8
@@ -214,6 +208,17 @@ def prepare(
     if config.train.gradient_checkpointing:
         enable_gradient_checkpointing(denoiser)
     return state
+
+
+def store_in_fp8(text_encoder, dtype: torch.dtype) -> None:
+    """The text encoder's linear layers stored in float8 and computed at `dtype` (diffusers' layerwise casting).
+    T5 casts its input to `wo`'s weight dtype before `wo` runs: the modules it keeps at its own dtype stay so."""
+    from diffusers.hooks import apply_layerwise_casting
+    from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
+
+    kept = tuple(getattr(text_encoder, "_keep_in_fp32_modules", None) or ())
+    skip = DEFAULT_SKIP_MODULES_PATTERN + kept
+    apply_layerwise_casting(text_encoder, torch.float8_e4m3fn, dtype, skip_modules_pattern=skip)
 
 
 def with_family_defaults(config: TrainConfig, family: Family) -> TrainConfig:
