@@ -242,7 +242,8 @@ def test_bad_wan_input_gets_one_line(pipeline_dirs, wan_clips, tmp_path, capsys)
     assert "Appearance Highway" in run(appearance_highway={"enabled": True})
     assert "1 + 4k frames" in run(data={"frames": 8}) and "set data.frames to 9" in run(data={"frames": 8})
     assert "this model has one denoiser: set expert to high" in run(expert="low")
-    assert "expert 'both' is unknown" in run(expert="both")
+    assert "this model has one denoiser: leave expert at high" in run(expert="both")
+    assert "expert 'all' is unknown" in run(expert="all")
 
 
 def test_valid_frame_counts_follow_the_vaes_own_temporal_factor():
