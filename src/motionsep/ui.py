@@ -253,7 +253,11 @@ def _layout(gr, model: str) -> SimpleNamespace:
             [model, *EMBEDDED_MODELS], value=model, allow_custom_value=True, label="base model", scale=1
         )
         ui.method = gr.Dropdown(
-            [(f"{m.name}: {m.summary}", m.name) for m in METHODS.values()], value="tap", label="method", scale=3
+            [("auto: the model family's measured default (Wan: full-lora, else tap)", "auto")]
+            + [(f"{m.name}: {m.summary}", m.name) for m in METHODS.values()],
+            value="auto",
+            label="method",
+            scale=3,
         )
     with gr.Tab("1. reference clips"):
         with gr.Row():
