@@ -51,6 +51,7 @@ class Training:
     augment: str = "recolour"  # how the copies differ (data.augment)
     loss: str = "standard"  # train.loss: "across-frames" leaves what every frame shares out of the loss
     object_scale: tuple[float, float] | None = None  # new scenes: data.new_scenes.object_scale
+    steps: int | None = None  # None: the bench's budget; a budget row says its own in its name
 
 
 MANY_LOOK_CLIPS = 16
@@ -109,6 +110,11 @@ TRAININGS = {
         "motiondirector", augment_copies=AUGMENTED_COPIES, augment="new-scenes", loss="across-frames"
     ),
     "full-lora-many-looks": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=NAMED),
+    # twice the budget, for the control and the best recipe alike: does the ratio between them hold?
+    "full-lora-many-looks-600": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=NAMED, steps=600),
+    "full-lora-new-scenes-across-7-600": Training(
+        "full-lora", augment_copies=7, augment="new-scenes", loss="across-frames", steps=600
+    ),
     "full-lora-many-shapes": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=("shape",)),
     "full-lora-many-colours": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=("colour", "background")),
     "motiondirector-1clip": Training("motiondirector", clips=1),
@@ -189,6 +195,13 @@ VARIANTS = (
         pli_tau=333,
         group="augmentation",
     ),
+    # twice the budget (600 steps) for the control and the best recipe
+    Variant("multi-look control, 600 steps", "full-lora-many-looks-600", group="budget"),
+    Variant(
+        "full-lora + new scenes (7 copies), across-frames loss, 600 steps",
+        "full-lora-new-scenes-across-7-600",
+        group="budget",
+    ),
     # twice the rank: more room for the motion of 32 clips
     Variant(
         "full-lora + new scenes (7 copies), across-frames loss, rank 32",
@@ -251,6 +264,7 @@ SWEEP_CENTRE = {
     "noise prior": "motiondirector, 1 clip",
     "augmentation": "full-lora",
     "look variety": MULTI_LOOK_CONTROL,
+    "budget": MULTI_LOOK_CONTROL,
 }
 
 
@@ -351,7 +365,7 @@ def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, pr
         out,
         model=settings.model,
         method=spec.method,
-        steps=settings.train_steps,
+        steps=spec.steps or settings.train_steps,
         learning_rate=spec.learning_rate or settings.learning_rate,
         rank=spec.rank or settings.rank,
         batch_size=settings.batch_size,
