@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 from motionsep.config import config_from_dict
-from motionsep.testing import save_tiny_pipeline
+from motionsep.testing import WAN_FRAMES, WAN_SIZE, save_tiny_pipeline
 from motionsep.video import write_mp4
 
 FAMILIES = ("modelscope", "animatediff")  # the U-Net families, which share the parametrised tests; Wan: test_wan.py
@@ -58,6 +58,24 @@ def wan_clips(tmp_path_factory):
     write_mp4(wan_square(), root / "square.mp4")
     (root / "square.txt").write_text("a red square moving right\n")
     return root
+
+
+def plain_wan_video(plain, prompt: str, **inputs) -> np.ndarray:
+    """The video a plain diffusers Wan pipeline (its LoRAs loaded by the caller) makes at the Wan tests' sampling:
+    9 frames of 32 x 32, 4 steps, no guidance, seed 0; `inputs`: more of its arguments (an I2V pipeline's image)."""
+    plain.set_progress_bar_config(disable=True)
+    frames = plain(
+        prompt=[prompt],
+        num_frames=WAN_FRAMES,
+        height=WAN_SIZE,
+        width=WAN_SIZE,
+        num_inference_steps=4,
+        guidance_scale=1.0,
+        generator=[torch.Generator("cpu").manual_seed(0)],
+        output_type="np",
+        **inputs,
+    ).frames
+    return (np.clip(np.asarray(frames)[0], 0, 1) * 255).round().astype(np.uint8)
 
 
 @pytest.fixture

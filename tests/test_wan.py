@@ -12,7 +12,7 @@ import torch
 import yaml
 from accelerate.utils import set_seed
 
-from conftest import assert_steps_lower_the_loss, record_pli_calls
+from conftest import assert_steps_lower_the_loss, plain_wan_video, record_pli_calls
 from motionsep.adapters import MOTION, SPATIAL, lora_layers
 from motionsep.cli import main
 from motionsep.config import config_from_dict
@@ -162,19 +162,8 @@ def plain_diffusers_video(model: str, lora, prompt: str, into_low_noise_expert: 
     from diffusers import WanPipeline
 
     plain = WanPipeline.from_pretrained(model)
-    plain.set_progress_bar_config(disable=True)
     plain.load_lora_weights(str(lora), **({"load_into_transformer_2": True} if into_low_noise_expert else {}))
-    frames = plain(
-        prompt=[prompt],
-        num_frames=WAN_FRAMES,
-        height=WAN_SIZE,
-        width=WAN_SIZE,
-        num_inference_steps=4,
-        guidance_scale=1.0,
-        generator=[torch.Generator("cpu").manual_seed(0)],
-        output_type="np",
-    ).frames
-    return (np.clip(np.asarray(frames)[0], 0, 1) * 255).round().astype(np.uint8)
+    return plain_wan_video(plain, prompt)
 
 
 SAMPLING = SamplingSettings(num_frames=WAN_FRAMES, height=WAN_SIZE, width=WAN_SIZE, steps=4, guidance=1.0)
@@ -338,20 +327,9 @@ def test_wan22_both_experts_train_one_after_the_other_and_load_and_export_as_a_p
     ours = MotionPipeline.from_pretrained(model, lora=str(out))  # the pair's folder: each LoRA into its expert
     assert lora_layers(ours.pipe.transformer) and lora_layers(ours.pipe.transformer_2)
     plain = WanPipeline.from_pretrained(model)
-    plain.set_progress_bar_config(disable=True)
     plain.load_lora_weights(str(out / "high_noise"))
     plain.load_lora_weights(str(out / "low_noise"), load_into_transformer_2=True)
-    expected = plain(
-        prompt=["a red square moving right"],
-        num_frames=WAN_FRAMES,
-        height=WAN_SIZE,
-        width=WAN_SIZE,
-        num_inference_steps=4,
-        guidance_scale=1.0,
-        generator=[torch.Generator("cpu").manual_seed(0)],
-        output_type="np",
-    ).frames
-    expected = (np.clip(np.asarray(expected)[0], 0, 1) * 255).round().astype(np.uint8)
+    expected = plain_wan_video(plain, "a red square moving right")
     assert np.array_equal(ours("a red square moving right", 0, SAMPLING), expected)
     capsys.readouterr()
     assert main(["export", str(out), "--out", str(tmp_path / "motion.safetensors")]) == 0

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import wan_square
+from conftest import plain_wan_video, wan_square
 from motionsep.adapters import MOTION, lora_layers
 from motionsep.cli import main
 from motionsep.config import config_from_dict
@@ -55,21 +55,9 @@ def plain_i2v_video(model: str, lora, image: str) -> np.ndarray:
     from diffusers import WanImageToVideoPipeline
 
     plain = WanImageToVideoPipeline.from_pretrained(model)
-    plain.set_progress_bar_config(disable=True)
     if lora is not None:
         plain.load_lora_weights(str(lora))
-    frames = plain(
-        image=Image.open(image).convert("RGB"),
-        prompt=[PROMPT],
-        num_frames=WAN_FRAMES,
-        height=WAN_SIZE,
-        width=WAN_SIZE,
-        num_inference_steps=4,
-        guidance_scale=1.0,
-        generator=[torch.Generator("cpu").manual_seed(0)],
-        output_type="np",
-    ).frames
-    return (np.clip(np.asarray(frames)[0], 0, 1) * 255).round().astype(np.uint8)
+    return plain_wan_video(plain, PROMPT, image=Image.open(image).convert("RGB"))
 
 
 def test_the_first_frame_conditions_training_as_the_pipeline_conditions_a_video():

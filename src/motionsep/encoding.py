@@ -16,12 +16,13 @@ def encode_clips(pipe, family: Family, clips: list[Clip], device, one_frame_clip
     """VAE latents of every clip, computed once (the VAE mean; no sampling noise to cache), as
     (clips, channels, latent frames, h, w), encoded as the family's pipeline encodes them
     (`Family.encode_video`); with `one_frame_clips` each frame is a clip of its own (one latent frame each)."""
-    vae = pipe.vae
-    out = []
-    for clip in clips:
-        frames = torch.from_numpy(clip.frames).to(device=device, dtype=vae.dtype).permute(0, 3, 1, 2) / 127.5 - 1
-        out.append(family.encode_video(vae, frames, one_frame_clips))
+    out = [family.encode_video(pipe.vae, clip_frames(clip, device, pipe.vae.dtype), one_frame_clips) for clip in clips]
     return torch.stack(out).float()
+
+
+def clip_frames(clip: Clip, device, dtype: torch.dtype) -> torch.Tensor:
+    """A clip's uint8 frames (F, H, W, 3) as the VAE reads them: (F, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(clip.frames).to(device=device, dtype=dtype).permute(0, 3, 1, 2) / 127.5 - 1
 
 
 @torch.no_grad()
@@ -34,8 +35,5 @@ def encode_text(pipe, family: Family, captions: list[str], device) -> torch.Tens
 def encode_conditions(pipe, family: Family, clips: list[Clip], device) -> dict[str, torch.Tensor]:
     """The family's conditions of every clip besides its text (`Family.encode_conditions`: an image-to-video
     model's first frame), clips first; empty for a text-to-video model."""
-    per_clip = []
-    for clip in clips:
-        frames = torch.from_numpy(clip.frames).to(device=device, dtype=pipe.vae.dtype).permute(0, 3, 1, 2) / 127.5 - 1
-        per_clip.append(family.encode_conditions(pipe, frames))
+    per_clip = [family.encode_conditions(pipe, clip_frames(clip, device, pipe.vae.dtype)) for clip in clips]
     return {name: torch.stack([c[name] for c in per_clip]).float() for name in (per_clip[0] if per_clip else {})}

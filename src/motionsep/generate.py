@@ -115,6 +115,7 @@ class MotionPipeline:
         self.parts: list[Any] = []  # the motion LoRAs' parts that are not LoRAs (parts.py)
         self.card = model_card(str(getattr(pipe, "name_or_path", "") or ""))  # read once, not each video
         self._inverted: tuple[Any, torch.Tensor] | None = None  # the noise prior's inverted clip, by its key
+        self._opened: tuple[str, Any] | None = None  # the first-frame image last read, by its path
 
     @classmethod
     def from_pretrained(
@@ -315,11 +316,14 @@ class MotionPipeline:
             )
         if not image:
             return None
+        if self._opened is not None and self._opened[0] == image:  # read once for every video of a batch
+            return self._opened[1]
         from PIL import Image, UnidentifiedImageError
 
         try:
             with Image.open(image) as opened:
-                return opened.convert("RGB")
+                self._opened = (image, opened.convert("RGB"))
+                return self._opened[1]
         except (OSError, UnidentifiedImageError):
             raise MotionsepError(
                 f"--image '{image}' is not an image file PIL can read (PNG, JPEG, WebP, ...)"
