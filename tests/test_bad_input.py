@@ -72,6 +72,8 @@ def test_wrong_type_and_unknown_method_and_target(tmp_path, pipeline_dirs, clip_
     assert code == 2 and "set data.new_scenes.phrase" in err
     code, err = run_train(config, capsys, "--set", "data.new_scenes.object_scale=[1.0, 0.5]")
     assert code == 2 and "data.new_scenes.object_scale must be [low, high]" in err
+    code, err = run_train(config, capsys, "--set", "data.new_scenes.subject=square")
+    assert code == 2 and "set both subject" in err
 
 
 def test_not_a_pipeline_folder(tmp_path, pipeline_dirs, clip_dir, capsys):

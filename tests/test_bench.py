@@ -274,6 +274,10 @@ def test_the_target_reads_motion_against_the_multi_look_ceiling_and_each_rise_ap
     # a mean rise of 0.15 would pass against full-lora's 0.3; the window alone does not (0.3 > 0.5 x 0.4)
     one_attribute = {**pooled, "tap": _row(0.8, 0.0, 0.3)}
     assert "met by" not in _leakage_target_line(one_attribute, target)
+    # where the baseline falls (no leak), a candidate that does not rise passes, and one that rises does not
+    falls = {**pooled, "full-lora": _row(0.2, -0.2, 0.4)}
+    assert "met by tap" in _leakage_target_line({**falls, "tap": _row(0.75, 0.0, 0.1)}, target)
+    assert "met by" not in _leakage_target_line({**falls, "tap": _row(0.75, 0.05, 0.1)}, target)
     no_ceiling = {k: v for k, v in pooled.items() if k != MULTI_LOOK_CONTROL}  # then the baseline's motion
     assert "of the motion accuracy of full-lora (20%)" in _leakage_target_line(no_ceiling, target)
 

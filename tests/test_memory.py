@@ -11,6 +11,7 @@ import torch
 
 from motionsep.cli import main
 from motionsep.families import MODELSCOPE, WAN
+from motionsep.families.wan_i2v import IMAGE_ENCODER_PARAMETERS
 from motionsep.memory import MemoryPlan, as_trained, predict_training_memory, traced_activations
 from motionsep.testing import tiny_modelscope_unet, tiny_wan_pipeline
 
@@ -87,5 +88,13 @@ def test_inspect_predicts_wan_at_real_size_and_says_what_is_missing(capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "predicted peak" in printed and "caching   11.4 GB: the text encoder" in printed
+    # Wan 2.1 I2V caches beside its CLIP image encoder; Wan 2.2 I2V has none
+    caching = {}
+    for model in ("wan-i2v-14b-config", "wan2.2-i2v-a14b-config"):
+        assert main(["inspect", "--model", model, "--frames", "33", "--size", "480", "832", "--json"]) == 0
+        caching[model] = json.loads(capsys.readouterr().out)["memory"]["caching"]
+    assert caching["wan-i2v-14b-config"] - caching["wan2.2-i2v-a14b-config"] == 2 * IMAGE_ENCODER_PARAMETERS  # bf16
+    assert main(["inspect", "--model", "wan-i2v-14b-config", "--frames", "33", "--size", "480", "832"]) == 0
+    assert "the text encoder and the image encoder" in capsys.readouterr().out
     assert main(["inspect", "--model", "wan-1.3b-config", "--frames", "81"]) == 2
     assert "--frames and --size go together" in capsys.readouterr().err

@@ -261,6 +261,54 @@ def test_new_scenes_scale_the_object_about_its_centre_so_its_path_stays_the_clip
         assert (ys.mean(), xs.mean()) == (9.5, 2 * i + 7.5)  # centred where the clip's square is
 
 
+def test_new_scenes_with_subjects_move_the_object_the_model_draws_along_the_clips_path():
+    from motionsep.config import NewScenes
+    from motionsep.data import Clip, augmented
+
+    words = {"red": (220, 30, 30), "blue": (40, 80, 230)}
+    frames = np.full((4, 24, 24, 3), 90, np.uint8)
+    for i in range(4):  # a 5x5 red square moving right and down, its centre at (x, y) = (6 + 2i, 8 + i)
+        frames[i, 6 + i : 11 + i, 2 * i + 4 : 2 * i + 9] = words["red"]
+    cross = np.zeros((24, 24), bool)  # the "model" draws a still blue plus sign, 5 pixels wide, centred at (18, 18)
+    cross[16:21, 18] = cross[18, 16:21] = True
+    asked = []
+
+    def draw(caption, seed):
+        asked.append(caption)
+        video = np.full((4, 24, 24, 3), (120, 120, 40), np.uint8)
+        video[:, cross] = words["blue"]
+        return video
+
+    scenes = NewScenes("on grey", ["on grey", "on olive"], subject="square", subjects=["square", "cross"])
+    (copy,) = augmented(
+        [Clip(Path("a.mp4"), frames, "a red square on grey")], 1, 0.5, 0, "new-scenes", words, scenes, draw
+    )
+    assert asked == [copy.caption] == ["a blue cross on olive"]  # the caption names what the copy shows
+    blue = (copy.frames == words["blue"]).all(-1)
+    for i, frame in enumerate(blue):  # the drawn cross, centred where the clip's square is in each frame
+        assert np.array_equal(frame, np.roll(cross, (8 + i - 18, 6 + 2 * i - 18), axis=(0, 1)))
+    assert not blue[:, 18, 18].any()  # where the model drew it, its object is painted out
+    # the drawn video shows no object of that colour: the clip's own object, and the caption keeps its word
+    (own,) = augmented(
+        [Clip(Path("a.mp4"), frames, "a red square on grey")],
+        1,
+        0.5,
+        0,
+        "new-scenes",
+        words,
+        scenes,
+        lambda caption, seed: np.full((4, 24, 24, 3), (120, 120, 40), np.uint8),
+    )
+    assert own.caption == "a blue square on olive"
+    assert np.array_equal((own.frames == words["blue"]).all(-1), (frames == words["red"]).all(-1))
+    # the only new look is one to avoid: the copy keeps the clip's scene (colours swapped alone)
+    scenes = NewScenes("on grey", ["on olive"], subject="square", subjects=["cross"], avoid=[["Cross", "blue"]])
+    clip = Clip(Path("a.mp4"), frames, "a red square on grey")
+    assert [c.caption for c in augmented([clip], 2, 0.5, 0, "new-scenes", words, scenes, draw)] == [
+        "a blue square on grey"
+    ] * 2
+
+
 def test_recompose_keeps_the_moving_pixels_where_they_are_and_changes_the_background():
     from motionsep.data import Clip, augmented, split_layers
 

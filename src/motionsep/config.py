@@ -33,6 +33,14 @@ class NewScenes:
     # each copy's object scaled about its centre in every frame by a factor drawn from [low, high]: its size is
     # look, not motion (the path of its centre stays the clip's); [1, 1] keeps the clip's size
     object_scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    # new objects as well as new scenes: `subject` is the captions' word for the clips' object (e.g. "square");
+    # each copy names one of `subjects` instead, and the object the base model draws for it, cut from one of its
+    # frames, is moved along the clip object's path (its centre, frame by frame). Empty: the clip's own object
+    subject: str = ""
+    subjects: list[str] = field(default_factory=list)
+    # looks no copy may show, each the words a copy's caption may not hold all of (e.g. ["blue", "circle"]): keep
+    # the looks of validation prompts out of training, so validation shows what leaks
+    avoid: list[list[str]] = field(default_factory=list)
 
 
 @dataclass
@@ -307,6 +315,11 @@ def _check_augmentation(data: DataConfig) -> None:
     scale = scenes.object_scale
     if not (len(scale) == 2 and 0 < scale[0] <= scale[1] <= 4):
         raise MotionsepError(f"data.new_scenes.object_scale must be [low, high] with 0 < low <= high <= 4, got {scale}")
+    if bool(scenes.subject) != bool([s for s in scenes.subjects if s != scenes.subject]):
+        raise MotionsepError(
+            "data.new_scenes: set both subject (the captions' word for the clips' object) and subjects (other "
+            "objects' words), or neither"
+        )
 
 
 def validate(config: TrainConfig) -> None:

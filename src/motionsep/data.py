@@ -276,12 +276,23 @@ def _named_colour(
     table = {w: np.array(rgb, np.float64) / 255 for w, rgb in words.items()}
     source, target = named[0], str(rng.choice([w for w in words if w != named[0]]))
     x = clip.frames.astype(np.float64) / 255
-    closeness = 1 - np.linalg.norm(x - table[source], axis=-1, keepdims=True) * 255 / SWAP_REACH
-    weight = np.clip(closeness, 0, 1)
+    weight = _closeness(x, table[source])
     if not (weight > 0.5).any():  # the named colour is nowhere in the clip: renaming it would make a false caption
         return None
     caption = "".join(target if t.lower() == source else t for t in tokens)
     return x, _colour_map(table[source], table[target])(x), weight, caption, table[target]
+
+
+def _closeness(x: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """Each pixel's closeness to `colour` (both 0-1): 1 at the colour, 0 at SWAP_REACH and beyond; a trailing axis
+    of one, to weigh pixels by."""
+    return np.clip(1 - np.linalg.norm(x - colour, axis=-1, keepdims=True) * 255 / SWAP_REACH, 0, 1)
+
+
+def _centre(weight: np.ndarray) -> tuple[float, float] | None:
+    """(x, y) of the middle of a frame's object (where `weight`, height x width, is over a half); None if none."""
+    ys, xs = np.nonzero(weight > 0.5)
+    return (float(xs.mean()), float(ys.mean())) if len(ys) else None
 
 
 def _as_uint8(x: np.ndarray) -> np.ndarray:
@@ -320,7 +331,7 @@ def _without_object(video: np.ndarray, colour: np.ndarray) -> np.ndarray:
     """A drawn video with its object (the pixels near `colour`, 0-1, and two pixels around them) painted over from
     the scene around it, frame by frame (OpenCV's inpainting: a drawn object often stands still, so no frame shows
     what is behind it). uint8 in, 0-1 out."""
-    near = np.linalg.norm(video.astype(np.float64) / 255 - colour, axis=-1) * 255 < SWAP_REACH
+    near = _closeness(video.astype(np.float64) / 255, colour)[..., 0] > 0
     grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     out = [
         cv2.inpaint(np.ascontiguousarray(frame), cv2.dilate(mask.astype(np.uint8), grow), 3, cv2.INPAINT_TELEA)
@@ -338,19 +349,61 @@ def new_scene(
 ) -> Clip | None:
     """`swap_colours` over a scene the base model draws: the caption's colour swapped and its scene phrase replaced by
     another of `scenes.prompts`; `draw(caption, seed)` makes that video, its object is taken out (`_without_object`),
-    and the clip's object, in its new colour, is painted over it where it moved. Every caption word stays true, and
-    the scene is one the model itself draws for those words. None where `swap_colours` gives None or the caption
-    lacks the scene phrase."""
-    found = _named_colour(clip, rng, words)
-    if found is None or scenes.phrase not in found[3]:
+    and the clip's object, in its new colour, is painted over it where it moved. With `scenes.subject` the caption
+    names another object too, and the one the model draws for it moves along the clip object's path instead
+    (`_drawn_object_on_path`). Every caption word stays true, and the scene (and object) is one the model itself
+    draws for those words. None where `swap_colours` gives None or the caption lacks the scene phrase."""
+    look = _new_look(clip, rng, words, scenes)
+    if look is None:
         return None
-    _, moved, weight, caption, colour = found
-    caption = caption.replace(scenes.phrase, str(rng.choice([p for p in scenes.prompts if p != scenes.phrase])))
-    scene = _without_object(draw(caption, int(rng.integers(2**31))), colour)
+    (_, moved, weight, caption, colour), subject, told = look
+    drawn = draw(told, int(rng.integers(2**31)))
+    scene = _without_object(drawn, colour)
+    carried = _drawn_object_on_path(drawn, colour, weight) if subject else None
+    if carried is not None:  # else the clip's own object, and the caption keeps its word
+        (moved, weight), caption = carried, told
     low, high = scenes.object_scale
     if (low, high) != (1.0, 1.0):  # drawn only when asked: earlier configs keep their copies
         moved, weight = _scaled_object(moved, weight, float(rng.uniform(low, high)))
     return Clip(clip.path, _as_uint8(scene + weight * (moved - scene)), caption)
+
+
+# How often a copy's look is drawn again when it is one of `NewScenes.avoid` before the copy falls back to the
+# clip's scene (swapped colours alone).
+LOOK_TRIES = 20
+
+
+def _new_look(
+    clip: Clip, rng: np.random.Generator, words: Mapping[str, Sequence[int]], scenes: NewScenes
+) -> tuple[tuple, str | None, str] | None:
+    """A new scene's look for a copy: `_named_colour`'s swap with the caption's scene phrase replaced, the new
+    subject where one is asked for (`_other_subject`) and the caption to draw (it names that subject). Drawn again
+    while its caption holds every word of one of `scenes.avoid`; None where that never ends, or the caption lacks
+    the scene phrase, or the swap gives None."""
+    for _ in range(LOOK_TRIES):
+        found = _named_colour(clip, rng, words)
+        if found is None or scenes.phrase not in found[3]:
+            return None
+        other = str(rng.choice([p for p in scenes.prompts if p != scenes.phrase]))
+        found = (*found[:3], found[3].replace(scenes.phrase, other), found[4])
+        subject = _other_subject(found[3], rng, scenes)
+        told = _subject_word(scenes.subject).sub(subject, found[3]) if subject else found[3]
+        said = set(re.findall(r"\w+", told.lower()))
+        if not any({w.lower() for w in look} <= said for look in scenes.avoid):
+            return found, subject, told
+    return None
+
+
+def _subject_word(subject: str) -> re.Pattern[str]:
+    return re.compile(rf"\b{re.escape(subject)}\b")
+
+
+def _other_subject(caption: str, rng: np.random.Generator, scenes: NewScenes) -> str | None:
+    """One of `scenes.subjects` for a copy whose caption names `scenes.subject`; None where none is asked for (the
+    rng untouched then, so earlier configs keep their copies) or the caption does not name it."""
+    if not scenes.subject or not _subject_word(scenes.subject).search(caption):
+        return None
+    return str(rng.choice([s for s in scenes.subjects if s != scenes.subject]))
 
 
 def _scaled_object(pixels: np.ndarray, weight: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -358,13 +411,43 @@ def _scaled_object(pixels: np.ndarray, weight: np.ndarray, scale: float) -> tupl
     centre in each frame (where weight > 0.5), so its path is the clip's at another size."""
     pixels, weight = pixels.copy(), weight.copy()
     for f in range(len(pixels)):
-        ys, xs = np.nonzero(weight[f, ..., 0] > 0.5)
-        if len(ys) == 0:
+        centre = _centre(weight[f, ..., 0])
+        if centre is None:
             continue
-        warp = cv2.getRotationMatrix2D((float(xs.mean()), float(ys.mean())), 0.0, scale)
+        warp = cv2.getRotationMatrix2D(centre, 0.0, scale)
         size = (pixels.shape[2], pixels.shape[1])
         pixels[f] = cv2.warpAffine(pixels[f], warp, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         weight[f, ..., 0] = cv2.warpAffine(weight[f, ..., 0], warp, size, flags=cv2.INTER_LINEAR)
+    return pixels, weight
+
+
+def _drawn_object_on_path(
+    drawn: np.ndarray, colour: np.ndarray, path: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The object a drawn video shows (its pixels near `colour`, 0-1), cut from the frame where its area is the
+    median of the frames that show it (a whole object, not one leaving the frame), and put in every frame where the
+    clip's object is (`path`: its weight, frames x height x width x 1), centre on centre: a new object on the clip's
+    path, so the motion is the clip's. Pixels (0-1) and weight as `_named_colour` gives them; None where the drawn
+    video shows no such object."""
+    x = drawn.astype(np.float64) / 255
+    closeness = _closeness(x, colour)
+    areas = (closeness[..., 0] > 0.5).sum(axis=(1, 2))
+    shown = np.flatnonzero(areas)
+    if len(shown) == 0:
+        return None
+    cut = int(shown[np.argsort(areas[shown], kind="stable")[len(shown) // 2]])
+    sprite, sprite_weight = x[cut], np.ascontiguousarray(closeness[cut, ..., 0])
+    start = _centre(sprite_weight)
+    assert start is not None  # the cut frame shows the object
+    pixels, weight = np.repeat(sprite[None], len(path), axis=0), np.zeros_like(path)
+    size = (x.shape[2], x.shape[1])
+    for f in range(len(path)):
+        centre = _centre(path[f, ..., 0])
+        if centre is None:  # the clip's object is out of sight: so is the new one
+            continue
+        shift = np.array([[1.0, 0.0, centre[0] - start[0]], [0.0, 1.0, centre[1] - start[1]]])
+        pixels[f] = cv2.warpAffine(sprite, shift, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        weight[f, ..., 0] = cv2.warpAffine(sprite_weight, shift, size, flags=cv2.INTER_LINEAR)
     return pixels, weight
 
 

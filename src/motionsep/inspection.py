@@ -214,6 +214,7 @@ def _memory_lines(memory: dict[str, Any]) -> list[str]:
         f"    training  {_gb(memory['training'])}: frozen weights {_gb(memory['weights'])} + LoRA, gradients and "
         f"AdamW {_gb(memory['trainable_state'])} + activations {_gb(memory['activations'])} "
         "(traced on the meta device)",
-        f"    caching   {_gb(memory['caching'])}: the text encoder, before the denoiser moves to the device "
+        f"    caching   {_gb(memory['caching'])}: the text encoder{' and the image encoder' * memory['image_encoder']}"
+        ", before the denoiser moves to the device "
         "(the VAE's own activations not counted)",
     ]

@@ -4,8 +4,9 @@ so a user knows whether a model fits their card before downloading it.
 Training runs in two phases (train.cache_inputs). First the text encoder and the VAE sit on the device to cache
 the latents and captions. Then the denoiser sits there and trains. The peak is the larger of the two:
 
-- caching: the text encoder's published parameter count (`Family.text_encoder_parameters`) at the weight dtype;
-  the VAE's own activations are not counted;
+- caching: the text encoder's published parameter count (`Family.text_encoder_parameters`) at the weight dtype,
+  and an image-to-video model's image encoder (`Family.image_encoder_parameters`); the VAE's own activations are
+  not counted;
 - training: the frozen denoiser's weights at the weight dtype (fp32 where the model keeps modules in fp32, float8
   where `train.memory.fp8_base` stores them), 16 bytes a trainable parameter (fp32 weight, gradient and AdamW's two
   moments), and the activations autograd keeps for the backward pass.
@@ -145,7 +146,8 @@ def predict_training_memory(
     latent_shape,
     text_shape,
 ) -> dict[str, int]:
-    """Bytes of each part of the peak, and the peak: see the module's docstring. `denoiser` is a meta model built
+    """Bytes of each part of the peak, and the peak (and whether the caching counts an image encoder): see the
+    module's docstring. `denoiser` is a meta model built
     from its config (models.build_denoiser_from_config); it is changed (dtype, grads) and should be thrown away."""
     as_trained(denoiser, plan, trainable)
     everything, per_unit, inputs = traced_activations(denoiser, family, latent_shape, text_shape)
@@ -161,6 +163,7 @@ def predict_training_memory(
     unscaled = family.text_encoder_unscaled_parameters  # left at the weight dtype by float8 storage
     per_parameter = 1 if plan.fp8_text_encoder else WEIGHT_BYTES[plan.precision]
     caching = unscaled * WEIGHT_BYTES[plan.precision] + (family.text_encoder_parameters - unscaled) * per_parameter
+    caching += family.image_encoder_parameters(denoiser) * WEIGHT_BYTES[plan.precision]  # never stored in float8
     training = weights + trainable_parameters * TRAINABLE_BYTES + activations
     return {
         "weights": weights,
@@ -168,6 +171,7 @@ def predict_training_memory(
         "activations": activations,
         "training": training,
         "caching": caching,
+        "image_encoder": family.image_encoder_parameters(denoiser) > 0,
         "peak": max(training, caching),
     }
 

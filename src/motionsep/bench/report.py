@@ -213,8 +213,9 @@ def _leakage_target_line(pooled: dict, target: dict) -> str:
         row = pooled[name]
         motion = row["motion_accuracy"]["value"] / max(top, 1e-9)
         rises = {a: row["leakage"][a]["rise"]["value"] for a in UNNAMED}
-        # where the baseline does not rise, a candidate may rise no more than it
-        low = all(rises[a] <= (target["max_rise_ratio"] if b > 0 else 1.0) * b for a, b in base_rises.items())
+        # a rise is leakage; where the baseline does not rise (it shows the reference's value less often than the
+        # base model), a candidate must not rise at all (not fall as far as the baseline: that is no leak either)
+        low = all(rises[a] <= target["max_rise_ratio"] * max(b, 0.0) for a, b in base_rises.items())
         if motion >= target["min_motion_ratio"] and low:
             met.append(name)
         parts.append(
@@ -224,7 +225,8 @@ def _leakage_target_line(pooled: dict, target: dict) -> str:
     return (
         f"Target (one of {', '.join(candidates)} at >= {target['min_motion_ratio']:.0%} of the motion accuracy of "
         f"{ceiling} ({100 * top:.0f}%), with at most {target['max_rise_ratio']:.0%} of {base_name}'s rise on each "
-        f"unnamed attribute): {_verdict(bool(met))}{' by ' + ', '.join(met) if met else ''}. {base_name}: motion "
+        f"unnamed attribute, and none where it does not rise): {_verdict(bool(met))}"
+        f"{' by ' + ', '.join(met) if met else ''}. {base_name}: motion "
         f"{100 * pooled[base_name]['motion_accuracy']['value']:.0f}%, rise "
         + ", ".join(f"{a} {100 * r:+.0f}" for a, r in base_rises.items())
         + "; "

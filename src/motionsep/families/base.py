@@ -105,6 +105,11 @@ class Family:
         """Whether videos start from a given first frame (an image-to-video model): `generate --image`."""
         return False
 
+    def image_encoder_parameters(self, denoiser) -> int:
+        """The published parameter count of the image encoder that caches beside the text encoder (memory.py) for a
+        model whose denoiser reads its tokens; 0: none."""
+        return 0
+
     def encode_conditions(self, pipe, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """What the denoiser is conditioned on besides text, from one clip's frames (F, 3, H, W) in [-1, 1],
         computed once like its latents; a text-to-video model: nothing."""

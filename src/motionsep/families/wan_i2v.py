@@ -21,12 +21,17 @@ from .wan import WAN, WanFamily
 
 # CLIP ViT-H/14 at 224 x 224, Wan 2.1 I2V's image encoder: the class token and 16 x 16 patches
 IMAGE_TOKENS = 257
+# its vision tower as transformers' CLIPVisionModel (width 1280, 32 layers, MLP 5120): counted on the meta device
+IMAGE_ENCODER_PARAMETERS = 630_766_080
 
 
 @dataclass(frozen=True)
 class WanImageToVideoFamily(WanFamily):
     def takes_image(self) -> bool:
         return True
+
+    def image_encoder_parameters(self, denoiser) -> int:
+        return IMAGE_ENCODER_PARAMETERS if denoiser.config.image_dim is not None else 0  # Wan 2.2 I2V has none
 
     def encode_conditions(self, pipe, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """What the pipeline conditions a video on, from the clip's first frame (frames (F, 3, H, W) in [-1, 1]):

@@ -70,6 +70,7 @@ def toy_config_dict(
     augment: str = "recolour",
     loss: str = "standard",
     object_scale: tuple[float, float] | None = None,
+    new_shapes: bool = False,
 ) -> dict:
     """The training config for shapes-world clips (the world's clip length for the model; 32x32; no LoRA dropout) as
     plain data: the demo, the benchmarks and `toy render`'s config.yaml all train with it."""
@@ -81,7 +82,7 @@ def toy_config_dict(
         "method": method,
         "output_dir": str(output_dir),
         "data": {"path": str(data), "frames": world_frames(model), "size": [32, 32]}
-        | (_augmentation(augment_copies, augment, object_scale) if augment_copies else {}),
+        | (_augmentation(augment_copies, augment, object_scale, new_shapes) if augment_copies else {}),
         "lora": lora,
         "train": {
             "steps": steps,
@@ -98,12 +99,15 @@ def toy_config_dict(
 AUGMENTED_COPIES = 3
 
 
-def _augmentation(copies: int, kind: str, object_scale: tuple[float, float] | None = None) -> dict:
+def _augmentation(
+    copies: int, kind: str, object_scale: tuple[float, float] | None = None, new_shapes: bool = False
+) -> dict:
     """The data keys of appearance augmentation. The swaps read and write the world's own colour words; new scenes
     replace the reference look's background words by the world's other backgrounds, drawn as the bench samples,
-    with the object scaled by `object_scale` when given."""
-    from .protocol import TOY_SAMPLING
-    from .world import BACKGROUNDS, COLOURS
+    with the object scaled by `object_scale` when given, and with `new_shapes` its shape word by the world's
+    other shapes (the drawn object moved along the clip's path)."""
+    from .protocol import BENCH_LOOKS, TOY_SAMPLING
+    from .world import BACKGROUNDS, COLOURS, SHAPES
 
     swaps = kind not in ("recolour", "recompose")
     words: dict = {"colour_words": {w: list(rgb) for w, rgb in COLOURS.items()}} if swaps else {}
@@ -114,6 +118,12 @@ def _augmentation(copies: int, kind: str, object_scale: tuple[float, float] | No
             "steps": TOY_SAMPLING.steps,
             "guidance": TOY_SAMPLING.guidance,
         } | ({"object_scale": list(object_scale)} if object_scale else {})
+        if new_shapes:
+            words["new_scenes"] |= {
+                "subject": REFERENCE_LOOK["shape"],
+                "subjects": list(SHAPES),
+                "avoid": [list(look) for look in BENCH_LOOKS],  # as the multi-look control: none of the bench's
+            }
     return {"augment_copies": copies} | ({"augment": kind} if kind != "recolour" else {}) | words
 
 
