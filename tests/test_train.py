@@ -263,14 +263,14 @@ def test_new_scenes_scale_the_object_about_its_centre_so_its_path_stays_the_clip
 
 def test_new_scenes_with_subjects_move_the_object_the_model_draws_along_the_clips_path():
     from motionsep.config import NewScenes
-    from motionsep.data import Clip, augmented
+    from motionsep.data import DRAW_TRIES, Clip, augmented
 
     words = {"red": (220, 30, 30), "blue": (40, 80, 230)}
     frames = np.full((4, 24, 24, 3), 90, np.uint8)
     for i in range(4):  # a 5x5 red square moving right and down, its centre at (x, y) = (6 + 2i, 8 + i)
         frames[i, 6 + i : 11 + i, 2 * i + 4 : 2 * i + 9] = words["red"]
-    cross = np.zeros((24, 24), bool)  # the "model" draws a still blue plus sign, 5 pixels wide, centred at (18, 18)
-    cross[16:21, 18] = cross[18, 16:21] = True
+    cross = np.zeros((24, 24), bool)  # the "model" draws a still blue plus sign, 7 pixels wide, centred at (18, 18)
+    cross[15:22, 17:20] = cross[17:20, 15:22] = True
     asked = []
 
     def draw(caption, seed):
@@ -301,6 +301,19 @@ def test_new_scenes_with_subjects_move_the_object_the_model_draws_along_the_clip
     )
     assert own.caption == "a blue square on olive"
     assert np.array_equal((own.frames == words["blue"]).all(-1), (frames == words["red"]).all(-1))
+    # a drawing in pieces (a model that draws the colour badly): drawn again, then the clip's own object
+    broken = cross & (np.arange(24)[:, None] != 18) & (np.arange(24)[None, :] != 18)
+    tries = []
+
+    def draw_broken(caption, seed):
+        tries.append(seed)
+        video = np.full((4, 24, 24, 3), (120, 120, 40), np.uint8)
+        video[:, broken] = words["blue"]
+        return video
+
+    clip = Clip(Path("a.mp4"), frames, "a red square on grey")
+    (kept,) = augmented([clip], 1, 0.5, 0, "new-scenes", words, scenes, draw_broken)
+    assert len(set(tries)) == DRAW_TRIES and kept.caption == "a blue square on olive"
     # the only new look is one to avoid: the copy keeps the clip's scene (colours swapped alone)
     scenes = NewScenes("on grey", ["on olive"], subject="square", subjects=["cross"], avoid=[["Cross", "blue"]])
     clip = Clip(Path("a.mp4"), frames, "a red square on grey")

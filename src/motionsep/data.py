@@ -328,10 +328,14 @@ def swap_scene(clip: Clip, rng: np.random.Generator, words: Mapping[str, Sequenc
 
 
 def _without_object(video: np.ndarray, colour: np.ndarray) -> np.ndarray:
-    """A drawn video with its object (the pixels near `colour`, 0-1, and two pixels around them) painted over from
-    the scene around it, frame by frame (OpenCV's inpainting: a drawn object often stands still, so no frame shows
-    what is behind it). uint8 in, 0-1 out."""
+    """A drawn video with its object painted over from the scene around it, frame by frame (OpenCV's inpainting: a
+    drawn object often stands still, so no frame shows what is behind it). The object: the pixels near `colour`
+    (0-1), every solid part that moves (`split_layers`: a drawn object is not always of one colour, and its other
+    parts, left in, were learned as a second object), and two pixels around them. uint8 in, 0-1 out."""
     near = _closeness(video.astype(np.float64) / 255, colour)[..., 0] > 0
+    layers = split_layers(video)
+    if layers is not None:
+        near |= layers[1]
     grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     out = [
         cv2.inpaint(np.ascontiguousarray(frame), cv2.dilate(mask.astype(np.uint8), grow), 3, cv2.INPAINT_TELEA)
@@ -357,10 +361,13 @@ def new_scene(
     if look is None:
         return None
     (_, moved, weight, caption, colour), subject, told = look
-    drawn = draw(told, int(rng.integers(2**31)))
+    for _ in range(DRAW_TRIES):  # a drawing with fragments or the object in other colours leaves them in the scene
+        drawn = draw(told, int(rng.integers(2**31)))
+        carried = _drawn_object_on_path(drawn, colour, weight)
+        if carried is not None:
+            break
     scene = _without_object(drawn, colour)
-    carried = _drawn_object_on_path(drawn, colour, weight) if subject else None
-    if carried is not None:  # else the clip's own object, and the caption keeps its word
+    if subject and carried is not None:  # else the clip's own object, and the caption keeps its word
         (moved, weight), caption = carried, told
     low, high = scenes.object_scale
     if (low, high) != (1.0, 1.0):  # drawn only when asked: earlier configs keep their copies
@@ -368,6 +375,9 @@ def new_scene(
     return Clip(clip.path, _as_uint8(scene + weight * (moved - scene)), caption)
 
 
+# How often the base model draws a copy's caption (new seeds) until the drawing shows its object whole
+# (`_drawn_whole`); the last drawing serves otherwise.
+DRAW_TRIES = 3
 # How often a copy's look is drawn again when it is one of `NewScenes.avoid` before the copy falls back to the
 # clip's scene (swapped colours alone).
 LOOK_TRIES = 20
@@ -436,6 +446,8 @@ def _drawn_object_on_path(
     if len(shown) == 0:
         return None
     cut = int(shown[np.argsort(areas[shown], kind="stable")[len(shown) // 2]])
+    if not _drawn_whole(closeness[..., 0] > 0.5, cut, float(np.median((path[..., 0] > 0.5).sum(axis=(1, 2))))):
+        return None
     sprite, sprite_weight = x[cut], np.ascontiguousarray(closeness[cut, ..., 0])
     start = _centre(sprite_weight)
     assert start is not None  # the cut frame shows the object
@@ -449,6 +461,17 @@ def _drawn_object_on_path(
         pixels[f] = cv2.warpAffine(sprite, shift, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         weight[f, ..., 0] = cv2.warpAffine(sprite_weight, shift, size, flags=cv2.INTER_LINEAR)
     return pixels, weight
+
+
+def _drawn_whole(shown: np.ndarray, cut: int, clip_area: float) -> bool:
+    """Whether a drawing shows the object it was asked for (`shown`: its pixels of the asked colour, frame by
+    frame): in at least half the frames, and in the `cut` frame as one solid piece of 0.5-2x the clip object's
+    area. A model that draws a colour badly leaves fragments, or the object in other colours: moved as the new
+    object, such a cut teaches the LoRA broken objects (measured: shapes drawn right fell from 75% to 21%)."""
+    if (shown.sum(axis=(1, 2)) > 0).mean() < 0.5:
+        return False
+    pieces = cv2.connectedComponents(_solid(shown[cut]).astype(np.uint8), connectivity=8)[0] - 1
+    return pieces == 1 and 0.5 * clip_area <= shown[cut].sum() <= 2 * clip_area
 
 
 def augmented(
