@@ -4,13 +4,13 @@ the cost bench measures what the methods really train and save."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from motionsep.bench.cost import CostSettings, run_cost_bench
+from motionsep.bench.cost import CostSettings, measure_training, run_cost_bench
 from motionsep.bench.leakage import DIT_VARIANTS, UNET_VARIANTS, LeakageSettings, run_leakage_bench
 from motionsep.errors import MotionsepError
 from motionsep.methods import lora_parameter_count, lora_targets, resolve_method
@@ -220,6 +220,10 @@ def test_cost_bench_on_the_embedded_dit_takes_its_ratios_to_full_lora(tmp_path):
     assert rows["full-lora"]["ratio_to_full_lora"]["trainable_parameters"] == 1.0
     assert rows["tap"]["ratio_to_full_lora"]["trainable_parameters"] < 0.2
     assert result["generation"] == {}
+    # the frozen base stored in float8: its weights take a quarter of fp32's but for the layers kept (norms)
+    fp8 = measure_training("toy-wan", "tap", asdict(replace(settings, fp8_base=True)))
+    assert fp8["trainable_parameters"] == rows["tap"]["trainable_parameters"]
+    assert rows["tap"]["model_bytes"] / 4 <= fp8["model_bytes"] < rows["tap"]["model_bytes"] / 2
 
 
 def test_weights_fingerprint_follows_the_weights_not_the_folder(pipeline_dirs, tmp_path):

@@ -318,6 +318,7 @@ def cmd_bench_cost(args) -> None:
         frames=args.frames,
         wan_size=tuple(args.wan_size) if args.wan_size else None,
         wan_frames=args.wan_frames,
+        fp8_base=True if args.fp8_base else None,
     )
     r = run_cost_bench(
         args.out,
@@ -737,6 +738,9 @@ def _bench_cost_parser(bench) -> None:
         "--gradient-checkpointing",
         action="store_true",
         help="measure with gradient checkpointing (activations recomputed in the backward pass; on with --cuda)",
+    )
+    p.add_argument(
+        "--fp8-base", action="store_true", help="the frozen base stored in float8, computed at --dtype (train.memory)"
     )
     _overwrite(p, "an earlier report in --out")
     _no_progress(p)

@@ -1,6 +1,8 @@
 """Decoding and encoding video: PyAV for MP4, Pillow for GIF and contact sheets.
 
-Frames are uint8 arrays shaped (frames, height, width, 3), RGB.
+Frames are uint8 arrays shaped (frames, height, width, 3), RGB. PyAV is imported where a video is read or written,
+not with the package: work that touches no video file (a cost bench on a GPU machine that lacks PyAV's 37 MB wheel)
+runs without it.
 """
 
 from __future__ import annotations
@@ -8,7 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -42,6 +43,8 @@ def read_video(
     Frames are scaled while decoding, so a 4K clip never sits in memory at full size.
     Raises MotionsepError for a missing, unreadable or too-short clip.
     """
+    import av
+
     path = Path(path)
     if not path.is_file():
         raise MotionsepError(f"video '{path}' does not exist: check the path")
@@ -97,6 +100,8 @@ def _even(frames: np.ndarray) -> np.ndarray:
 
 def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: int = 8) -> Path:
     """Write uint8 RGB frames as an H.264 MP4 (yuv420p, plays everywhere)."""
+    import av
+
     path = Path(path)
     frames = _even(np.asarray(frames, dtype=np.uint8))
     with av.open(str(path), mode="w") as container:

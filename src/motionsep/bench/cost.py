@@ -84,6 +84,7 @@ class CostSettings:
     device: str = "cpu"
     dtype: str = "float32"  # "float16"/"bfloat16" on a GPU (base weights; LoRA stays fp32)
     gradient_checkpointing: bool = False
+    fp8_base: bool = False  # the frozen base stored in float8 (train.memory.fp8_base), computed at `dtype`
     generation_videos: int = 4
     generation_repeats: int = 3
     zeroscope_generation_calls: int = 4
@@ -127,7 +128,7 @@ def _random_init(denoiser: Denoiser, seed: int = 0) -> None:
                 p.zero_()
 
 
-def build_denoiser(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
+def build_denoiser(model: str, device: str, dtype: torch.dtype) -> Any:  # a diffusers ModelMixin
     from diffusers import UNet3DConditionModel
 
     from ..models import (
@@ -238,6 +239,7 @@ def measure_training(model: str, method_name: str, settings: dict) -> dict:
         "peak_memory_bytes": peak,
         "predicted_memory_bytes": _predicted_above_model(model, state, s),
         "frozen_parameters": sum(p.numel() for p in state.denoiser.parameters() if not p.requires_grad),
+        "model_bytes": sum(p.numel() * p.element_size() for p in state.denoiser.parameters() if not p.requires_grad),
         "latents": list(state.latents.shape),
     }
 
@@ -250,7 +252,7 @@ def _predicted_above_model(model: str, state, s: CostSettings) -> int:
 
     meta = build_denoiser_from_config(load_denoiser_config(COST_MODEL_SOURCES[model]))
     precision = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[s.dtype]
-    plan = MemoryPlan(precision, gradient_checkpointing=s.gradient_checkpointing)
+    plan = MemoryPlan(precision, fp8_base=s.fp8_base, gradient_checkpointing=s.gradient_checkpointing)
     trainable = sum(p.numel() for group in state.params.values() for p in group)
     latents, text = tuple(state.latents.shape), tuple(state.text.shape)
     parts = predict_training_memory(meta, family_of(meta), plan, state.targets["temporal"], 0, latents, text)
@@ -267,6 +269,8 @@ def _cost_state(model: str, method_name: str, s: CostSettings):
 
     torch.manual_seed(0)
     denoiser = build_denoiser(model, s.device, getattr(torch, s.dtype))
+    if s.fp8_base:  # as train.prepare: before the LoRA exists, so only the frozen base is stored in float8
+        denoiser.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=getattr(torch, s.dtype))
     method = resolve_method(method_name)
     targets, lora_configs, params = attach_method_lora(denoiser, method, LoraSettings(rank=s.rank, dropout=0.0))
     for group in params.values():

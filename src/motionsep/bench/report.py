@@ -403,7 +403,8 @@ def cost_report(result: dict) -> str:
         f"Rank {settings['rank']}, batch {settings['batch']}, {settings['frames']} frames on the U-Nets (the Wan "
         f"models' clips: in each section's latents), {settings['dtype']} on "
         f"{settings['device']}, "
-        f"gradient checkpointing {'on' if settings['gradient_checkpointing'] else 'off'}. Ratios in brackets are to "
+        f"gradient checkpointing {'on' if settings['gradient_checkpointing'] else 'off'}"
+        f"{', the frozen base stored in float8' if settings.get('fp8_base') else ''}. Ratios in brackets are to "
         "`motiondirector` (on Wan, a DiT: to `full-lora`, what its trainers train) "
         "in the same run. A step is motionsep's training step (both paths for dual-path methods) plus AdamW, on "
         "cached latents; "
@@ -414,7 +415,13 @@ def cost_report(result: dict) -> str:
     ]
     if any(r["model"] == "wan-1.3b" for r in result["training"]):
         height, width = settings.get("wan_size", ("?", "?"))
-        lines += [f"wan-1.3b: clips of {settings.get('wan_frames')} frames at {height}x{width} pixels.", ""]
+        stored = next(r.get("model_bytes") for r in result["training"] if r["model"] == "wan-1.3b")
+        lines += [
+            f"wan-1.3b: clips of {settings.get('wan_frames')} frames at {height}x{width} pixels"
+            + (f"; its frozen weights take {stored / 2**30:.2f} GiB, to add to a peak" if stored else "")
+            + ".",
+            "",
+        ]
     for model in dict.fromkeys(r["model"] for r in result["training"]):
         lines += _training_table(model, [r for r in result["training"] if r["model"] == model])
     for model, g in result.get("generation", {}).items():
