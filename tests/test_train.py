@@ -273,53 +273,39 @@ def test_new_scenes_with_subjects_move_the_object_the_model_draws_along_the_clip
     cross[15:22, 17:20] = cross[17:20, 15:22] = True
     asked = []
 
-    def draw(caption, seed):
-        asked.append(caption)
-        video = np.full((4, 24, 24, 3), (120, 120, 40), np.uint8)
-        video[:, cross] = words["blue"]
-        return video
+    def drawing(shown):  # a still object of the caption's colour where `shown` is, on a plain olive scene
+        def draw(caption, seed):
+            asked.append((caption, seed))
+            video = np.full((4, 24, 24, 3), (120, 120, 40), np.uint8)
+            video[:, shown] = words[caption.split()[1]]
+            return video
+
+        return draw
+
+    def copy_of(scenes, draw):
+        (copy,) = augmented(
+            [Clip(Path("a.mp4"), frames, "a red square on grey")], 1, 0.5, 0, "new-scenes", words, scenes, draw
+        )
+        return copy
 
     scenes = NewScenes("on grey", ["on grey", "on olive"], subject="square", subjects=["square", "cross"])
-    (copy,) = augmented(
-        [Clip(Path("a.mp4"), frames, "a red square on grey")], 1, 0.5, 0, "new-scenes", words, scenes, draw
-    )
-    assert asked == [copy.caption] == ["a blue cross on olive"]  # the caption names what the copy shows
+    copy = copy_of(scenes, drawing(cross))
+    assert [c for c, _ in asked] == [copy.caption] == ["a blue cross on olive"]  # it names what the copy shows
     blue = (copy.frames == words["blue"]).all(-1)
     for i, frame in enumerate(blue):  # the drawn cross, centred where the clip's square is in each frame
         assert np.array_equal(frame, np.roll(cross, (8 + i - 18, 6 + 2 * i - 18), axis=(0, 1)))
     assert not blue[:, 18, 18].any()  # where the model drew it, its object is painted out
-    # the drawn video shows no object of that colour: the clip's own object, and the caption keeps its word
-    (own,) = augmented(
-        [Clip(Path("a.mp4"), frames, "a red square on grey")],
-        1,
-        0.5,
-        0,
-        "new-scenes",
-        words,
-        scenes,
-        lambda caption, seed: np.full((4, 24, 24, 3), (120, 120, 40), np.uint8),
-    )
-    assert own.caption == "a blue square on olive"
-    assert np.array_equal((own.frames == words["blue"]).all(-1), (frames == words["red"]).all(-1))
-    # a drawing in pieces (a model that draws the colour badly): drawn again, then the clip's own object
-    broken = cross & (np.arange(24)[:, None] != 18) & (np.arange(24)[None, :] != 18)
-    tries = []
-
-    def draw_broken(caption, seed):
-        tries.append(seed)
-        video = np.full((4, 24, 24, 3), (120, 120, 40), np.uint8)
-        video[:, broken] = words["blue"]
-        return video
-
-    clip = Clip(Path("a.mp4"), frames, "a red square on grey")
-    (kept,) = augmented([clip], 1, 0.5, 0, "new-scenes", words, scenes, draw_broken)
-    assert len(set(tries)) == DRAW_TRIES and kept.caption == "a blue square on olive"
+    # no object of that colour in the drawing, or one in pieces (a model that draws the colour badly): drawn
+    # again with new seeds, then the clip's own object, and the caption keeps its word
+    square = (frames == words["red"]).all(-1)
+    for shown in (np.zeros_like(cross), cross & (np.arange(24)[:, None] != 18) & (np.arange(24)[None, :] != 18)):
+        asked.clear()
+        own = copy_of(scenes, drawing(shown))
+        assert len({seed for _, seed in asked}) == DRAW_TRIES and own.caption == "a blue square on olive"
+        assert np.array_equal((own.frames == words["blue"]).all(-1), square)
     # the only new look is one to avoid: the copy keeps the clip's scene (colours swapped alone)
-    scenes = NewScenes("on grey", ["on olive"], subject="square", subjects=["cross"], avoid=[["Cross", "blue"]])
-    clip = Clip(Path("a.mp4"), frames, "a red square on grey")
-    assert [c.caption for c in augmented([clip], 2, 0.5, 0, "new-scenes", words, scenes, draw)] == [
-        "a blue square on grey"
-    ] * 2
+    avoid = NewScenes("on grey", ["on olive"], subject="square", subjects=["cross"], avoid=[["Cross", "blue"]])
+    assert copy_of(avoid, drawing(cross)).caption == "a blue square on grey"
 
 
 def test_recompose_keeps_the_moving_pixels_where_they_are_and_changes_the_background():
