@@ -107,6 +107,14 @@ TRAININGS = {
     "full-lora-new-shapes-across-7": Training(
         "full-lora", augment_copies=7, augment="new-scenes", loss="across-frames", new_shapes=True
     ),
+    "full-lora-new-shapes-sized-across-7": Training(
+        "full-lora",
+        augment_copies=7,
+        augment="new-scenes",
+        loss="across-frames",
+        object_scale=(SIZES["small"] / SIZES["large"], 1.0),
+        new_shapes=True,
+    ),
     "tap-new-scenes-across": Training(
         "tap", augment_copies=AUGMENTED_COPIES, augment="new-scenes", loss="across-frames"
     ),
@@ -225,6 +233,11 @@ VARIANTS = (
         "full-lora-new-shapes-across-7",
         group="augmentation",
     ),
+    Variant(
+        "full-lora + new scenes and shapes (7 copies, sizes vary), across-frames loss",
+        "full-lora-new-shapes-sized-across-7",
+        group="augmentation",
+    ),
     # which variety frees the motion: the multi-look control's clips with one attribute group varied, the rest the
     # reference look (the world's own renderer: a diagnostic of the world, not a method)
     Variant("full-lora, 16 clips, shapes vary", "full-lora-many-shapes", group="look variety"),
@@ -306,6 +319,7 @@ DIT_LEAKAGE_TARGET = LeakageTarget(
         "full-lora + new scenes (7 copies), across-frames loss",
         "full-lora + new scenes (7 copies, sizes vary), across-frames loss",
         "full-lora + new scenes and shapes (7 copies), across-frames loss",
+        "full-lora + new scenes and shapes (7 copies, sizes vary), across-frames loss",
     ),
     baseline="full-lora",
 )
