@@ -60,22 +60,27 @@ def wan_clips(tmp_path_factory):
     return root
 
 
-def plain_wan_video(plain, prompt: str, **inputs) -> np.ndarray:
-    """The video a plain diffusers Wan pipeline (its LoRAs loaded by the caller) makes at the Wan tests' sampling:
-    9 frames of 32 x 32, 4 steps, no guidance, seed 0; `inputs`: more of its arguments (an I2V pipeline's image)."""
+def plain_video(plain, prompt: str, frames: int, side: int, steps: int, **inputs) -> np.ndarray:
+    """The video a plain diffusers pipeline (its LoRAs loaded by the caller) makes of `prompt`: `frames` square
+    frames of `side`, `steps` steps, no guidance, seed 0, uint8; `inputs`: more of its arguments."""
     plain.set_progress_bar_config(disable=True)
-    frames = plain(
+    video = plain(
         prompt=[prompt],
-        num_frames=WAN_FRAMES,
-        height=WAN_SIZE,
-        width=WAN_SIZE,
-        num_inference_steps=4,
+        num_frames=frames,
+        height=side,
+        width=side,
+        num_inference_steps=steps,
         guidance_scale=1.0,
         generator=[torch.Generator("cpu").manual_seed(0)],
         output_type="np",
         **inputs,
     ).frames
-    return (np.clip(np.asarray(frames)[0], 0, 1) * 255).round().astype(np.uint8)
+    return (np.clip(np.asarray(video)[0], 0, 1) * 255).round().astype(np.uint8)
+
+
+def plain_wan_video(plain, prompt: str, **inputs) -> np.ndarray:
+    """`plain_video` at the Wan tests' sampling: 9 frames of 32 x 32, 4 steps; `inputs`: an I2V pipeline's image."""
+    return plain_video(plain, prompt, WAN_FRAMES, WAN_SIZE, 4, **inputs)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
 from PIL import Image
 from safetensors.torch import load_file
 
+from conftest import plain_video
 from motionsep.config import config_from_dict
 from motionsep.families import FAMILIES
 from motionsep.generate import MotionPipeline, SamplingSettings
@@ -92,18 +93,6 @@ def test_lora_loads_with_plain_diffusers_and_gives_the_same_video(pipeline_dirs,
     base = MotionPipeline.from_pretrained(pipeline_dirs[family])(prompt, 0, settings)
     assert not np.array_equal(ours, base), "the LoRA had no effect: the test would prove nothing"
     plain = getattr(diffusers, fam.pipeline_class).from_pretrained(pipeline_dirs[family])
-    plain.set_progress_bar_config(disable=True)
     load_with_plain_libraries(plain, fam.denoiser_of(plain), lora)
-    video = plain(
-        prompt=[prompt],
-        num_frames=frames,
-        height=side,
-        width=side,
-        num_inference_steps=3,
-        guidance_scale=1.0,
-        generator=[torch.Generator("cpu").manual_seed(0)],
-        output_type="np",
-        **fam.sampling_arguments(plain),
-        **({"image": Image.open(image)} if given else {}),
-    ).frames
-    assert np.array_equal((np.clip(np.asarray(video)[0], 0, 1) * 255).round().astype(np.uint8), ours)
+    inputs = fam.sampling_arguments(plain) | ({"image": Image.open(image)} if given else {})
+    assert np.array_equal(plain_video(plain, prompt, frames, side, 3, **inputs), ours)

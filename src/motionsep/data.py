@@ -355,7 +355,7 @@ def new_scene(
     another of `scenes.prompts`; `draw(caption, seed)` makes that video, its object is taken out (`_without_object`),
     and the clip's object, in its new colour, is painted over it where it moved. With `scenes.subject` the caption
     names another object too, and the one the model draws for it moves along the clip object's path instead
-    (`_drawn_object_on_path`). Every caption word stays true, and the scene (and object) is one the model itself
+    (`_drawn_cut`, `_on_path`). Every caption word stays true, and the scene (and object) is one the model itself
     draws for those words. None where `swap_colours` gives None or the caption lacks the scene phrase."""
     look = _new_look(clip, rng, words, scenes)
     if look is None:
@@ -363,12 +363,12 @@ def new_scene(
     (_, moved, weight, caption, colour), subject, told = look
     for _ in range(DRAW_TRIES):  # a drawing with fragments or the object in other colours leaves them in the scene
         drawn = draw(told, int(rng.integers(2**31)))
-        carried = _drawn_object_on_path(drawn, colour, weight)
-        if carried is not None:
+        cut = _drawn_cut(drawn, colour, weight)
+        if cut is not None:
             break
     scene = _without_object(drawn, colour)
-    if subject and carried is not None:  # else the clip's own object, and the caption keeps its word
-        (moved, weight), caption = carried, told
+    if subject and cut is not None:  # else the clip's own object, and the caption keeps its word
+        (moved, weight), caption = _on_path(*cut, weight), told
     low, high = scenes.object_scale
     if (low, high) != (1.0, 1.0):  # drawn only when asked: earlier configs keep their copies
         moved, weight = _scaled_object(moved, weight, float(rng.uniform(low, high)))
@@ -431,14 +431,11 @@ def _scaled_object(pixels: np.ndarray, weight: np.ndarray, scale: float) -> tupl
     return pixels, weight
 
 
-def _drawn_object_on_path(
-    drawn: np.ndarray, colour: np.ndarray, path: np.ndarray
-) -> tuple[np.ndarray, np.ndarray] | None:
+def _drawn_cut(drawn: np.ndarray, colour: np.ndarray, path: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """The object a drawn video shows (its pixels near `colour`, 0-1), cut from the frame where its area is the
-    median of the frames that show it (a whole object, not one leaving the frame), and put in every frame where the
-    clip's object is (`path`: its weight, frames x height x width x 1), centre on centre: a new object on the clip's
-    path, so the motion is the clip's. Pixels (0-1) and weight as `_named_colour` gives them; None where the drawn
-    video shows no such object."""
+    median of the frames that show it (a whole object, not one leaving the frame): that frame's pixels (0-1) and the
+    object's weight in it (height x width); None where the drawing does not show it whole (`_drawn_whole`, against
+    the clip object's area: `path`, its weight, frames x height x width x 1)."""
     x = drawn.astype(np.float64) / 255
     closeness = _closeness(x, colour)
     areas = (closeness[..., 0] > 0.5).sum(axis=(1, 2))
@@ -448,11 +445,16 @@ def _drawn_object_on_path(
     cut = int(shown[np.argsort(areas[shown], kind="stable")[len(shown) // 2]])
     if not _drawn_whole(closeness[..., 0] > 0.5, cut, float(np.median((path[..., 0] > 0.5).sum(axis=(1, 2))))):
         return None
-    sprite, sprite_weight = x[cut], np.ascontiguousarray(closeness[cut, ..., 0])
+    return x[cut], np.ascontiguousarray(closeness[cut, ..., 0])
+
+
+def _on_path(sprite: np.ndarray, sprite_weight: np.ndarray, path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A cut object (`_drawn_cut`) put in every frame where the clip's object is (`path`), centre on centre: a new
+    object on the clip's path, so the motion is the clip's. Pixels (0-1) and weight as `_named_colour` gives them."""
     start = _centre(sprite_weight)
     assert start is not None  # the cut frame shows the object
     pixels, weight = np.repeat(sprite[None], len(path), axis=0), np.zeros_like(path)
-    size = (x.shape[2], x.shape[1])
+    size = (sprite.shape[1], sprite.shape[0])
     for f in range(len(path)):
         centre = _centre(path[f, ..., 0])
         if centre is None:  # the clip's object is out of sight: so is the new one

@@ -163,7 +163,8 @@ def predict_training_memory(
     unscaled = family.text_encoder_unscaled_parameters  # left at the weight dtype by float8 storage
     per_parameter = 1 if plan.fp8_text_encoder else WEIGHT_BYTES[plan.precision]
     caching = unscaled * WEIGHT_BYTES[plan.precision] + (family.text_encoder_parameters - unscaled) * per_parameter
-    caching += family.image_encoder_parameters(denoiser) * WEIGHT_BYTES[plan.precision]  # never stored in float8
+    image_encoder = family.image_encoder_parameters(denoiser)
+    caching += image_encoder * WEIGHT_BYTES[plan.precision]  # never stored in float8
     training = weights + trainable_parameters * TRAINABLE_BYTES + activations
     return {
         "weights": weights,
@@ -171,7 +172,7 @@ def predict_training_memory(
         "activations": activations,
         "training": training,
         "caching": caching,
-        "image_encoder": family.image_encoder_parameters(denoiser) > 0,
+        "image_encoder": image_encoder > 0,
         "peak": max(training, caching),
     }
 
