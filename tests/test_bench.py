@@ -301,26 +301,26 @@ def test_the_foreign_renderer_draws_a_motion_the_tracker_reads_and_the_world_lac
 
 
 def test_the_recolour_rows_train_their_preset_on_recoloured_copies_of_the_reference(tmp_path):
-    from motionsep.bench.leakage import AUGMENTED_COPIES, TRAININGS
     from motionsep.config import load_config
-    from motionsep.toy.reference import toy_training_config, write_reference_clips
+    from motionsep.toy.recipes import RECIPES
+    from motionsep.toy.reference import AUGMENTED_COPIES, toy_training_config, write_reference_clips
 
-    assert (TRAININGS["full-lora-recolour"].method, TRAININGS["tap-recolour"].method) == ("full-lora", "tap")
-    assert TRAININGS["full-lora-recolour"].augment_copies == AUGMENTED_COPIES > 0
-    assert TRAININGS["full-lora"].augment_copies == 0
+    assert (RECIPES["full-lora-recolour"].method, RECIPES["tap-recolour"].method) == ("full-lora", "tap")
+    assert RECIPES["full-lora-recolour"].augment_copies == AUGMENTED_COPIES > 0
+    assert RECIPES["full-lora"].augment_copies == 0
     path = write_reference_clips(tmp_path / "zigzag", "zigzag", count=1, steps=3)
     config = toy_training_config(tmp_path / "zigzag" / "clips", tmp_path / "lora", steps=3, augment_copies=3)
     assert config.data.augment_copies == 3 and load_config(path).data.augment_copies == 0
 
 
 def test_the_swapped_colour_rows_train_on_copies_whose_captions_name_the_new_colour(tmp_path):
-    from motionsep.bench.leakage import TRAININGS
     from motionsep.data import augmented, load_clips
+    from motionsep.toy.recipes import RECIPES
     from motionsep.toy.reference import toy_training_config, write_reference_clips
     from motionsep.toy.world import COLOURS
 
-    assert {TRAININGS[n].augment for n in ("full-lora-swap", "tap-swap", "motiondirector-swap")} == {"swap-colours"}
-    assert TRAININGS["full-lora-swap-across"].loss == TRAININGS["full-lora-across"].loss == "across-frames"
+    assert {RECIPES[n].augment for n in ("full-lora-swap", "tap-swap", "motiondirector-swap")} == {"swap-colours"}
+    assert RECIPES["full-lora-swap-across"].loss == RECIPES["full-lora-across"].loss == "across-frames"
     across = toy_training_config(tmp_path / "x", tmp_path / "l", loss="across-frames")
     assert (
         across.train.loss == "across-frames"
@@ -355,10 +355,13 @@ def test_the_look_variety_diagnostics_vary_only_their_attributes():
     assert {s.shape for s in colours} == {"square"} and len({(s.colour, s.background) for s in colours}) == 16
 
 
-def test_foreign_clips_train_with_the_trainings_augmentation_and_loss(toy_like_model, tmp_path, monkeypatch):
+def test_foreign_clips_train_with_the_recipes_augmentation_and_loss_in_their_own_words(
+    toy_like_model, tmp_path, monkeypatch
+):
     import motionsep.train
-    from motionsep.bench.foreign import run_foreign
-    from motionsep.bench.leakage import TRAININGS
+    from motionsep.bench.foreign import CAPTION, COLOUR, PROMPT_LOOKS, run_foreign
+    from motionsep.toy.recipes import NEW_LOOKS, RECIPES
+    from motionsep.toy.world import BACKGROUNDS, SHAPES
 
     seen = []
 
@@ -370,18 +373,25 @@ def test_foreign_clips_train_with_the_trainings_augmentation_and_loss(toy_like_m
         raise Trained
 
     monkeypatch.setattr(motionsep.train, "train", record)
-    settings = LeakageSettings(
-        model=toy_like_model, seeds=(0,), sampling_steps=2, train_steps=1, foreign=("full-lora-swap-across",)
-    )
-    with pytest.raises(Trained):
-        run_foreign(tmp_path, settings, TRAININGS, progress=False)
-    (config,) = seen
-    assert (config.method, config.data.augment, config.data.augment_copies, config.train.loss) == (
+    for name in ("full-lora-swap-across", NEW_LOOKS):
+        settings = LeakageSettings(model=toy_like_model, seeds=(0,), sampling_steps=2, train_steps=1, foreign=(name,))
+        with pytest.raises(Trained):
+            run_foreign(tmp_path, settings, RECIPES, progress=False)
+    swapped, new_looks = seen
+    assert (swapped.method, swapped.data.augment, swapped.data.augment_copies, swapped.train.loss) == (
         "full-lora",
         "swap-colours",
-        TRAININGS["full-lora-swap-across"].augment_copies,
+        RECIPES["full-lora-swap-across"].augment_copies,
         "across-frames",
     )
+    assert swapped.data.new_scenes.phrase == ""  # no scenes asked for: none written
+    # the new-looks recipe as a user with these clips would write it: their colour, scene and object words
+    scenes = new_looks.data.new_scenes
+    assert new_looks.data.colour_words["orange"] == list(COLOUR) and "orange" in CAPTION.split()
+    assert scenes.phrase in CAPTION and scenes.subject in CAPTION.split()
+    assert scenes.prompts == [f"on a {b} background" for b in BACKGROUNDS] and scenes.subjects == list(SHAPES)
+    assert scenes.avoid == [list(look) for look in PROMPT_LOOKS]
+    assert (new_looks.data.augment_copies, new_looks.train.loss) == (7, "across-frames")
 
 
 def test_every_variant_keeps_its_own_scores_however_long_its_name():

@@ -86,30 +86,23 @@ def test_short_demo_writes_every_artefact(toy_like_model, toy_like_animatediff, 
 
 
 def test_a_demo_method_can_train_on_augmented_copies_and_a_wrong_name_stops_before_any_work(toy_like_model, tmp_path):
-    from motionsep.demo import DIT_DEMO_METHODS, demo_methods, demo_training
-
-    assert demo_methods("toy-wan") == DIT_DEMO_METHODS and [demo_training(m)["method"] for m in DIT_DEMO_METHODS] == [
-        "full-lora",
-        "full-lora",
-    ]
+    from motionsep.demo import DIT_DEMO_METHODS, demo_methods, demo_recipe
     from motionsep.errors import MotionsepError
+    from motionsep.toy.recipes import NEW_LOOKS, RECIPES
 
-    assert demo_training("full-lora+swap-colours+across-frames") == {
-        "method": "full-lora",
-        "augment_copies": 3,
-        "augment": "swap-colours",
-        "loss": "across-frames",
-    }
-    with pytest.raises(MotionsepError, match="did you mean 'swap-colours'"):
-        run_demo(tmp_path / "bad", methods=("tap", "tap+swap-colors"), model=toy_like_model, progress=False)
+    assert demo_methods("toy-wan") == DIT_DEMO_METHODS == (NEW_LOOKS, "full-lora")
+    assert demo_recipe(NEW_LOOKS) == RECIPES[NEW_LOOKS] and demo_recipe(NEW_LOOKS).new_shapes
+    assert demo_recipe("tap").method == "tap" and demo_recipe("tap").augment_copies == 0
+    with pytest.raises(MotionsepError, match="other clips than the demo's four"):
+        demo_recipe("full-lora-many-looks")
+    with pytest.raises(MotionsepError, match="did you mean 'tap-swap'"):
+        run_demo(tmp_path / "bad", methods=("tap", "tap-swapp"), model=toy_like_model, progress=False)
     with pytest.raises(MotionsepError, match="unknown method 'tapp'"):
         run_demo(tmp_path / "bad", methods=("tapp",), model=toy_like_model, progress=False)
     assert not (tmp_path / "bad").exists()
     out = tmp_path / "demo"
-    run_demo(
-        out, methods=("tap+swap-colours",), model=toy_like_model, steps=2, seeds=(0,), progress=False, sampling_steps=2
-    )
-    record = json.loads((out / "lora-tap+swap-colours" / "motionsep.json").read_text())
+    run_demo(out, methods=("tap-swap",), model=toy_like_model, steps=2, seeds=(0,), progress=False, sampling_steps=2)
+    record = json.loads((out / "lora-tap-swap" / "motionsep.json").read_text())
     assert record["method"] == "tap"
     assert {k: record["train_config"]["data"][k] for k in ("augment", "augment_copies")} == {
         "augment": "swap-colours",
@@ -188,6 +181,7 @@ def test_shipped_wan_model_loads_through_the_normal_loader_and_denoises():
 
 
 def test_base_model_quality_confusion_agrees_with_accuracy(toy_like_model):
+    from motionsep.toy.protocol import world_frames
     from motionsep.toy.quality import base_model_quality
 
     report = base_model_quality(toy_like_model, n=4, batch=2, progress=False)
@@ -197,6 +191,8 @@ def test_base_model_quality_confusion_agrees_with_accuracy(toy_like_model):
         right = sum(drawn.get(asked, 0) for asked, drawn in table.items())
         assert right / 4 == report["accuracy"][key]["value"]
     assert sum(s["n"] for s in report["shape_accuracy_by_drawn_size"].values()) == 4
+    by_frame = report["object_as_prompted_by_frame"]
+    assert by_frame["first"]["n"] == 4 and by_frame["later"]["n"] == 4 * (world_frames(toy_like_model) - 1)
 
 
 def test_toy_render_config_is_the_demo_training_config(tmp_path):

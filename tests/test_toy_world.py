@@ -96,6 +96,26 @@ def test_evaluator_reads_fresh_renders():
         assert trajectory_error(trajectory(video), expected) < 0.6
 
 
+def test_a_first_frame_drawn_unlike_the_rest_is_found_frame_by_frame():
+    from dataclasses import replace
+
+    from motionsep.toy.evaluate import frames_as_prompted
+
+    rng = random.Random(7)
+    for scene in [random_scene(rng, motions=MOTIONS, size="large") for _ in range(12)]:
+        video = render(scene, 17)
+        assert frames_as_prompted(video, scene.shape, scene.colour).all()
+        other_shape = "cross" if scene.shape != "cross" else "circle"
+        other_colour = "blue" if scene.colour != "blue" else "red"
+        assert not frames_as_prompted(video, other_shape, scene.colour).any()
+        assert not frames_as_prompted(video, scene.shape, other_colour).any()
+        for changed in (replace(scene, shape=other_shape), replace(scene, colour=other_colour)):
+            first_unlike = video.copy()
+            first_unlike[0] = render(changed, 17)[0]  # a blob of another outline, or tinted
+            shown = frames_as_prompted(first_unlike, scene.shape, scene.colour)
+            assert not shown[0] and shown[1:].all()
+
+
 def test_a_17_frame_clip_shows_the_9_frame_motion_at_twice_the_frame_rate_and_reads_back():
     rng = random.Random(17)
     for motion in MOTIONS:

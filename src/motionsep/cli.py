@@ -507,10 +507,10 @@ def _demo_parser(sub) -> None:
     p.add_argument(
         "--method",
         action="append",
-        help="method preset, repeatable; +AUGMENTATION trains it on 3 augmented copies of each clip (recolour, "
-        "swap-colours, swap-scene, new-scenes, recompose) and +LOSS with train.loss (across-frames), e.g. "
-        "full-lora+new-scenes+across-frames (default: tap, with the Appearance Highway, and motiondirector; on "
-        "toy-wan, a DiT: full-lora+new-scenes+across-frames and full-lora)",
+        help="method preset or a recipe of the leakage bench (a preset on augmented copies of the clips, another "
+        "loss; docs/shapes-world.md lists them), repeatable (default: tap, with the Appearance Highway, and "
+        "motiondirector; on toy-wan, a DiT: full-lora-new-shapes-sized-across-7, the best measured one-look recipe, "
+        "and full-lora)",
     )
     p.add_argument(
         "--model",

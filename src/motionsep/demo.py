@@ -17,13 +17,15 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from .config import config_from_dict
 from .errors import MotionsepError, closest, refuse_nonempty
 from .generate import MotionPipeline
-from .methods import resolve_method
+from .methods import METHODS
 from .toy.evaluate import evaluate_video
 from .toy.metrics import score
 from .toy.protocol import DEMO_LOOKS, REFERENCE_LOOK, TOY_SAMPLING, world_frames, world_sampling
-from .toy.reference import AUGMENTED_COPIES, toy_training_config, write_reference_clips
+from .toy.recipes import NEW_LOOKS, RECIPES, Recipe
+from .toy.reference import write_reference_clips
 from .toy.world import Scene, caption, render
 from .train import train
 from .video import contact_sheet, write_gif, write_mp4
@@ -48,10 +50,10 @@ def _generate(
 
 
 # What the demo compares by default: the paper's method against the strongest baseline of the benchmark; on a
-# DiT the best one-look recipe the Wan-world bench measured (docs/shapes-world.md) against the LoRA on every
-# layer that its trainers train.
+# DiT the best one-look recipe the Wan-world bench measured (docs/benchmarks/toy-wan, toy.recipes.NEW_LOOKS)
+# against the LoRA on every layer that its trainers train.
 DEMO_METHODS = ("tap", "motiondirector")
-DIT_DEMO_METHODS = ("full-lora+new-scenes+across-frames", "full-lora")
+DIT_DEMO_METHODS = (NEW_LOOKS, "full-lora")
 
 
 def demo_methods(model: str) -> tuple[str, ...]:
@@ -60,26 +62,18 @@ def demo_methods(model: str) -> tuple[str, ...]:
     return DEMO_METHODS if has_highway(model) else DIT_DEMO_METHODS
 
 
-def demo_training(method: str) -> dict:
-    """The training settings of a demo method: a preset, optionally followed by "+AUGMENTATION" (the preset
-    trained on augmented copies of the reference clips, data.augment) and "+LOSS" (train.loss), e.g.
-    full-lora+new-scenes+across-frames."""
-    from .config import AUGMENTATIONS, LOSSES
-
-    preset, *extras = method.split("+")
-    settings: dict[str, Any] = {"method": preset}
-    for extra in extras:
-        if extra in AUGMENTATIONS:
-            settings |= {"augment_copies": AUGMENTED_COPIES, "augment": extra}
-        elif extra in LOSSES:
-            settings["loss"] = extra
-        else:
-            known = (*AUGMENTATIONS, *LOSSES)
-            raise MotionsepError(
-                f"demo method '{method}': '{extra}' is neither an augmentation nor a loss{closest(extra, known)} "
-                f"(one of {', '.join(known)})"
-            )
-    return settings
+def demo_recipe(method: str) -> Recipe:
+    """A demo method: a recipe of the lab's table (toy.recipes.RECIPES: the leakage bench's rows, e.g. the
+    augmented ones) or a preset, trained on the demo's four reference clips."""
+    if method not in RECIPES and method not in METHODS:
+        raise MotionsepError(f"unknown method '{method}'{closest(method, [*METHODS, *RECIPES])}")
+    recipe = RECIPES.get(method) or Recipe(method)
+    if recipe.vary or recipe.clips != 4:
+        raise MotionsepError(
+            f"demo method '{method}' trains on other clips than the demo's four reference clips: run it with "
+            "`motionsep bench leakage` instead"
+        )
+    return recipe
 
 
 def _sheet(out: Path, motion: str, model: str, reference, jobs: list, videos: dict) -> Path:
@@ -108,8 +102,7 @@ def run_demo(
         refuse_nonempty(out, "choose another --out or pass --overwrite")
     started = time.time()
     methods = methods or demo_methods(model)
-    for method in methods:  # a wrong name stops here, before any clip is rendered
-        resolve_method(demo_training(method)["method"])
+    recipes = {method: demo_recipe(method) for method in methods}  # a wrong name stops here, before any work
     config_path = write_reference_clips(
         out / "reference", motion, count=4, steps=steps, overwrite=overwrite, model=model
     )
@@ -123,10 +116,8 @@ def run_demo(
     results, videos = {}, {}
     for method in methods:
         clips = out / "reference" / "clips"
-        train_one = toy_training_config(
-            clips, out / f"lora-{method}", model=model, steps=steps, **demo_training(method)
-        )
-        lora = train(train_one, overwrite=overwrite, progress=progress)
+        train_one = recipes[method].config_dict(clips, out / f"lora-{method}", model, steps=steps)
+        lora = train(config_from_dict(train_one), overwrite=overwrite, progress=progress)
         method_started = time.time()
         pipeline = MotionPipeline.from_pretrained(model, lora=str(lora))
         videos[method] = _generate(pipeline, prompts, list(seeds), f"generate ({method})", progress, sampling)

@@ -24,13 +24,16 @@ from ..video import write_mp4
 
 SIZE = 32
 COLOUR = (250, 140, 20)  # orange: none of the world's five
-CAPTION = "an orange disc on a gradient"
-PROMPTS = (
-    "a blue circle on a plain background",
-    "a green triangle on a stripes background",
-    "a yellow cross on a dots background",
-    "a purple circle on a stripes background",
+COLOUR_WORD, SUBJECT, SCENE_PHRASE = "orange", "disc", "on a gradient"
+CAPTION = f"an {COLOUR_WORD} {SUBJECT} {SCENE_PHRASE}"
+# the prompts' looks (colour, shape, background): the world's, none of them the clips'
+PROMPT_LOOKS = (
+    ("blue", "circle", "plain"),
+    ("green", "triangle", "stripes"),
+    ("yellow", "cross", "dots"),
+    ("purple", "circle", "stripes"),
 )
+PROMPTS = tuple(f"a {colour} {shape} on a {background} background" for colour, shape, background in PROMPT_LOOKS)
 
 
 def figure_eight(frames: int, phase: float = 0.0) -> np.ndarray:
@@ -91,18 +94,38 @@ def foreign_row(base_errors: list[float], lora_errors: list[float]) -> dict:
     }
 
 
+def for_foreign_captions(config: dict) -> dict:
+    """A recipe's config with its augmentation's words made for the foreign captions, as a user with these clips
+    would write them: the clips' colour named among the colours the copies swap in, their scene phrase ("on a
+    gradient") replaced by the world's backgrounds, their object word ("disc") by the world's shapes, and the
+    prompts' looks kept out of the copies."""
+    from ..toy.world import BACKGROUNDS
+
+    data = config["data"]
+    if "colour_words" in data:
+        data["colour_words"] = {COLOUR_WORD: list(COLOUR)} | data["colour_words"]
+    scenes = data.get("new_scenes")
+    if scenes:
+        scenes["phrase"] = SCENE_PHRASE
+        scenes["prompts"] = [f"on a {b} background" for b in BACKGROUNDS]
+        if scenes.get("subject"):
+            scenes["subject"] = SUBJECT
+            scenes["avoid"] = [list(look) for look in PROMPT_LOOKS]
+    return config
+
+
 def read_rows(folder: Path) -> dict:
     return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
 
 
-def run_foreign(work: Path, settings, trainings: dict, progress: bool) -> dict[str, dict]:
-    """Train each of `settings.foreign` (names in `trainings`) on the foreign clips with the bench's budget and
+def run_foreign(work: Path, settings, recipes: dict, progress: bool) -> dict[str, dict]:
+    """Train each of `settings.foreign` (names in `recipes`) on the foreign clips with the bench's budget and
     score it against the base model; every piece saved as it is done (a resume reuses it)."""
     from dataclasses import replace
 
+    from ..config import config_from_dict
     from ..generate import MotionPipeline
     from ..toy.protocol import world_frames, world_sampling
-    from ..toy.reference import toy_training_config
     from ..train import train
     from .report import write_json
 
@@ -122,21 +145,9 @@ def run_foreign(work: Path, settings, trainings: dict, progress: bool) -> dict[s
     for name in settings.foreign:
         done = folder / "scored" / f"{name}.json"
         if not done.is_file():
-            spec = trainings[name]
-            config = toy_training_config(
-                clips,
-                folder / "loras" / name,
-                model=settings.model,
-                method=spec.method,
-                steps=settings.train_steps,
-                learning_rate=settings.learning_rate,
-                rank=settings.rank,
-                batch_size=settings.batch_size,
-                augment_copies=spec.augment_copies,
-                augment=spec.augment,
-                loss=spec.loss,
-            )
-            lora = train(config, resume=True, progress=progress)
+            recipe = recipes[name]
+            config = recipe.config_dict(clips, folder / "loras" / name, settings.model, **settings.budget())
+            lora = train(config_from_dict(for_foreign_captions(config)), resume=True, progress=progress)
             videos = MotionPipeline.from_pretrained(settings.model, lora=str(lora)).videos(prompts, seeds, sampling)
             done.parent.mkdir(parents=True, exist_ok=True)
             write_json(done, foreign_row(base, path_errors(videos, reference)))

@@ -21,119 +21,20 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..config import HIGHWAY_SCALE
+from ..config import HIGHWAY_SCALE, config_from_dict
 from ..errors import MotionsepError, closest, refuse_existing
 from ..generate import MotionPipeline, slug
 from ..models import has_highway, weights_fingerprint
 from ..toy.evaluate import evaluate_video
 from ..toy.metrics import score
 from ..toy.protocol import BENCH_LOOKS, REFERENCE_LOOK, TOY_SAMPLING, world_frames, world_sampling
-from ..toy.reference import AUGMENTED_COPIES, NAMED, toy_training_config, write_reference_clips
-from ..toy.world import HELD_OUT_MOTIONS, SIZES, Scene, caption
+from ..toy.recipes import MANY_LOOK_CLIPS, RECIPES
+from ..toy.reference import NAMED, write_reference_clips
+from ..toy.world import HELD_OUT_MOTIONS, Scene, caption
 from ..train import train
 from ..video import contact_sheet
 from .foreign import run_foreign
 from .report import machine_line, write_json
-
-
-@dataclass(frozen=True)
-class Training:
-    """One LoRA to train per motion: a method preset, optionally other temporal targets or fewer clips."""
-
-    method: str
-    targets: tuple[str, ...] | None = None
-    clips: int = 4
-    rank: int | None = None  # None: the bench's rank
-    learning_rate: float | None = None  # None: the bench's learning rate
-    # the look attributes that differ from clip to clip (toy.reference.many_look_scenes); (): the reference look
-    vary: tuple[str, ...] = ()
-    augment_copies: int = 0  # augmented copies of every clip (data.augment_copies): many colours from one look
-    augment: str = "recolour"  # how the copies differ (data.augment)
-    loss: str = "standard"  # train.loss: "across-frames" leaves what every frame shares out of the loss
-    object_scale: tuple[float, float] | None = None  # new scenes: data.new_scenes.object_scale
-    new_shapes: bool = False  # new scenes: the world's other shapes, drawn by the base model (subject, subjects)
-    steps: int | None = None  # None: the bench's budget; a budget row says its own in its name
-
-
-MANY_LOOK_CLIPS = 16
-
-
-TRAININGS = {
-    "temporal-lora": Training("temporal-lora"),
-    "motiondirector": Training("motiondirector"),
-    "full-lora": Training("full-lora"),
-    "tap-official": Training("tap-official"),
-    "tap": Training("tap"),
-    "tap-heads": Training("tap-heads"),
-    "tap-offsets": Training("tap-offsets"),
-    "det": Training("det"),
-    "tap-k": Training("tap", targets=("k",)),
-    "tap-k-out": Training("tap", targets=("k", "out")),
-    "full-lora-1clip": Training("full-lora", clips=1),
-    "full-lora-recolour": Training("full-lora", augment_copies=AUGMENTED_COPIES),
-    "tap-recolour": Training("tap", augment_copies=AUGMENTED_COPIES),
-    "full-lora-swap": Training("full-lora", augment_copies=AUGMENTED_COPIES, augment="swap-colours"),
-    "tap-swap": Training("tap", augment_copies=AUGMENTED_COPIES, augment="swap-colours"),
-    "motiondirector-swap": Training("motiondirector", augment_copies=AUGMENTED_COPIES, augment="swap-colours"),
-    "full-lora-across": Training("full-lora", loss="across-frames"),
-    "full-lora-swap-across": Training(
-        "full-lora", augment_copies=AUGMENTED_COPIES, augment="swap-colours", loss="across-frames"
-    ),
-    "full-lora-scene": Training("full-lora", augment_copies=AUGMENTED_COPIES, augment="swap-scene"),
-    "full-lora-scene-across": Training(
-        "full-lora", augment_copies=AUGMENTED_COPIES, augment="swap-scene", loss="across-frames"
-    ),
-    "full-lora-new-scenes": Training("full-lora", augment_copies=AUGMENTED_COPIES, augment="new-scenes"),
-    "full-lora-new-scenes-across": Training(
-        "full-lora", augment_copies=AUGMENTED_COPIES, augment="new-scenes", loss="across-frames"
-    ),
-    "full-lora-new-scenes-across-7": Training(
-        "full-lora", augment_copies=7, augment="new-scenes", loss="across-frames"
-    ),
-    "full-lora-new-scenes-across-15": Training(
-        "full-lora", augment_copies=15, augment="new-scenes", loss="across-frames"
-    ),
-    "full-lora-new-scenes-across-7-rank-32": Training(
-        "full-lora", augment_copies=7, augment="new-scenes", loss="across-frames", rank=32
-    ),
-    # the object drawn between the world's small and large sizes (its radii 5 and 7 pixels)
-    "full-lora-new-scenes-sized-across-7": Training(
-        "full-lora",
-        augment_copies=7,
-        augment="new-scenes",
-        loss="across-frames",
-        object_scale=(SIZES["small"] / SIZES["large"], 1.0),
-    ),
-    "full-lora-new-shapes-across-7": Training(
-        "full-lora", augment_copies=7, augment="new-scenes", loss="across-frames", new_shapes=True
-    ),
-    "full-lora-new-shapes-sized-across-7": Training(
-        "full-lora",
-        augment_copies=7,
-        augment="new-scenes",
-        loss="across-frames",
-        object_scale=(SIZES["small"] / SIZES["large"], 1.0),
-        new_shapes=True,
-    ),
-    "tap-new-scenes-across": Training(
-        "tap", augment_copies=AUGMENTED_COPIES, augment="new-scenes", loss="across-frames"
-    ),
-    "motiondirector-new-scenes-across": Training(
-        "motiondirector", augment_copies=AUGMENTED_COPIES, augment="new-scenes", loss="across-frames"
-    ),
-    "full-lora-many-looks": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=NAMED),
-    # twice the budget, for the control and the best recipe alike: does the ratio between them hold?
-    "full-lora-many-looks-600": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=NAMED, steps=600),
-    "full-lora-new-scenes-across-7-600": Training(
-        "full-lora", augment_copies=7, augment="new-scenes", loss="across-frames", steps=600
-    ),
-    "full-lora-many-shapes": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=("shape",)),
-    "full-lora-many-colours": Training("full-lora", clips=MANY_LOOK_CLIPS, vary=("colour", "background")),
-    "motiondirector-1clip": Training("motiondirector", clips=1),
-    "tap-r4": Training("tap", rank=4),
-    "tap-r64": Training("tap", rank=64),
-    "tap-r64-lr3e-3": Training("tap", rank=64, learning_rate=3e-3),
-}
 
 
 @dataclass(frozen=True)
@@ -349,6 +250,17 @@ class LeakageSettings:
     # trained on clips the world's renderer never made (bench/foreign.py), scored by a tracker of their own
     foreign: tuple[str, ...] = ("tap", "motiondirector", "full-lora")
 
+    def budget(self) -> dict:
+        """What every recipe trains with unless it says otherwise (toy.recipes.Recipe.config_dict); new scenes are
+        drawn with the bench's sampling steps."""
+        return {
+            "steps": self.train_steps,
+            "learning_rate": self.learning_rate,
+            "rank": self.rank,
+            "batch_size": self.batch_size,
+            "draw_steps": self.sampling_steps,
+        }
+
     @classmethod
     def quick(cls) -> LeakageSettings:
         """Checks the machinery, not the conclusions: one motion, 2 prompts, 1 seed, 20 steps."""
@@ -370,8 +282,8 @@ class LeakageSettings:
                         f"skips); on {self.model} choose among: {', '.join(DIT_VARIANTS)}"
                     )
         for name in self.foreign:
-            if name not in TRAININGS:
-                raise MotionsepError(f"unknown training '{name}' for the foreign clips{closest(name, TRAININGS)}")
+            if name not in RECIPES:
+                raise MotionsepError(f"unknown training '{name}' for the foreign clips{closest(name, RECIPES)}")
         if not 1 <= self.prompts <= len(BENCH_LOOKS):
             raise MotionsepError(f"prompts must be 1-{len(BENCH_LOOKS)}, got {self.prompts}")
         if not self.learning_rate > 0:
@@ -395,25 +307,10 @@ def _train_one(work: Path, motion: str, name: str, settings: LeakageSettings, pr
     out = work / motion / "loras" / name
     if (out / "motionsep.json").is_file():
         return out  # finished in an earlier (interrupted) run with the same settings
-    spec = TRAININGS[name]
+    spec = RECIPES[name]
     clips = _reference_folder(work / motion, spec.vary) / "clips"
     data = clips if spec.clips >= 4 else clips / f"{motion}-0.mp4"
-    config = toy_training_config(
-        data,
-        out,
-        model=settings.model,
-        method=spec.method,
-        steps=spec.steps or settings.train_steps,
-        learning_rate=spec.learning_rate or settings.learning_rate,
-        rank=spec.rank or settings.rank,
-        batch_size=settings.batch_size,
-        targets=list(spec.targets) if spec.targets else None,
-        augment_copies=spec.augment_copies,
-        augment=spec.augment,
-        loss=spec.loss,
-        object_scale=spec.object_scale,
-        new_shapes=spec.new_shapes,
-    )
+    config = config_from_dict(spec.config_dict(data, out, settings.model, **settings.budget()))
     return train(config, resume=True, progress=progress)  # an interrupted training continues from its checkpoint
 
 
@@ -456,7 +353,7 @@ def run_motion(work: Path, motion: str, settings: LeakageSettings, progress: boo
     if not (reference / "scenes.json").is_file():
         write_reference_clips(reference, motion, count=4, overwrite=True, model=settings.model)
     chosen = [v for v in VARIANTS if v.name in settings.variants]
-    for vary in {TRAININGS[v.training].vary for v in chosen if v.training} - {()}:
+    for vary in {RECIPES[v.training].vary for v in chosen if v.training} - {()}:
         many = _reference_folder(folder, vary)
         if not (many / "scenes.json").is_file():
             write_reference_clips(many, motion, MANY_LOOK_CLIPS, overwrite=True, model=settings.model, vary=vary)
@@ -618,7 +515,7 @@ def run_leakage_bench(
     for motion in settings.motions:
         per_motion[motion] = run_motion(work, motion, settings, progress)
     pooled = pool(per_motion, settings)
-    foreign = run_foreign(work, settings, TRAININGS, progress) if settings.foreign else {}
+    foreign = run_foreign(work, settings, RECIPES, progress) if settings.foreign else {}
     result = {
         "command": command,
         "base_model": _model_card(settings.model),

@@ -180,6 +180,21 @@ def evaluate_video(video: np.ndarray, motions=MOTIONS) -> dict:
     }
 
 
+def frames_as_prompted(video: np.ndarray, shape: str, colour: str) -> np.ndarray:
+    """Per frame, whether the object is drawn as asked: its largest piece mostly of `colour`, and `shape` the
+    best-fitting shape, at least MIN_SHAPE_FIT. It finds a frame drawn worse than the rest (the first, which Wan's
+    causal VAE encodes alone), which the video's verdicts, taken over all frames, hide."""
+    labels = _labels(_content(video))
+    names = list(COLOURS)
+    shown = []
+    for frame in labels:
+        blob = _largest_blob(frame < _N_OBJECT)
+        majority = names[int(np.argmax(np.bincount(frame[blob], minlength=_N_OBJECT)))] if blob.any() else None
+        fits = _shape_fit(blob)
+        shown.append(majority == colour and max(fits, key=lambda s: fits[s]) == shape and fits[shape] >= MIN_SHAPE_FIT)
+    return np.array(shown)
+
+
 def trajectory_error(traj: np.ndarray, reference: np.ndarray) -> float:
     """Mean distance in pixels between two trajectories, both taken relative to their first frame."""
     a = np.asarray(traj) - np.asarray(traj)[0]

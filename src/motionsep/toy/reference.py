@@ -71,9 +71,11 @@ def toy_config_dict(
     loss: str = "standard",
     object_scale: tuple[float, float] | None = None,
     new_shapes: bool = False,
+    draw_steps: int | None = None,
 ) -> dict:
     """The training config for shapes-world clips (the world's clip length for the model; 32x32; no LoRA dropout) as
-    plain data: the demo, the benchmarks and `toy render`'s config.yaml all train with it."""
+    plain data: the demo, the benchmarks and `toy render`'s config.yaml all train with it. `draw_steps`: the sampling
+    steps of new scenes (None: the world's)."""
     from .protocol import world_frames
 
     lora = {"rank": rank, "dropout": 0.0} | ({"targets": targets} if targets else {})
@@ -82,7 +84,7 @@ def toy_config_dict(
         "method": method,
         "output_dir": str(output_dir),
         "data": {"path": str(data), "frames": world_frames(model), "size": [32, 32]}
-        | (_augmentation(augment_copies, augment, object_scale, new_shapes) if augment_copies else {}),
+        | (_augmentation(augment_copies, augment, object_scale, new_shapes, draw_steps) if augment_copies else {}),
         "lora": lora,
         "train": {
             "steps": steps,
@@ -100,7 +102,11 @@ AUGMENTED_COPIES = 3
 
 
 def _augmentation(
-    copies: int, kind: str, object_scale: tuple[float, float] | None = None, new_shapes: bool = False
+    copies: int,
+    kind: str,
+    object_scale: tuple[float, float] | None = None,
+    new_shapes: bool = False,
+    draw_steps: int | None = None,
 ) -> dict:
     """The data keys of appearance augmentation. The swaps read and write the world's own colour words; new scenes
     replace the reference look's background words by the world's other backgrounds, drawn as the bench samples,
@@ -115,7 +121,7 @@ def _augmentation(
         words["new_scenes"] = {
             "phrase": f"on a {REFERENCE_LOOK['background']} background",
             "prompts": [f"on a {b} background" for b in BACKGROUNDS if b != REFERENCE_LOOK["background"]],
-            "steps": TOY_SAMPLING.steps,
+            "steps": draw_steps or TOY_SAMPLING.steps,
             "guidance": TOY_SAMPLING.guidance,
         } | ({"object_scale": list(object_scale)} if object_scale else {})
         if new_shapes:
