@@ -49,6 +49,8 @@ def test_leakage_bench_on_a_dit_runs_the_dit_rows_against_full_lora(wan_world_mo
     assert len(list(foreign.glob("*.mp4"))) == 4
     assert all("moving" not in p.read_text() for p in foreign.glob("*.txt"))  # captions name no motion
     assert "## Foreign clips" in (tmp_path / "leakage.md").read_text()
+    sheet = Image.open(tmp_path / "foreign-sheet.png")  # the reference, the base model and the LoRA: 3 rows
+    assert sheet.height >= 3 * 72 and str(tmp_path / "foreign-sheet.png") in result["sheets"]
     assert result["target"]["baseline"] == "full-lora"
     assert {"tap", "tap-heads", "tap-offsets", "det"} <= set(result["target"]["candidates"])
     report = (tmp_path / "leakage.md").read_text()

@@ -139,6 +139,7 @@ def run_foreign(work: Path, settings, recipes: dict, progress: bool) -> dict[str
     base_file = folder / "base_errors.json"
     if not base_file.is_file():
         videos = MotionPipeline.from_pretrained(settings.model).videos(prompts, seeds, sampling)
+        _keep_first(folder, "base", videos)
         write_json(base_file, path_errors(videos, reference))
     base = json.loads(base_file.read_text())
     rows = {}
@@ -149,7 +150,24 @@ def run_foreign(work: Path, settings, recipes: dict, progress: bool) -> dict[str
             config = recipe.config_dict(clips, folder / "loras" / name, settings.model, **settings.budget())
             lora = train(config_from_dict(for_foreign_captions(config)), resume=True, progress=progress)
             videos = MotionPipeline.from_pretrained(settings.model, lora=str(lora)).videos(prompts, seeds, sampling)
+            _keep_first(folder, name, videos)
             done.parent.mkdir(parents=True, exist_ok=True)
             write_json(done, foreign_row(base, path_errors(videos, reference)))
         rows[name] = json.loads(done.read_text())
+    _sheet(folder, clips, rows, work.parent / "foreign-sheet.png")
     return rows
+
+
+def _keep_first(folder: Path, name: str, videos: np.ndarray) -> None:
+    """The first prompt's first seed, for the contact sheet (a resumed run draws it from here)."""
+    (folder / "first").mkdir(parents=True, exist_ok=True)
+    np.save(folder / "first" / f"{name}.npy", videos[0])
+
+
+def _sheet(folder: Path, clips: Path, rows: dict, path: Path) -> None:
+    """The first reference clip, then the base model and each LoRA for the first prompt and seed."""
+    from ..video import contact_sheet, read_video
+
+    kept = [(name, folder / "first" / f"{name}.npy") for name in ("base", *rows)]
+    shown = [(f"{'base model' if n == 'base' else n}: {PROMPTS[0]}", np.load(f)) for n, f in kept if f.is_file()]
+    contact_sheet([(f"reference: {CAPTION}", read_video(sorted(clips.glob("*.mp4"))[0])), *shown], path, cell=72)

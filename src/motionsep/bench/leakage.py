@@ -283,7 +283,7 @@ class LeakageSettings:
                     )
         for name in self.foreign:
             if name not in RECIPES:
-                raise MotionsepError(f"unknown training '{name}' for the foreign clips{closest(name, RECIPES)}")
+                raise MotionsepError(f"unknown recipe '{name}' for the foreign clips{closest(name, RECIPES)}")
         if not 1 <= self.prompts <= len(BENCH_LOOKS):
             raise MotionsepError(f"prompts must be 1-{len(BENCH_LOOKS)}, got {self.prompts}")
         if not self.learning_rate > 0:
@@ -532,7 +532,8 @@ def run_leakage_bench(
         "target": asdict(target_for(settings.model)),
         "pooled": pooled,
         "foreign": foreign,
-        "sheets": [str(out / f"leakage-sheet-{m}.png") for m in settings.motions],
+        "sheets": [str(out / f"leakage-sheet-{m}.png") for m in settings.motions]
+        + ([str(out / "foreign-sheet.png")] if foreign else []),
     }
     write_report(out, result)
     return result

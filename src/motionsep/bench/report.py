@@ -256,7 +256,7 @@ def _foreign_lines(rows: dict) -> list[str]:
             f"| {name} | {row['base_error']['value']:.2f} | {row['lora_error']['value']:.2f} | "
             f"{row['difference']['value']:+.2f} [{lo:+.2f}, {hi:+.2f}] | {'yes' if row['carries_motion'] else 'no'} |"
         )
-    return [*lines, ""]
+    return [*lines, "", "![the reference, the base model and each LoRA](foreign-sheet.png)", ""]
 
 
 def _sweep_choice(pooled: dict, group: list[str]) -> str:

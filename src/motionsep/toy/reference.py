@@ -97,7 +97,7 @@ def toy_config_dict(
 
 
 # Augmented copies of each of 4 reference clips: 16 clips in all, as many as the multi-look control (the bench's
-# augmentation rows and the demo's PRESET+AUGMENTATION methods).
+# augmentation recipes, toy.recipes).
 AUGMENTED_COPIES = 3
 
 
