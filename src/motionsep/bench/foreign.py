@@ -21,6 +21,7 @@ import numpy as np
 from ..stats import mean_ci
 from ..tracks import moving_tracks, point_tracks
 from ..video import write_mp4
+from .report import FOREIGN_SHEET
 
 SIZE = 32
 COLOUR = (250, 140, 20)  # orange: none of the world's five
@@ -154,7 +155,7 @@ def run_foreign(work: Path, settings, recipes: dict, progress: bool) -> dict[str
             done.parent.mkdir(parents=True, exist_ok=True)
             write_json(done, foreign_row(base, path_errors(videos, reference)))
         rows[name] = json.loads(done.read_text())
-    _sheet(folder, clips, rows, work.parent / "foreign-sheet.png")
+    _sheet(folder, clips, rows, work.parent / FOREIGN_SHEET)
     return rows
 
 

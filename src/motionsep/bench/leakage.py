@@ -34,7 +34,7 @@ from ..toy.world import HELD_OUT_MOTIONS, Scene, caption
 from ..train import train
 from ..video import contact_sheet
 from .foreign import run_foreign
-from .report import machine_line, write_json
+from .report import FOREIGN_SHEET, machine_line, write_json
 
 
 @dataclass(frozen=True)
@@ -533,7 +533,7 @@ def run_leakage_bench(
         "pooled": pooled,
         "foreign": foreign,
         "sheets": [str(out / f"leakage-sheet-{m}.png") for m in settings.motions]
-        + ([str(out / "foreign-sheet.png")] if foreign else []),
+        + ([str(out / FOREIGN_SHEET)] if foreign else []),
     }
     write_report(out, result)
     return result

@@ -13,6 +13,8 @@ from ..checkpoint import atomic_write_text
 FUSED_GENERATION = "tap + AH + PLI, LoRA fused"
 BASE_AGAIN = "base, timed again last"  # its ratio to the first base is the noise of every ratio beside it
 
+FOREIGN_SHEET = "foreign-sheet.png"  # the foreign-clips check's contact sheet, beside the report
+
 
 def machine_line() -> str:
     import torch
@@ -256,7 +258,7 @@ def _foreign_lines(rows: dict) -> list[str]:
             f"| {name} | {row['base_error']['value']:.2f} | {row['lora_error']['value']:.2f} | "
             f"{row['difference']['value']:+.2f} [{lo:+.2f}, {hi:+.2f}] | {'yes' if row['carries_motion'] else 'no'} |"
         )
-    return [*lines, "", "![the reference, the base model and each LoRA](foreign-sheet.png)", ""]
+    return [*lines, "", f"![the reference, the base model and each LoRA]({FOREIGN_SHEET})", ""]
 
 
 def _sweep_choice(pooled: dict, group: list[str]) -> str:

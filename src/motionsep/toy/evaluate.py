@@ -117,6 +117,17 @@ def _shape_fit(mask: np.ndarray) -> dict[str, float]:
     return fits
 
 
+def _majority_colour(object_labels: np.ndarray) -> str:
+    """The world's colour most of the object's pixels (palette indices) are nearest; the first with no pixels."""
+    return list(COLOURS)[int(np.argmax(np.bincount(object_labels, minlength=_N_OBJECT)))]
+
+
+def _named_shape(fit: dict[str, float]) -> str:
+    """The best-fitting shape of `_shape_fit`'s scores, or UNRECOGNISED below MIN_SHAPE_FIT."""
+    best = max(SHAPES, key=lambda s: fit[s])
+    return best if fit[best] >= MIN_SHAPE_FIT else UNRECOGNISED
+
+
 def trajectory(video: np.ndarray) -> np.ndarray:
     """Object centroid (x, y) per frame, (frames, 2); frames without the object are interpolated."""
     video = _content(video)
@@ -146,8 +157,7 @@ def evaluate_video(video: np.ndarray, motions=MOTIONS) -> dict:
     video = _content(video)
     labels = _labels(video)
     obj = labels < _N_OBJECT
-    colour_votes = np.bincount(labels[obj], minlength=_N_OBJECT) if obj.any() else np.zeros(_N_OBJECT)
-    colour = list(COLOURS)[int(np.argmax(colour_votes))]
+    colour = _majority_colour(labels[obj])
     x0, y0, x1, y1 = WINDOW_BOX
     in_window = np.zeros(video.shape[1:3], bool)
     in_window[y0:y1, x0:x1] = True
@@ -165,7 +175,7 @@ def evaluate_video(video: np.ndarray, motions=MOTIONS) -> dict:
     fits = [_shape_fit(m) for m in blobs]
     fit = {s: float(np.mean([f[s] for f in fits])) for s in SHAPES}
     best = max(SHAPES, key=lambda s: fit[s])
-    shape = best if fit[best] >= MIN_SHAPE_FIT else UNRECOGNISED
+    shape = _named_shape(fit)
     size = min(SIZES, key=lambda z: abs(np.log(max(area, 1.0)) - np.log(protos["area"][(best, z)])))
     traj = trajectory(video)
     return {
@@ -184,14 +194,10 @@ def frames_as_prompted(video: np.ndarray, shape: str, colour: str) -> np.ndarray
     """Per frame, whether the object is drawn as asked: its largest piece mostly of `colour`, and `shape` the
     best-fitting shape, at least MIN_SHAPE_FIT. It finds a frame drawn worse than the rest (the first, which Wan's
     causal VAE encodes alone), which the video's verdicts, taken over all frames, hide."""
-    labels = _labels(_content(video))
-    names = list(COLOURS)
     shown = []
-    for frame in labels:
+    for frame in _labels(_content(video)):
         blob = _largest_blob(frame < _N_OBJECT)
-        majority = names[int(np.argmax(np.bincount(frame[blob], minlength=_N_OBJECT)))] if blob.any() else None
-        fits = _shape_fit(blob)
-        shown.append(majority == colour and max(fits, key=lambda s: fits[s]) == shape and fits[shape] >= MIN_SHAPE_FIT)
+        shown.append(_majority_colour(frame[blob]) == colour and _named_shape(_shape_fit(blob)) == shape)
     return np.array(shown)
 
 

@@ -66,6 +66,8 @@ class Recipe:
 
 
 MANY_LOOK_CLIPS = 16
+# new scenes' object drawn between the world's small and large sizes (its radii 5 and 7 pixels)
+WORLD_SIZES = (SIZES["small"] / SIZES["large"], 1.0)
 # The best one-look recipe the Wan-world bench measured (docs/benchmarks/toy-wan): full-lora on 7 copies of each
 # clip with new scenes, new objects and sizes, and the across-frames loss.
 NEW_LOOKS = "full-lora-new-shapes-sized-across-7"
@@ -107,13 +109,12 @@ RECIPES = {
     "full-lora-new-scenes-across-7-rank-32": Recipe(
         "full-lora", augment_copies=7, augment="new-scenes", loss="across-frames", rank=32
     ),
-    # the object drawn between the world's small and large sizes (its radii 5 and 7 pixels)
     "full-lora-new-scenes-sized-across-7": Recipe(
         "full-lora",
         augment_copies=7,
         augment="new-scenes",
         loss="across-frames",
-        object_scale=(SIZES["small"] / SIZES["large"], 1.0),
+        object_scale=WORLD_SIZES,
     ),
     "full-lora-new-shapes-across-7": Recipe(
         "full-lora", augment_copies=7, augment="new-scenes", loss="across-frames", new_shapes=True
@@ -123,7 +124,7 @@ RECIPES = {
         augment_copies=7,
         augment="new-scenes",
         loss="across-frames",
-        object_scale=(SIZES["small"] / SIZES["large"], 1.0),
+        object_scale=WORLD_SIZES,
         new_shapes=True,
     ),
     "tap-new-scenes-across": Recipe("tap", augment_copies=AUGMENTED_COPIES, augment="new-scenes", loss="across-frames"),
