@@ -11,12 +11,13 @@ import torch
 from PIL import Image
 
 from conftest import plain_wan_video, wan_square
-from motionsep.adapters import MOTION, lora_layers
+from motionsep.adapters import MOTION, add_lora, lora_layers, make_lora_config
 from motionsep.cli import main
 from motionsep.config import config_from_dict
 from motionsep.errors import MotionsepError
 from motionsep.families import WAN_I2V
 from motionsep.generate import MotionPipeline, SamplingSettings
+from motionsep.methods import METHODS, lora_targets
 from motionsep.testing import WAN_FRAMES, WAN_SIZE, tiny_wan_i2v_pipeline, tiny_wan_pipeline
 from motionsep.train import prepare, train
 from motionsep.video import read_video
@@ -148,3 +149,17 @@ def test_the_pipeline_class_tells_image_to_video_from_text_to_video(tmp_path, ca
     assert main(["inspect", "--model", "wan2.2-i2v-a14b-config", "--method", "tap"]) == 0
     out = capsys.readouterr().out
     assert "wan-i2v, 14,288.9 M parameters" in out and "high noise: t >= 900 of 1000" in out
+
+
+def test_full_lora_on_image_to_video_adapts_the_blocks_alone():
+    """Every block's attentions and feed-forward, as on text-to-video: not the image embedder's feed-forward (whose
+    name also ends in ff.net...), not the image key/value projections the text-to-video LoRA cannot fill."""
+    denoiser = tiny_wan_i2v_pipeline().transformer
+    layers = ("to_q", "to_k", "to_v", "to_out.0")
+    expected = {f"blocks.{b}.{a}.{n}" for b in (0, 1) for a in ("attn1", "attn2") for n in layers}
+    expected |= {f"blocks.{b}.ffn.{n}" for b in (0, 1) for n in ("net.0.proj", "net.2")}
+    names = lora_targets(denoiser, METHODS["full-lora"])["temporal"]
+    assert set(names) == expected
+    add_lora(denoiser, make_lora_config(names, 4, None, 0.0), MOTION)  # peft matches by suffix: nothing more
+    assert {n for n, m in denoiser.named_modules() if m in lora_layers(denoiser, MOTION)} == expected
+    assert any(name.startswith("condition_embedder.image_embedder.ff") for name, _ in denoiser.named_modules())
