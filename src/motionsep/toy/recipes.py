@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .reference import AUGMENTED_COPIES, NAMED, toy_config_dict
 from .world import SIZES
@@ -32,36 +33,24 @@ class Recipe:
     # check trains them twice its 20)
     steps_factor: int = 1
 
-    def config_dict(
-        self,
-        data: str | Path,
-        output_dir: str | Path,
-        model: str,
-        *,
-        steps: int = 300,
-        learning_rate: float = 1e-3,
-        rank: int = 16,
-        batch_size: int = 4,
-        draw_steps: int | None = None,
-    ) -> dict:
-        """The training config (toy.reference.toy_config_dict) for `data`, the recipe's own settings over the
-        caller's; `draw_steps`: the sampling steps of new scenes (None: the world's)."""
+    def config_dict(self, data: str | Path, output_dir: str | Path, model: str, *, steps: int, **budget: Any) -> dict:
+        """The training config (toy.reference.toy_config_dict) for `data`: the recipe's own settings over the
+        caller's `steps` and `budget` (toy_config_dict's learning_rate, rank, batch_size, draw_steps; what is not
+        given keeps its default there)."""
+        own = {"learning_rate": self.learning_rate, "rank": self.rank}
         return toy_config_dict(
             data,
             output_dir,
             model=model,
             method=self.method,
             steps=self.steps_factor * steps,
-            learning_rate=self.learning_rate or learning_rate,
-            rank=self.rank or rank,
-            batch_size=batch_size,
             targets=list(self.targets) if self.targets else None,
             augment_copies=self.augment_copies,
             augment=self.augment,
             loss=self.loss,
             object_scale=self.object_scale,
             new_shapes=self.new_shapes,
-            draw_steps=draw_steps,
+            **budget | {key: value for key, value in own.items() if value},
         )
 
 
