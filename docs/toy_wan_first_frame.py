@@ -12,15 +12,14 @@ import torch
 
 from motionsep.generate import MotionPipeline
 from motionsep.toy.evaluate import frames_as_prompted
-from motionsep.toy.pretrain_wan import WAN_FRAMES, encode_latents
+from motionsep.toy.pretrain_wan import WAN_FRAMES
 from motionsep.toy.world import PRETRAIN_MOTIONS, random_scene, render
 
 rng = random.Random(0)
 scenes = [random_scene(rng, motions=PRETRAIN_MOTIONS) for _ in range(96)]
 clips = torch.from_numpy(np.stack([render(s, WAN_FRAMES) for s in scenes])).float().permute(0, 4, 1, 2, 3) / 127.5 - 1
 vae = MotionPipeline.from_pretrained("toy-wan").pipe.vae
-mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+std = torch.tensor(vae.config.latents_std)
 
 
 def shown(x: torch.Tensor) -> np.ndarray:
@@ -35,12 +34,12 @@ def report(label: str, x: torch.Tensor) -> None:
 
 
 with torch.no_grad():
-    mode = encode_latents(vae, clips)
+    posterior = vae.encode(clips).latent_dist  # once: the mode and the samples are read from it
     print("| decoded from | first frames as prompted | later frames |\n|---|---|---|")
     report("the renders themselves", clips)
-    report("the posterior's mode", vae.decode(mode * std + mean).sample)
+    report("the posterior's mode", vae.decode(posterior.mode()).sample)
     for seed in (1, 2):
-        sample = encode_latents(vae, clips, torch.Generator().manual_seed(seed))
-        report(f"a posterior sample (seed {seed})", vae.decode(sample * std + mean).sample)
-    spread = vae.encode(clips).latent_dist.std.mean(dim=(0, 2, 3, 4)) / torch.tensor(vae.config.latents_std)
+        sample = posterior.sample(generator=torch.Generator().manual_seed(seed))
+        report(f"a posterior sample (seed {seed})", vae.decode(sample).sample)
+    spread = posterior.std.mean(dim=(0, 2, 3, 4)) / std.flatten()
     print("posterior std over the latents' spread, per channel:", np.round(spread.numpy(), 2).tolist())
